@@ -1,0 +1,187 @@
+//! User administration, for role `admin`.
+
+use common::domain::Role;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::extract::BearerAuth;
+use crate::auth::sessions;
+use crate::auth::tokens::Claims;
+use crate::error::{ApiError, ApiResult, status};
+use crate::platform::ApiTags;
+use crate::platform::json_body::JsonBody;
+use crate::platform::pagination::{Page, PageRequest};
+use crate::users::model::{RoleName, UserProfile, UserRow};
+use crate::users::{current_user, parse_profile_changes, repo};
+
+/// Admin endpoints.
+#[derive(Debug)]
+pub struct AdminApi {
+    state: AppState,
+}
+
+impl AdminApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// The caller, if they are an active admin *now*: the role is read from the database, not
+    /// trusted from the token, so a demotion takes effect at once.
+    async fn require_admin(&self, claims: &Claims) -> Result<UserRow, ApiError> {
+        let user = current_user(&self.state.db, claims).await?;
+        if user.role == Role::Admin {
+            Ok(user)
+        } else {
+            Err(ApiError::Forbidden("administrator role required".into()))
+        }
+    }
+}
+
+/// Changes an admin may make to any account; omitted fields stay as they are.
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUpdateUser {
+    /// New email address.
+    pub email: Option<String>,
+    /// New username.
+    pub username: Option<String>,
+    /// New role.
+    pub role: Option<RoleName>,
+    /// Enable or disable the account; disabling revokes its sessions.
+    pub is_active: Option<bool>,
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+const ADMIN: u32 = status::AUTHED | status::FORBIDDEN;
+
+fn conflict(detail: &str) -> ApiError {
+    ApiError::Conflict {
+        detail: detail.into(),
+        field: None,
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1/admin", tag = "ApiTags::Admin")]
+impl AdminApi {
+    /// List users, newest first; search by email or username, filter by role and state.
+    #[oai(path = "/users", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_users(
+        &self,
+        auth: BearerAuth,
+        /// Page number, from 1.
+        page: Query<Option<u32>>,
+        /// Items per page, 1–100 (default 20).
+        per_page: Query<Option<u32>>,
+        /// Case-insensitive substring of email or username.
+        q: Query<Option<String>>,
+        /// Only users with this role.
+        role: Query<Option<RoleName>>,
+        /// Only active (`true`) or disabled (`false`) users.
+        active: Query<Option<bool>>,
+    ) -> ApiResult<Json<Page<UserProfile>>, { ADMIN | status::VALIDATION }> {
+        self.require_admin(&auth.0).await?;
+        let request = PageRequest::parse(page.0, per_page.0)?;
+        let search = q.0.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty());
+        if search.as_ref().is_some_and(|text| text.chars().count() > 254) {
+            return Err(ApiError::invalid("q", "must be at most 254 characters").into());
+        }
+        let filter = repo::UserFilter {
+            search,
+            role: role.0.map(Role::from),
+            is_active: active.0,
+        };
+        let (rows, total) = repo::list(&self.state.db, &filter, request.limit(), request.offset()).await?;
+        let items = rows.into_iter().map(UserProfile::from).collect();
+        Ok(Json(Page::new(items, request, total)))
+    }
+
+    /// One user.
+    #[oai(path = "/users/:id", method = "get")]
+    async fn get_user(
+        &self,
+        auth: BearerAuth,
+        /// The user's id.
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<UserProfile>, { ADMIN | status::NOT_FOUND }> {
+        self.require_admin(&auth.0).await?;
+        let user = repo::find(&self.state.db, id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        Ok(Json(user.into()))
+    }
+
+    /// Change a user's email, username, role or active state.
+    ///
+    /// Demoting or disabling the last active administrator is refused (409).
+    #[oai(path = "/users/:id", method = "patch")]
+    async fn update_user(
+        &self,
+        auth: BearerAuth,
+        /// The user's id.
+        id: Path<Uuid>,
+        body: JsonBody<AdminUpdateUser>,
+    ) -> ApiResult<Json<UserProfile>, { ADMIN | status::BODY | status::NOT_FOUND | status::CONFLICT }> {
+        self.require_admin(&auth.0).await?;
+        let request = body.0;
+        let mut changes = parse_profile_changes(request.email.as_deref(), request.username.as_deref())?;
+        changes.role = request.role.map(Role::from);
+        changes.is_active = request.is_active;
+
+        let mut tx = self.state.db.begin().await?;
+        let target = repo::find(&mut *tx, id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        let loses_admin = target.role == Role::Admin
+            && target.is_active
+            && (changes.role == Some(Role::User) || changes.is_active == Some(false));
+        if loses_admin && repo::lock_active_admins(&mut *tx).await? <= 1 {
+            return Err(conflict("the last active administrator cannot be demoted or disabled").into());
+        }
+        let user = repo::update(&mut *tx, id.0, &changes)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        if changes.is_active == Some(false) {
+            sessions::revoke_all(&mut *tx, user.id).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(admin_id = %auth.0.sub, user_id = %user.id, "user updated by admin");
+        Ok(Json(user.into()))
+    }
+
+    /// Delete a user and everything they own.
+    ///
+    /// Deleting the last active administrator is refused (409).
+    #[oai(path = "/users/:id", method = "delete")]
+    async fn delete_user(
+        &self,
+        auth: BearerAuth,
+        /// The user's id.
+        id: Path<Uuid>,
+    ) -> ApiResult<NoContent, { ADMIN | status::NOT_FOUND | status::CONFLICT }> {
+        self.require_admin(&auth.0).await?;
+        let mut tx = self.state.db.begin().await?;
+        let target = repo::find(&mut *tx, id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("user"))?;
+        if target.role == Role::Admin && target.is_active && repo::lock_active_admins(&mut *tx).await? <= 1 {
+            return Err(conflict("the last active administrator cannot be deleted").into());
+        }
+        repo::delete(&mut *tx, target.id).await?;
+        tx.commit().await?;
+        tracing::info!(admin_id = %auth.0.sub, user_id = %target.id, "user deleted by admin");
+        Ok(NoContent::Done)
+    }
+}

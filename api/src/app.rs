@@ -1,0 +1,142 @@
+//! Builds the whole HTTP application from configuration, in one place.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use common::redis::Redis;
+use metrics_exporter_prometheus::PrometheusHandle;
+use poem::middleware::{Compression, Cors, SetHeader};
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+use sqlx::PgPool;
+
+use crate::admin::AdminApi;
+use crate::auth::AuthApi;
+use crate::auth::passwords::PasswordHasher;
+use crate::auth::tokens::TokenKeys;
+use crate::config::ApiConfig;
+use crate::health::HealthApi;
+use crate::platform::body_limit::BodyLimit;
+use crate::platform::rate_limit::RateLimit;
+use crate::platform::request_context::RequestContext;
+use crate::users::UsersApi;
+
+/// What every handler may use, built once at start-up and shared by reference.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ApiConfig>,
+    pub db: PgPool,
+    pub redis: Redis,
+    pub tokens: Arc<TokenKeys>,
+    pub passwords: PasswordHasher,
+    pub metrics: PrometheusHandle,
+    pub started_at: Instant,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// Creates the state from configuration and already-open connections.
+    pub fn new(
+        config: ApiConfig,
+        db: PgPool,
+        redis: Redis,
+        metrics: PrometheusHandle,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            tokens: Arc::new(TokenKeys::new(&config.auth)),
+            passwords: PasswordHasher::new(&config.auth)?,
+            config: Arc::new(config),
+            db,
+            redis,
+            metrics,
+            started_at: Instant::now(),
+        })
+    }
+}
+
+/// The OpenAPI service: every operation of the API.
+pub fn openapi(state: &AppState) -> OpenApiService<(HealthApi, AuthApi, UsersApi, AdminApi), ()> {
+    OpenApiService::new(
+        (
+            HealthApi::new(state.clone()),
+            AuthApi::new(state.clone()),
+            UsersApi::new(state.clone()),
+            AdminApi::new(state.clone()),
+        ),
+        "Coinpulse API",
+        common::VERSION,
+    )
+    .description(
+        "Crypto-portfolio backend. Errors are RFC 9457 problem details \
+         (`application/problem+json`) with `code`, `request_id` and, for validation, \
+         `errors: [{field, message}]`. Every response carries `X-Request-ID`.",
+    )
+    .server("/")
+}
+
+/// The complete endpoint with every middleware, ready to serve.
+pub fn build_app(state: AppState) -> impl Endpoint + 'static {
+    let api = openapi(&state);
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let routes = Route::new()
+        .nest("/", api)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs);
+
+    let http = &state.config.http;
+    routes
+        .with(RateLimit::new(
+            &state.config.rate_limit,
+            http,
+            state.tokens.clone(),
+        ))
+        .with(BodyLimit::new(http.max_body_bytes))
+        .with(Compression::new())
+        .with(cors(&http.cors_origins))
+        .data(state.tokens.clone())
+        .with(RequestContext::new(http.request_timeout))
+        // Outside the request context so that problem responses get the headers too.
+        .with(security_headers())
+}
+
+fn cors(origins: &str) -> Cors {
+    let cors = Cors::new()
+        .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allow_headers(["authorization", "content-type", "x-request-id", "idempotency-key", "if-match"])
+        .expose_headers([
+            "x-request-id",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-reset",
+            "retry-after",
+            "location",
+            "etag",
+        ])
+        .max_age(600);
+    let origins: Vec<&str> = origins
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .collect();
+    if origins.contains(&"*") {
+        cors
+    } else {
+        cors.allow_origins(origins)
+    }
+}
+
+/// Headers for an API that serves JSON to programs (and HTML docs at `/docs`).
+fn security_headers() -> SetHeader {
+    SetHeader::new()
+        .overriding("x-content-type-options", "nosniff")
+        .overriding("x-frame-options", "DENY")
+        .overriding("referrer-policy", "no-referrer")
+        .overriding("cross-origin-opener-policy", "same-origin")
+        .overriding("strict-transport-security", "max-age=31536000; includeSubDomains")
+}

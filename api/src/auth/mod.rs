@@ -1,0 +1,266 @@
+//! Registration, login and the token lifecycle.
+
+pub mod extract;
+pub mod passwords;
+pub mod sessions;
+pub mod tokens;
+
+use chrono::Utc;
+use common::domain::Role;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde::Deserialize;
+
+use self::extract::BearerAuth;
+use self::passwords::Verification;
+use self::sessions::Rotation;
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, status};
+use crate::platform::ApiTags;
+use crate::platform::json_body::JsonBody;
+use crate::users::model::{UserProfile, UserRow};
+use crate::users::{repo, validate};
+
+/// Authentication endpoints.
+#[derive(Debug)]
+pub struct AuthApi {
+    state: AppState,
+}
+
+impl AuthApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// A new account.
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields, example)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// Email address (unique, case-insensitive; at most 254 characters).
+    pub email: String,
+    /// 3–32 letters, digits, `_`, `-` or `.`, starting with a letter or digit (unique).
+    pub username: String,
+    /// 8–128 characters.
+    pub password: String,
+}
+
+impl poem_openapi::types::Example for RegisterRequest {
+    fn example() -> Self {
+        Self {
+            email: "ada@example.com".into(),
+            username: "ada".into(),
+            password: "correct horse battery".into(),
+        }
+    }
+}
+
+/// Credentials.
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields, example)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// Email address (any case).
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+impl poem_openapi::types::Example for LoginRequest {
+    fn example() -> Self {
+        Self {
+            email: "ada@example.com".into(),
+            password: "correct horse battery".into(),
+        }
+    }
+}
+
+/// A refresh token, for `/auth/refresh` and `/auth/logout`.
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    /// The opaque refresh token from login, register or a previous refresh.
+    pub refresh_token: String,
+}
+
+/// A new pair of tokens.
+#[derive(Debug, Object)]
+pub struct TokenResponse {
+    /// Short-lived JWT for `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Opaque, single-use token to get the next pair; rotated on every refresh.
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The authenticated user.
+    pub user: UserProfile,
+}
+
+#[derive(ApiResponse)]
+enum Registered {
+    /// The account was created and is logged in.
+    #[oai(status = 201)]
+    Created(Json<TokenResponse>),
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+impl AuthApi {
+    /// Starts a session for `user` inside `tx` and signs its first access token.
+    async fn start_session(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        user: UserRow,
+    ) -> Result<TokenResponse, ApiError> {
+        let refresh = sessions::issue(&mut *tx, user.id, None, self.state.config.auth.refresh_ttl).await?;
+        self.token_response(user, refresh.token)
+    }
+
+    fn token_response(&self, user: UserRow, refresh_token: String) -> Result<TokenResponse, ApiError> {
+        let access_token = self.state.tokens.issue(user.id, user.role)?;
+        Ok(TokenResponse {
+            access_token,
+            refresh_token,
+            token_type: "Bearer".into(),
+            expires_in: self.state.tokens.access_ttl().as_secs(),
+            user: user.into(),
+        })
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1/auth", tag = "ApiTags::Auth")]
+impl AuthApi {
+    /// Create an account and log in.
+    #[oai(path = "/register", method = "post")]
+    async fn register(
+        &self,
+        body: JsonBody<RegisterRequest>,
+    ) -> ApiResult<Registered, { status::ALWAYS | status::BODY | status::CONFLICT }> {
+        let request = body.0;
+        let fields = validate::all(vec![
+            validate::email("email", &request.email),
+            validate::username("username", &request.username),
+            validate::new_password("password", &request.password),
+        ])
+        .map_err(ApiError::Validation)?;
+        let [email, username, password] = <[String; 3]>::try_from(fields)
+            .map_err(|_| ApiError::Internal(anyhow::anyhow!("validated field count")))?;
+
+        let password_hash = self.state.passwords.hash(&password).await?;
+        let mut tx = self.state.db.begin().await?;
+        let user = repo::insert(
+            &mut *tx,
+            &repo::NewUser {
+                email: &email,
+                username: &username,
+                password_hash: &password_hash,
+                role: Role::User,
+            },
+        )
+        .await?;
+        let response = self.start_session(&mut tx, user).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %response.user.id, "user registered");
+        Ok(Registered::Created(Json(response)))
+    }
+
+    /// Log in with email and password.
+    ///
+    /// An unknown email and a wrong password get the same 401 after the same amount of work.
+    #[oai(path = "/login", method = "post")]
+    async fn login(
+        &self,
+        body: JsonBody<LoginRequest>,
+    ) -> ApiResult<Json<TokenResponse>, { status::AUTHED | status::BODY | status::FORBIDDEN }> {
+        let request = body.0;
+        let user = repo::find_by_email(&self.state.db, request.email.trim()).await?;
+        let verification = self
+            .state
+            .passwords
+            .verify(&request.password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        let user = match (user, verification) {
+            (Some(user), Verification::Match | Verification::MatchRehashed(_)) if !user.is_active => {
+                return Err(ApiError::Forbidden("this account is disabled".into()).into());
+            }
+            (Some(user), Verification::Match) => user,
+            (Some(user), Verification::MatchRehashed(new_hash)) => {
+                repo::set_password_hash(&self.state.db, user.id, &new_hash).await?;
+                user
+            }
+            _ => return Err(ApiError::Unauthorized("invalid email or password".into()).into()),
+        };
+        let mut tx = self.state.db.begin().await?;
+        let now = Utc::now();
+        repo::touch_last_login(&mut *tx, user.id, now).await?;
+        let user = UserRow {
+            last_login_at: Some(now),
+            ..user
+        };
+        let response = self.start_session(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(Json(response))
+    }
+
+    /// Trade a refresh token for a new pair.
+    ///
+    /// The presented token is used up. Presenting it again revokes its whole session (every
+    /// token descended from the same login) and answers 401.
+    #[oai(path = "/refresh", method = "post")]
+    async fn refresh(
+        &self,
+        body: JsonBody<RefreshRequest>,
+    ) -> ApiResult<Json<TokenResponse>, { status::AUTHED | status::BODY }> {
+        let mut tx = self.state.db.begin().await?;
+        let rotation = sessions::rotate(&mut tx, &body.0.refresh_token, self.state.config.auth.refresh_ttl).await?;
+        let (user_id, token) = match rotation {
+            Rotation::Rotated { user_id, token } => (user_id, token),
+            Rotation::ReuseDetected => {
+                // Commit the revocation before refusing.
+                tx.commit().await?;
+                tracing::warn!("refresh token reuse detected; session revoked");
+                return Err(ApiError::Unauthorized("refresh token reuse detected; the session was revoked".into()).into());
+            }
+            Rotation::Refused => {
+                return Err(ApiError::Unauthorized("the refresh token is invalid or expired".into()).into());
+            }
+        };
+        let user = match repo::find(&mut *tx, user_id).await? {
+            Some(user) if user.is_active => user,
+            _ => return Err(ApiError::Unauthorized("the refresh token is invalid or expired".into()).into()),
+        };
+        let response = self.token_response(user, token.token)?;
+        tx.commit().await?;
+        Ok(Json(response))
+    }
+
+    /// End the session a refresh token belongs to.
+    ///
+    /// Idempotent: an unknown or already revoked token also answers 204.
+    #[oai(path = "/logout", method = "post")]
+    async fn logout(
+        &self,
+        body: JsonBody<RefreshRequest>,
+    ) -> ApiResult<NoContent, { status::ALWAYS | status::BODY }> {
+        sessions::revoke_session_of(&self.state.db, &body.0.refresh_token).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// End every session of the caller.
+    #[oai(path = "/logout-all", method = "post")]
+    async fn logout_all(&self, auth: BearerAuth) -> ApiResult<NoContent, { status::AUTHED }> {
+        let revoked = sessions::revoke_all(&self.state.db, auth.0.sub).await?;
+        tracing::info!(user_id = %auth.0.sub, revoked, "all sessions revoked");
+        Ok(NoContent::Done)
+    }
+}

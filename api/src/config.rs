@@ -1,0 +1,222 @@
+//! The api binary's configuration, read once in `main` and passed down.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::config::{CommonConfig, ConfigProblem, parse_duration};
+use common::secret::Secret;
+
+/// Signing key used when `JWT_SECRET` is unset outside production. Public, so never safe.
+const DEV_JWT_SECRET: &str = "coinpulse-development-only-jwt-secret-change-me";
+
+/// Everything the API needs to start.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiConfig {
+    #[command(flatten)]
+    pub common: CommonConfig,
+
+    /// Address the HTTP server listens on.
+    #[arg(long = "api-addr", env = "API_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    #[command(flatten)]
+    pub auth: AuthConfig,
+
+    #[command(flatten)]
+    pub http: HttpConfig,
+
+    #[command(flatten)]
+    pub rate_limit: RateLimitConfig,
+}
+
+/// Token and password settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AuthConfig {
+    /// HMAC-SHA256 key for access tokens; required (≥ 32 bytes) in production.
+    #[arg(long = "jwt-secret", env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret<String>>,
+
+    /// `iss` claim written into and required of access tokens.
+    #[arg(long = "jwt-issuer", env = "JWT_ISSUER", default_value = "coinpulse")]
+    pub jwt_issuer: String,
+
+    /// `aud` claim written into and required of access tokens.
+    #[arg(long = "jwt-audience", env = "JWT_AUDIENCE", default_value = "coinpulse-api")]
+    pub jwt_audience: String,
+
+    /// Lifetime of access tokens.
+    #[arg(long = "jwt-access-ttl", env = "JWT_ACCESS_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_ttl: Duration,
+
+    /// Lifetime of refresh tokens.
+    #[arg(long = "jwt-refresh-ttl", env = "JWT_REFRESH_TTL", default_value = "7d", value_parser = parse_duration)]
+    pub refresh_ttl: Duration,
+
+    /// Argon2id memory cost in KiB (OWASP: 19456 = 19 MiB with 2 iterations).
+    #[arg(
+        long = "password-hash-memory-kib",
+        env = "PASSWORD_HASH_MEMORY_KIB",
+        default_value_t = 19_456
+    )]
+    pub password_memory_kib: u32,
+
+    /// Argon2id iterations.
+    #[arg(
+        long = "password-hash-iterations",
+        env = "PASSWORD_HASH_ITERATIONS",
+        default_value_t = 2
+    )]
+    pub password_iterations: u32,
+
+    /// How many password hashes may run at once; the rest queue, so a login flood cannot
+    /// starve other requests of CPU. Defaults to the number of CPUs.
+    #[arg(long = "password-hash-concurrency", env = "PASSWORD_HASH_CONCURRENCY")]
+    pub password_concurrency: Option<usize>,
+}
+
+impl AuthConfig {
+    /// The signing key: the configured one, or the development default.
+    pub fn signing_secret(&self) -> &str {
+        self.jwt_secret
+            .as_ref()
+            .map_or(DEV_JWT_SECRET, |secret| secret.expose().as_str())
+    }
+}
+
+/// HTTP behaviour.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpConfig {
+    /// Allowed CORS origins, comma-separated, or `*` for any.
+    #[arg(long = "cors-origins", env = "CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long = "max-body-bytes", env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+
+    /// How many reverse proxies in front of the API append to `X-Forwarded-For`. 0 (default)
+    /// ignores the header and rate-limits by the socket's peer address.
+    #[arg(long = "trusted-proxy-hops", env = "TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: usize,
+
+    /// Upper bound on handling one request.
+    #[arg(long = "request-timeout", env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+
+    /// How long in-flight requests may take to finish after SIGTERM.
+    #[arg(long = "shutdown-timeout", env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// Request rate limits (token buckets per caller).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RateLimitConfig {
+    /// Sustained requests per minute per user (or per IP when anonymous).
+    #[arg(long = "rate-limit-per-minute", env = "RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    pub per_minute: u32,
+
+    /// Requests a caller may burst above the sustained rate.
+    #[arg(long = "rate-limit-burst", env = "RATE_LIMIT_BURST", default_value_t = 100)]
+    pub burst: u32,
+
+    /// Sustained requests per minute per IP on `/api/v1/auth/*`.
+    #[arg(
+        long = "auth-rate-limit-per-minute",
+        env = "AUTH_RATE_LIMIT_PER_MINUTE",
+        default_value_t = 20
+    )]
+    pub auth_per_minute: u32,
+
+    /// Burst on `/api/v1/auth/*`.
+    #[arg(long = "auth-rate-limit-burst", env = "AUTH_RATE_LIMIT_BURST", default_value_t = 10)]
+    pub auth_burst: u32,
+}
+
+impl ApiConfig {
+    /// Every invalid setting, one line each; empty when the configuration is usable.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = self.common.problems();
+        let production = self.common.app_env.is_production();
+        match &self.auth.jwt_secret {
+            None if production => problems.push(ConfigProblem::new(
+                "JWT_SECRET",
+                "is required in production (at least 32 bytes)",
+            )),
+            Some(secret) if secret.expose().len() < 32 && production => {
+                problems.push(ConfigProblem::new(
+                    "JWT_SECRET",
+                    "must be at least 32 bytes in production",
+                ));
+            }
+            Some(secret) if secret.expose().is_empty() => {
+                problems.push(ConfigProblem::new("JWT_SECRET", "must not be empty"));
+            }
+            _ => {}
+        }
+        if self.auth.access_ttl.is_zero() {
+            problems.push(ConfigProblem::new("JWT_ACCESS_TTL", "must be positive"));
+        }
+        if self.auth.refresh_ttl <= self.auth.access_ttl {
+            problems.push(ConfigProblem::new(
+                "JWT_REFRESH_TTL",
+                "must be longer than JWT_ACCESS_TTL",
+            ));
+        }
+        if self.auth.password_memory_kib < 8 * 1024 && production {
+            problems.push(ConfigProblem::new(
+                "PASSWORD_HASH_MEMORY_KIB",
+                "must be at least 8192 in production",
+            ));
+        }
+        if self.auth.password_iterations == 0 {
+            problems.push(ConfigProblem::new(
+                "PASSWORD_HASH_ITERATIONS",
+                "must be at least 1",
+            ));
+        }
+        if self.auth.password_concurrency == Some(0) {
+            problems.push(ConfigProblem::new(
+                "PASSWORD_HASH_CONCURRENCY",
+                "must be at least 1",
+            ));
+        }
+        for (variable, value) in [
+            ("RATE_LIMIT_PER_MINUTE", self.rate_limit.per_minute),
+            ("RATE_LIMIT_BURST", self.rate_limit.burst),
+            ("AUTH_RATE_LIMIT_PER_MINUTE", self.rate_limit.auth_per_minute),
+            ("AUTH_RATE_LIMIT_BURST", self.rate_limit.auth_burst),
+        ] {
+            if value == 0 {
+                problems.push(ConfigProblem::new(variable, "must be at least 1"));
+            }
+        }
+        if self.http.max_body_bytes == 0 {
+            problems.push(ConfigProblem::new("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        if production && self.http.cors_origins.trim() == "*" {
+            tracing::warn!("CORS_ORIGINS is * in production: any web origin may call the API");
+        }
+        problems
+    }
+
+    /// A configuration for tests and tools: development defaults, given database and Redis.
+    pub fn for_tests(database_url: &str, redis_url: &str, redis_key_prefix: &str) -> Self {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            config: ApiConfig,
+        }
+        let mut config = Defaults::parse_from(["api"]).config;
+        config.common.app_env = common::config::AppEnv::Development;
+        config.common.database.url = Secret::new(database_url.to_owned());
+        config.common.database.max_connections = 5;
+        config.common.redis.url = Secret::new(redis_url.to_owned());
+        config.common.redis.key_prefix = redis_key_prefix.to_owned();
+        config.auth.jwt_secret = Some(Secret::new("test-secret-that-is-long-enough-0123456789".into()));
+        // Tests hash many passwords; keep Argon2id but cheap.
+        config.auth.password_memory_kib = 1024;
+        config.auth.password_iterations = 1;
+        config
+    }
+}

@@ -1,0 +1,119 @@
+//! Liveness, readiness, version and metrics.
+
+use std::time::Duration;
+
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use crate::app::AppState;
+use crate::error::{ApiError, ApiResult, status};
+use crate::platform::ApiTags;
+
+/// How long a readiness check waits for each dependency.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Health endpoints.
+#[derive(Debug)]
+pub struct HealthApi {
+    state: AppState,
+}
+
+impl HealthApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// Version and uptime of this process.
+#[derive(Debug, Object)]
+pub struct HealthInfo {
+    /// Always `ok` when the process answers.
+    pub status: String,
+    /// The build's version.
+    pub version: String,
+    /// Seconds since this process started.
+    pub uptime_seconds: u64,
+    /// `development` or `production`.
+    pub environment: String,
+}
+
+/// Status of each dependency.
+#[derive(Debug, Object)]
+pub struct Readiness {
+    /// `ready`.
+    pub status: String,
+    /// `ok` for Postgres.
+    pub postgres: String,
+    /// `ok` for Redis.
+    pub redis: String,
+}
+
+/// Liveness answer.
+#[derive(Debug, Object)]
+pub struct Liveness {
+    /// Always `ok`.
+    pub status: String,
+}
+
+#[derive(ApiResponse)]
+enum MetricsResponse {
+    /// Prometheus text exposition format.
+    #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
+    Ok(PlainText<String>),
+}
+
+#[OpenApi(tag = "ApiTags::Operations")]
+impl HealthApi {
+    /// Version and uptime.
+    #[oai(path = "/health", method = "get")]
+    async fn health(&self) -> Json<HealthInfo> {
+        Json(HealthInfo {
+            status: "ok".into(),
+            version: common::VERSION.into(),
+            uptime_seconds: self.state.started_at.elapsed().as_secs(),
+            environment: self.state.config.common.app_env.as_str().into(),
+        })
+    }
+
+    /// Liveness: the process serves HTTP. Never checks dependencies.
+    #[oai(path = "/health/live", method = "get")]
+    async fn live(&self) -> Json<Liveness> {
+        Json(Liveness {
+            status: "ok".into(),
+        })
+    }
+
+    /// Readiness: Postgres and Redis both answer within a second; 503 names what failed.
+    #[oai(path = "/health/ready", method = "get")]
+    async fn ready(&self) -> ApiResult<Json<Readiness>, { status::UNAVAILABLE | status::INTERNAL }> {
+        let (postgres, redis) = tokio::join!(
+            common::db::ping(&self.state.db, CHECK_TIMEOUT),
+            self.state.redis.ping(CHECK_TIMEOUT),
+        );
+        let mut failed = Vec::new();
+        if let Err(reason) = &postgres {
+            tracing::warn!(%reason, "readiness: postgres check failed");
+            failed.push("postgres");
+        }
+        if let Err(reason) = &redis {
+            tracing::warn!(%reason, "readiness: redis check failed");
+            failed.push("redis");
+        }
+        if !failed.is_empty() {
+            return Err(ApiError::Unavailable(format!("not ready: {} unavailable", failed.join(" and "))).into());
+        }
+        Ok(Json(Readiness {
+            status: "ready".into(),
+            postgres: "ok".into(),
+            redis: "ok".into(),
+        }))
+    }
+
+    /// Prometheus metrics of this process.
+    #[oai(path = "/metrics", method = "get")]
+    async fn metrics(&self) -> MetricsResponse {
+        common::telemetry::record_pool_gauges(&self.state.db);
+        MetricsResponse::Ok(PlainText(self.state.metrics.render()))
+    }
+}

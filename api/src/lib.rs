@@ -1,0 +1,17 @@
+//! The Coinpulse HTTP API.
+//!
+//! Features live in their own modules (`auth`, `users`, `admin`, `health`), each owning its
+//! routes, queries and types; `platform` holds the cross-cutting middleware and `app` wires it
+//! all together from configuration.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod platform;
+pub mod users;
+
+pub use app::{AppState, build_app};

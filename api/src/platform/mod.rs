@@ -1,0 +1,20 @@
+//! Cross-cutting HTTP machinery: middleware, request bodies, pagination, OpenAPI tags.
+
+pub mod body_limit;
+pub mod json_body;
+pub mod pagination;
+pub mod rate_limit;
+pub mod request_context;
+
+/// Operation groups in the OpenAPI document.
+#[derive(Debug, poem_openapi::Tags)]
+pub enum ApiTags {
+    /// Registration, login and token lifecycle.
+    Auth,
+    /// The caller's own account.
+    Users,
+    /// User administration (role `admin`).
+    Admin,
+    /// Liveness, readiness and metrics.
+    Operations,
+}

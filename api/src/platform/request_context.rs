@@ -1,0 +1,216 @@
+//! The outermost middleware: request id, tracing span, access log, HTTP metrics, panic capture
+//! and the single place where errors become problem+json responses.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use poem::http::HeaderValue;
+use poem::PathPattern;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The header carrying the request id in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id of the request being handled, available to handlers as request data.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// Headers an inner layer wants on the response even when it fails (e.g. rate-limit figures on
+/// a 422): attach them to the `poem::Error` with `set_data`.
+#[derive(Debug, Clone)]
+pub struct ExtraHeaders(pub poem::http::HeaderMap);
+
+/// Adds request ids, logging, metrics, panic capture, a deadline and problem rendering around
+/// an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestContext {
+    timeout: Duration,
+}
+
+impl RequestContext {
+    /// `timeout` bounds producing a response's head (a streamed body may go on after it).
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for RequestContext {
+    type Output = RequestContextEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestContextEndpoint {
+            inner: ep,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// The endpoint produced by [`RequestContext`].
+#[derive(Debug)]
+pub struct RequestContextEndpoint<E> {
+    inner: E,
+    timeout: Duration,
+}
+
+/// Keeps a caller's id only when it is short and made of safe characters, so ids can be logged
+/// and echoed without escaping and cannot be used to inject headers or log lines.
+fn accept_request_id(value: &HeaderValue) -> Option<String> {
+    let value = value.to_str().ok()?;
+    let valid = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    valid.then(|| value.to_owned())
+}
+
+/// Metric label for a matched route: the template with `{param}` placeholders, never the raw
+/// path, so the label set stays bounded.
+fn route_label(pattern: Option<&PathPattern>) -> String {
+    let Some(pattern) = pattern else {
+        return "unmatched".to_owned();
+    };
+    pattern
+        .0
+        .split('/')
+        .map(|segment| match segment.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("non-string panic payload")
+}
+
+impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let started = Instant::now();
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(accept_request_id)
+            .unwrap_or_else(|| Uuid::now_v7().to_string());
+        req.set_data(RequestId(request_id.clone()));
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+
+        let span = tracing::info_span!(
+            "request",
+            request_id = %request_id,
+            method = %method,
+            path = %path,
+        );
+        metrics::gauge!("http_requests_in_flight").increment(1.0);
+
+        let deadline = self.timeout;
+        let handled = async move {
+            tokio::time::timeout(deadline, self.inner.call(req))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::Unavailable(format!(
+                        "the request did not finish within {} s",
+                        deadline.as_secs()
+                    ))
+                    .into())
+                })
+        };
+        let outcome = AssertUnwindSafe(handled.instrument(span.clone()))
+            .catch_unwind()
+            .await;
+        let (mut response, pattern) = match outcome {
+            Ok(Ok(output)) => {
+                let response = output.into_response();
+                let pattern = response.data::<PathPattern>().cloned();
+                (response, pattern)
+            }
+            Ok(Err(err)) => {
+                let pattern = err.data::<PathPattern>().cloned();
+                let extra = err.data::<ExtraHeaders>().cloned();
+                let api_error = ApiError::from_poem(err);
+                if let ApiError::Internal(cause) = &api_error {
+                    span.in_scope(|| tracing::error!(error = ?cause, "request failed"));
+                }
+                let mut response = api_error.to_response(Some(&request_id), Some(&path));
+                if let Some(ExtraHeaders(headers)) = extra {
+                    response.headers_mut().extend(headers);
+                }
+                (response, pattern)
+            }
+            Err(panic) => {
+                let message = panic_message(panic.as_ref()).to_owned();
+                span.in_scope(|| tracing::error!(panic = %message, "handler panicked"));
+                let api_error = ApiError::Internal(anyhow::anyhow!("panic: {message}"));
+                (api_error.to_response(Some(&request_id), Some(&path)), None)
+            }
+        };
+        metrics::gauge!("http_requests_in_flight").decrement(1.0);
+
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        let route = route_label(pattern.as_ref());
+        let method_label = method.as_str().to_owned();
+        metrics::counter!(
+            "http_requests_total",
+            "method" => method_label.clone(),
+            "route" => route.clone(),
+            "status" => status.to_string(),
+        )
+        .increment(1);
+        metrics::histogram!(
+            "http_request_duration_seconds",
+            "method" => method_label,
+            "route" => route,
+        )
+        .record(elapsed.as_secs_f64());
+
+        span.in_scope(|| {
+            let latency_ms = elapsed.as_secs_f64() * 1000.0;
+            if status >= 500 {
+                tracing::error!(status, latency_ms, "request finished");
+            } else {
+                tracing::info!(status, latency_ms, "request finished");
+            }
+        });
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_accepted_only_when_safe() {
+        let ok = HeaderValue::from_static("abc-123_X.y:z");
+        assert_eq!(accept_request_id(&ok).as_deref(), Some("abc-123_X.y:z"));
+        assert_eq!(accept_request_id(&HeaderValue::from_static("a b")), None);
+        assert_eq!(accept_request_id(&HeaderValue::from_static("")), None);
+        let long = HeaderValue::from_str(&"a".repeat(129)).expect("ascii");
+        assert_eq!(accept_request_id(&long), None);
+    }
+
+    #[test]
+    fn route_labels_use_templates() {
+        let pattern = PathPattern("/api/v1/admin/users/:id".into());
+        assert_eq!(route_label(Some(&pattern)), "/api/v1/admin/users/{id}");
+        assert_eq!(route_label(None), "unmatched");
+    }
+}

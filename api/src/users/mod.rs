@@ -1,0 +1,172 @@
+//! The caller's own account: `/api/v1/users/me`.
+
+pub mod model;
+pub mod repo;
+pub mod validate;
+
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde::Deserialize;
+use sqlx::PgExecutor;
+
+use self::model::{UserProfile, UserRow};
+use crate::app::AppState;
+use crate::auth::extract::BearerAuth;
+use crate::auth::passwords::Verification;
+use crate::auth::sessions;
+use crate::auth::tokens::Claims;
+use crate::error::{ApiError, ApiResult, FieldError, status};
+use crate::platform::ApiTags;
+use crate::platform::json_body::JsonBody;
+
+/// Endpoints on the caller's own account.
+#[derive(Debug)]
+pub struct UsersApi {
+    state: AppState,
+}
+
+impl UsersApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// The account behind a verified token. A deleted or disabled account gets 401 even while its
+/// access token has not expired yet.
+pub async fn current_user(db: impl PgExecutor<'_>, claims: &Claims) -> Result<UserRow, ApiError> {
+    match repo::find(db, claims.sub).await? {
+        Some(user) if user.is_active => Ok(user),
+        _ => Err(ApiError::Unauthorized(
+            "the account no longer exists or is disabled".into(),
+        )),
+    }
+}
+
+/// Changes to the caller's profile; omitted fields stay as they are.
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfileRequest {
+    /// New email address.
+    pub email: Option<String>,
+    /// New username.
+    pub username: Option<String>,
+}
+
+/// A password change.
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// The password in use now.
+    pub current_password: String,
+    /// The new password (8–128 characters, different from the current one).
+    pub new_password: String,
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}
+
+/// Validates a profile change: at least one field, each valid.
+pub fn parse_profile_changes(
+    email: Option<&str>,
+    username: Option<&str>,
+) -> Result<repo::UserChanges, ApiError> {
+    let email = email.map(|value| validate::email("email", value)).transpose();
+    let username = username
+        .map(|value| validate::username("username", value))
+        .transpose();
+    let errors: Vec<FieldError> = [email.as_ref().err(), username.as_ref().err()]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(repo::UserChanges {
+        email: email.ok().flatten(),
+        username: username.ok().flatten(),
+        ..Default::default()
+    })
+}
+
+#[OpenApi(prefix_path = "/api/v1/users", tag = "ApiTags::Users")]
+impl UsersApi {
+    /// The caller's profile.
+    #[oai(path = "/me", method = "get")]
+    async fn me(&self, auth: BearerAuth) -> ApiResult<Json<UserProfile>, { status::AUTHED }> {
+        Ok(Json(current_user(&self.state.db, &auth.0).await?.into()))
+    }
+
+    /// Change the caller's email or username.
+    #[oai(path = "/me", method = "patch")]
+    async fn update_me(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<UpdateProfileRequest>,
+    ) -> ApiResult<Json<UserProfile>, { status::AUTHED | status::BODY | status::CONFLICT }> {
+        let changes = parse_profile_changes(body.0.email.as_deref(), body.0.username.as_deref())?;
+        current_user(&self.state.db, &auth.0).await?;
+        let user = repo::update(&self.state.db, auth.0.sub, &changes)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
+        Ok(Json(user.into()))
+    }
+
+    /// Delete the caller's account and everything it owns.
+    ///
+    /// The last active administrator cannot delete their account (409).
+    #[oai(path = "/me", method = "delete")]
+    async fn delete_me(&self, auth: BearerAuth) -> ApiResult<NoContent, { status::AUTHED | status::CONFLICT }> {
+        let mut tx = self.state.db.begin().await?;
+        let user = current_user(&mut *tx, &auth.0).await?;
+        if user.role == common::domain::Role::Admin && repo::lock_active_admins(&mut *tx).await? <= 1 {
+            return Err(ApiError::Conflict {
+                detail: "the last active administrator cannot delete their account".into(),
+                field: None,
+            }
+            .into());
+        }
+        repo::delete(&mut *tx, user.id).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %user.id, "account deleted by its owner");
+        Ok(NoContent::Done)
+    }
+
+    /// Change the caller's password; every session (refresh token) is revoked.
+    #[oai(path = "/me/password", method = "put")]
+    async fn change_password(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<ChangePasswordRequest>,
+    ) -> ApiResult<NoContent, { status::AUTHED | status::BODY }> {
+        let request = body.0;
+        let new_password = validate::new_password("new_password", &request.new_password)
+            .map_err(|err| ApiError::Validation(vec![err]))?;
+        if new_password == request.current_password {
+            return Err(ApiError::invalid("new_password", "must differ from the current password").into());
+        }
+        let user = current_user(&self.state.db, &auth.0).await?;
+        let verification = self
+            .state
+            .passwords
+            .verify(&request.current_password, Some(&user.password_hash))
+            .await?;
+        if verification == Verification::Mismatch {
+            return Err(ApiError::invalid("current_password", "is incorrect").into());
+        }
+        let new_hash = self.state.passwords.hash(&new_password).await?;
+        let mut tx = self.state.db.begin().await?;
+        repo::set_password_hash(&mut *tx, user.id, &new_hash).await?;
+        sessions::revoke_all(&mut *tx, user.id).await?;
+        tx.commit().await?;
+        tracing::info!(user_id = %user.id, "password changed; sessions revoked");
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,17 @@
+//! Code shared by the Coinpulse `api` and `worker` binaries.
+//!
+//! Nothing here knows about HTTP routing or job execution: this crate holds configuration,
+//! telemetry, the Postgres pool and migrations, the Redis client, shutdown signals and the
+//! small domain types both binaries agree on.
+
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod jobs;
+pub mod redis;
+pub mod secret;
+pub mod shutdown;
+pub mod telemetry;
+
+/// The version of this build, as reported by `/health` and `coinpulse_build_info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

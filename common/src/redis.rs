@@ -1,0 +1,79 @@
+//! The Redis client shared by both binaries.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::OnceCell;
+
+use crate::config::RedisConfig;
+
+/// A lazily connected, auto-reconnecting Redis connection plus this deployment's key prefix.
+///
+/// The first connection is made on first use rather than at start-up, so a process starts
+/// (and reports itself not ready) while Redis is down instead of crashing. Cloning is cheap
+/// and shares the connection.
+#[derive(Clone)]
+pub struct Redis {
+    client: redis::Client,
+    manager: std::sync::Arc<OnceCell<ConnectionManager>>,
+    key_prefix: String,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Redis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redis")
+            .field("key_prefix", &self.key_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redis {
+    /// Validates the URL; connects on first use.
+    pub fn new(config: &RedisConfig) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            client: redis::Client::open(config.url.expose().as_str())?,
+            manager: Default::default(),
+            key_prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+        })
+    }
+
+    /// A connection handle; connects (bounded by the configured timeout) if not yet connected.
+    pub async fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
+        let manager = self
+            .manager
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(2);
+                ConnectionManager::new_with_config(self.client.clone(), config).await
+            })
+            .await?;
+        Ok(manager.clone())
+    }
+
+    /// The full key for `suffix`, with this deployment's prefix.
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.key_prefix)
+    }
+
+    /// The configured key prefix.
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    /// Checks that Redis answers `PING` within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        let attempt = async {
+            let mut conn = self.conn().await?;
+            redis::cmd("PING").query_async::<String>(&mut conn).await
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        }
+    }
+}
