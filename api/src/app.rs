@@ -19,6 +19,7 @@ use crate::health::HealthApi;
 use crate::platform::body_limit::BodyLimit;
 use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
+use crate::platform::route_templates::RouteTemplates;
 use crate::users::UsersApi;
 
 /// What every handler may use, built once at start-up and shared by reference.
@@ -80,8 +81,9 @@ pub fn openapi(state: &AppState) -> OpenApiService<(HealthApi, AuthApi, UsersApi
 }
 
 /// The complete endpoint with every middleware, ready to serve.
-pub fn build_app(state: AppState) -> impl Endpoint + 'static {
+pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 'static {
     let api = openapi(&state);
+    let templates = RouteTemplates::from_spec(&api.spec());
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let routes = Route::new()
@@ -100,7 +102,7 @@ pub fn build_app(state: AppState) -> impl Endpoint + 'static {
         .with(Compression::new())
         .with(cors(&http.cors_origins))
         .data(state.tokens.clone())
-        .with(RequestContext::new(http.request_timeout))
+        .with(RequestContext::new(http.request_timeout, templates))
         // Outside the request context so that problem responses get the headers too.
         .with(security_headers())
 }
@@ -108,7 +110,13 @@ pub fn build_app(state: AppState) -> impl Endpoint + 'static {
 fn cors(origins: &str) -> Cors {
     let cors = Cors::new()
         .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-        .allow_headers(["authorization", "content-type", "x-request-id", "idempotency-key", "if-match"])
+        .allow_headers([
+            "authorization",
+            "content-type",
+            "x-request-id",
+            "idempotency-key",
+            "if-match",
+        ])
         .expose_headers([
             "x-request-id",
             "x-ratelimit-limit",
@@ -138,5 +146,8 @@ fn security_headers() -> SetHeader {
         .overriding("x-frame-options", "DENY")
         .overriding("referrer-policy", "no-referrer")
         .overriding("cross-origin-opener-policy", "same-origin")
-        .overriding("strict-transport-security", "max-age=31536000; includeSubDomains")
+        .overriding(
+            "strict-transport-security",
+            "max-age=31536000; includeSubDomains",
+        )
 }

@@ -78,15 +78,6 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn flags_are_well_formed() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
-    }
-}
-
 async fn create_admin(config: &ApiConfig, email: &str, username: &str) -> anyhow::Result<()> {
     let password = match std::env::var("ADMIN_PASSWORD") {
         Ok(password) => password,
@@ -105,8 +96,9 @@ async fn create_admin(config: &ApiConfig, email: &str, username: &str) -> anyhow
         validate::new_password("ADMIN_PASSWORD", &password),
     ]);
     let [email, username, password] = match fields {
-        Ok(fields) => <[String; 3]>::try_from(fields)
-            .map_err(|_| anyhow::anyhow!("validated field count"))?,
+        Ok(fields) => {
+            <[String; 3]>::try_from(fields).map_err(|_| anyhow::anyhow!("validated field count"))?
+        }
         Err(errors) => {
             let lines: Vec<String> = errors
                 .iter()
@@ -130,4 +122,13 @@ async fn create_admin(config: &ApiConfig, email: &str, username: &str) -> anyhow
     .map_err(|err| anyhow::anyhow!("could not create the admin: {err}"))?;
     println!("created admin {} ({})", user.username, user.id);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn flags_are_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

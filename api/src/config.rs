@@ -41,7 +41,11 @@ pub struct AuthConfig {
     pub jwt_issuer: String,
 
     /// `aud` claim written into and required of access tokens.
-    #[arg(long = "jwt-audience", env = "JWT_AUDIENCE", default_value = "coinpulse-api")]
+    #[arg(
+        long = "jwt-audience",
+        env = "JWT_AUDIENCE",
+        default_value = "coinpulse-api"
+    )]
     pub jwt_audience: String,
 
     /// Lifetime of access tokens.
@@ -91,12 +95,20 @@ pub struct HttpConfig {
     pub cors_origins: String,
 
     /// Largest accepted request body in bytes.
-    #[arg(long = "max-body-bytes", env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    #[arg(
+        long = "max-body-bytes",
+        env = "MAX_BODY_BYTES",
+        default_value_t = 1_048_576
+    )]
     pub max_body_bytes: usize,
 
     /// How many reverse proxies in front of the API append to `X-Forwarded-For`. 0 (default)
     /// ignores the header and rate-limits by the socket's peer address.
-    #[arg(long = "trusted-proxy-hops", env = "TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    #[arg(
+        long = "trusted-proxy-hops",
+        env = "TRUSTED_PROXY_HOPS",
+        default_value_t = 0
+    )]
     pub trusted_proxy_hops: usize,
 
     /// Upper bound on handling one request.
@@ -112,11 +124,19 @@ pub struct HttpConfig {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RateLimitConfig {
     /// Sustained requests per minute per user (or per IP when anonymous).
-    #[arg(long = "rate-limit-per-minute", env = "RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    #[arg(
+        long = "rate-limit-per-minute",
+        env = "RATE_LIMIT_PER_MINUTE",
+        default_value_t = 600
+    )]
     pub per_minute: u32,
 
     /// Requests a caller may burst above the sustained rate.
-    #[arg(long = "rate-limit-burst", env = "RATE_LIMIT_BURST", default_value_t = 100)]
+    #[arg(
+        long = "rate-limit-burst",
+        env = "RATE_LIMIT_BURST",
+        default_value_t = 100
+    )]
     pub burst: u32,
 
     /// Sustained requests per minute per IP on `/api/v1/auth/*`.
@@ -128,7 +148,11 @@ pub struct RateLimitConfig {
     pub auth_per_minute: u32,
 
     /// Burst on `/api/v1/auth/*`.
-    #[arg(long = "auth-rate-limit-burst", env = "AUTH_RATE_LIMIT_BURST", default_value_t = 10)]
+    #[arg(
+        long = "auth-rate-limit-burst",
+        env = "AUTH_RATE_LIMIT_BURST",
+        default_value_t = 10
+    )]
     pub auth_burst: u32,
 }
 
@@ -183,7 +207,10 @@ impl ApiConfig {
         for (variable, value) in [
             ("RATE_LIMIT_PER_MINUTE", self.rate_limit.per_minute),
             ("RATE_LIMIT_BURST", self.rate_limit.burst),
-            ("AUTH_RATE_LIMIT_PER_MINUTE", self.rate_limit.auth_per_minute),
+            (
+                "AUTH_RATE_LIMIT_PER_MINUTE",
+                self.rate_limit.auth_per_minute,
+            ),
             ("AUTH_RATE_LIMIT_BURST", self.rate_limit.auth_burst),
         ] {
             if value == 0 {
@@ -213,7 +240,9 @@ impl ApiConfig {
         config.common.database.max_connections = 5;
         config.common.redis.url = Secret::new(redis_url.to_owned());
         config.common.redis.key_prefix = redis_key_prefix.to_owned();
-        config.auth.jwt_secret = Some(Secret::new("test-secret-that-is-long-enough-0123456789".into()));
+        config.auth.jwt_secret = Some(Secret::new(
+            "test-secret-that-is-long-enough-0123456789".into(),
+        ));
         // Tests hash many passwords; keep Argon2id but cheap.
         config.auth.password_memory_kib = 1024;
         config.auth.password_iterations = 1;

@@ -242,7 +242,10 @@ impl ApiError {
             return Self::invalid(err.name, err.reason.clone());
         }
         if let Some(err) = err.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
-            return Self::BadRequest(format!("the request body could not be read: {}", err.reason));
+            return Self::BadRequest(format!(
+                "the request body could not be read: {}",
+                err.reason
+            ));
         }
         if err.is::<poem_openapi::error::AuthorizationError>() {
             return Self::Unauthorized("a bearer access token is required".into());
@@ -318,16 +321,32 @@ pub mod status {
     pub const BODY: u32 = PAYLOAD_TOO_LARGE | VALIDATION;
 
     pub(super) const ALL: [(u32, u16, &str); 10] = [
-        (BAD_REQUEST, 400, "The request could not be read (e.g. malformed JSON)."),
-        (UNAUTHORIZED, 401, "The bearer token is missing, invalid or expired."),
+        (
+            BAD_REQUEST,
+            400,
+            "The request could not be read (e.g. malformed JSON).",
+        ),
+        (
+            UNAUTHORIZED,
+            401,
+            "The bearer token is missing, invalid or expired.",
+        ),
         (FORBIDDEN, 403, "The caller may not do this."),
         (NOT_FOUND, 404, "No such resource (or not the caller's)."),
-        (CONFLICT, 409, "The request conflicts with the current state."),
+        (
+            CONFLICT,
+            409,
+            "The request conflicts with the current state.",
+        ),
         (PAYLOAD_TOO_LARGE, 413, "The request body is too large."),
         (VALIDATION, 422, "Invalid fields; see `errors`."),
         (RATE_LIMITED, 429, "Rate limited; see `Retry-After`."),
         (INTERNAL, 500, "Internal error; quote `request_id`."),
-        (UNAVAILABLE, 503, "A dependency is unavailable; retry later."),
+        (
+            UNAVAILABLE,
+            503,
+            "A dependency is unavailable; retry later.",
+        ),
     ];
 }
 
@@ -406,7 +425,10 @@ mod tests {
         let err = ApiError::invalid("email", "must be a valid email address");
         let problem = err.to_problem(None, None);
         assert_eq!(problem.status, 422);
-        assert_eq!(problem.errors, vec![FieldError::new("email", "must be a valid email address")]);
+        assert_eq!(
+            problem.errors,
+            vec![FieldError::new("email", "must be a valid email address")]
+        );
     }
 
     #[test]

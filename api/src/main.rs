@@ -1,5 +1,3 @@
-use clap::Parser;
-
 use api::cli::{Cli, run};
 
 #[tokio::main]
@@ -8,7 +6,7 @@ async fn main() -> std::process::ExitCode {
         eprintln!("{message}");
         return std::process::ExitCode::from(2);
     }
-    let cli = Cli::parse();
+    let cli: Cli = common::config::parse_or_exit();
     common::config::exit_on_problems(&cli.config.problems());
     let common = &cli.config.common;
     common::telemetry::init_tracing(common.effective_log_format(), &common.log_filter);

@@ -180,8 +180,55 @@ pub fn load_dotenv() -> Result<(), String> {
     match dotenvy::dotenv() {
         Ok(_) => Ok(()),
         Err(err) if err.not_found() => Ok(()),
-        Err(err) => Err(format!("configuration error: .env could not be read: {err}")),
+        Err(err) => Err(format!(
+            "configuration error: .env could not be read: {err}"
+        )),
     }
+}
+
+/// Parses flags and environment variables into `P`.
+///
+/// `--help` and `--version` print and exit as usual. A bad value exits with status 2 and one
+/// line naming the environment variable (operators set variables, not flags), e.g.
+/// `configuration error: JWT_ACCESS_TTL has an invalid value "soon": …`.
+pub fn parse_or_exit<P: clap::Parser>() -> P {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+    let err = match P::try_parse() {
+        Ok(parsed) => return parsed,
+        Err(err) => err,
+    };
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        err.exit();
+    }
+    let text = |kind| match err.get(kind) {
+        Some(ContextValue::String(value)) => Some(value.clone()),
+        Some(ContextValue::Strings(values)) => Some(values.join(", ")),
+        _ => None,
+    };
+    let flag = text(ContextKind::InvalidArg).unwrap_or_default();
+    let command = P::command();
+    let variable = command
+        .get_arguments()
+        .find(|arg| {
+            arg.get_long()
+                .is_some_and(|long| flag.split([' ', '=']).next() == Some(&format!("--{long}")))
+        })
+        .and_then(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned());
+    let Some(variable) = variable else { err.exit() };
+    let value = text(ContextKind::InvalidValue).unwrap_or_default();
+    let reason = std::error::Error::source(&err)
+        .map(ToString::to_string)
+        .or_else(|| text(ContextKind::ValidValue).map(|valid| format!("expected one of {valid}")))
+        .unwrap_or_else(|| err.kind().to_string());
+    eprintln!("configuration error: {variable} has an invalid value {value:?}: {reason}");
+    std::process::exit(2);
 }
 
 /// Prints each problem on its own line and exits with status 2 when there are any.

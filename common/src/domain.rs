@@ -48,19 +48,6 @@ impl FromStr for Role {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_round_trip_through_text() {
-        for role in [Role::User, Role::Admin] {
-            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
-        }
-        assert!("root".parse::<Role>().is_err());
-    }
-}
-
 /// Stored as `TEXT`; decoding fails loudly if the database holds an unknown role.
 impl sqlx::Type<sqlx::Postgres> for Role {
     fn type_info() -> sqlx::postgres::PgTypeInfo {
@@ -85,5 +72,18 @@ impl sqlx::Encode<'_, sqlx::Postgres> for Role {
         buf: &mut sqlx::postgres::PgArgumentBuffer,
     ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
         <&str as sqlx::Encode<sqlx::Postgres>>::encode_by_ref(&self.as_str(), buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_text() {
+        for role in [Role::User, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("root".parse::<Role>().is_err());
     }
 }

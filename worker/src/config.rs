@@ -14,7 +14,11 @@ pub struct WorkerConfig {
     pub common: CommonConfig,
 
     /// Address of the worker's own HTTP server (`/metrics`, `/health/live`, `/health/ready`).
-    #[arg(long = "metrics-addr", env = "WORKER_METRICS_ADDR", default_value = "127.0.0.1:9091")]
+    #[arg(
+        long = "metrics-addr",
+        env = "WORKER_METRICS_ADDR",
+        default_value = "127.0.0.1:9091"
+    )]
     pub metrics_addr: SocketAddr,
 
     /// Jobs run at once per queue; defaults to each queue's own setting.
@@ -22,7 +26,12 @@ pub struct WorkerConfig {
     pub concurrency: Option<usize>,
 
     /// Queues to consume, comma-separated (default: all).
-    #[arg(long, env = "WORKER_QUEUES", value_delimiter = ',', default_value = "bulk_fetch,price_refresh,alert_eval,notify,email")]
+    #[arg(
+        long,
+        env = "WORKER_QUEUES",
+        value_delimiter = ',',
+        default_value = "bulk_fetch,price_refresh,alert_eval,notify,email"
+    )]
     pub queues: Vec<Queue>,
 
     /// How long in-flight jobs may take to finish after SIGTERM before the worker exits.
@@ -35,10 +44,16 @@ impl WorkerConfig {
     pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut problems = self.common.problems();
         if self.concurrency == Some(0) {
-            problems.push(ConfigProblem::new("WORKER_CONCURRENCY", "must be at least 1"));
+            problems.push(ConfigProblem::new(
+                "WORKER_CONCURRENCY",
+                "must be at least 1",
+            ));
         }
         if self.queues.is_empty() {
-            problems.push(ConfigProblem::new("WORKER_QUEUES", "must name at least one queue"));
+            problems.push(ConfigProblem::new(
+                "WORKER_QUEUES",
+                "must name at least one queue",
+            ));
         }
         problems
     }
@@ -57,8 +72,14 @@ mod tests {
 
     #[test]
     fn queues_are_parsed_and_checked() {
-        let config = WorkerConfig::try_parse_from(["worker", "--queues", "email,notify", "--concurrency", "4"])
-            .expect("parses");
+        let config = WorkerConfig::try_parse_from([
+            "worker",
+            "--queues",
+            "email,notify",
+            "--concurrency",
+            "4",
+        ])
+        .expect("parses");
         assert_eq!(config.queues, vec![Queue::Email, Queue::Notify]);
         assert_eq!(config.concurrency, Some(4));
         assert!(WorkerConfig::try_parse_from(["worker", "--queues", "nope"]).is_err());

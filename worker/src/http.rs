@@ -55,6 +55,10 @@ async fn ready(db: Data<&PgPool>, redis: Data<&Redis>) -> Response {
         "postgres": word(&postgres),
         "redis": word(&redis),
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     Json(body).with_status(status).into_response()
 }

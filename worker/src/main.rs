@@ -6,7 +6,6 @@ mod http;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use common::redis::Redis;
 use poem::Server;
 use poem::listener::TcpListener;
@@ -19,7 +18,7 @@ async fn main() -> ExitCode {
         eprintln!("{message}");
         return ExitCode::from(2);
     }
-    let config = WorkerConfig::parse();
+    let config: WorkerConfig = common::config::parse_or_exit();
     common::config::exit_on_problems(&config.problems());
     common::telemetry::init_tracing(
         config.common.effective_log_format(),

@@ -94,8 +94,13 @@ impl AdminApi {
     ) -> ApiResult<Json<Page<UserProfile>>, { ADMIN | status::VALIDATION }> {
         self.require_admin(&auth.0).await?;
         let request = PageRequest::parse(page.0, per_page.0)?;
-        let search = q.0.map(|text| text.trim().to_owned()).filter(|text| !text.is_empty());
-        if search.as_ref().is_some_and(|text| text.chars().count() > 254) {
+        let search =
+            q.0.map(|text| text.trim().to_owned())
+                .filter(|text| !text.is_empty());
+        if search
+            .as_ref()
+            .is_some_and(|text| text.chars().count() > 254)
+        {
             return Err(ApiError::invalid("q", "must be at most 254 characters").into());
         }
         let filter = repo::UserFilter {
@@ -103,7 +108,8 @@ impl AdminApi {
             role: role.0.map(Role::from),
             is_active: active.0,
         };
-        let (rows, total) = repo::list(&self.state.db, &filter, request.limit(), request.offset()).await?;
+        let (rows, total) =
+            repo::list(&self.state.db, &filter, request.limit(), request.offset()).await?;
         let items = rows.into_iter().map(UserProfile::from).collect();
         Ok(Json(Page::new(items, request, total)))
     }
@@ -133,10 +139,12 @@ impl AdminApi {
         /// The user's id.
         id: Path<Uuid>,
         body: JsonBody<AdminUpdateUser>,
-    ) -> ApiResult<Json<UserProfile>, { ADMIN | status::BODY | status::NOT_FOUND | status::CONFLICT }> {
+    ) -> ApiResult<Json<UserProfile>, { ADMIN | status::BODY | status::NOT_FOUND | status::CONFLICT }>
+    {
         self.require_admin(&auth.0).await?;
         let request = body.0;
-        let mut changes = parse_profile_changes(request.email.as_deref(), request.username.as_deref())?;
+        let mut changes =
+            parse_profile_changes(request.email.as_deref(), request.username.as_deref())?;
         changes.role = request.role.map(Role::from);
         changes.is_active = request.is_active;
 
@@ -148,7 +156,9 @@ impl AdminApi {
             && target.is_active
             && (changes.role == Some(Role::User) || changes.is_active == Some(false));
         if loses_admin && repo::lock_active_admins(&mut *tx).await? <= 1 {
-            return Err(conflict("the last active administrator cannot be demoted or disabled").into());
+            return Err(
+                conflict("the last active administrator cannot be demoted or disabled").into(),
+            );
         }
         let user = repo::update(&mut *tx, id.0, &changes)
             .await?
@@ -176,7 +186,10 @@ impl AdminApi {
         let target = repo::find(&mut *tx, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
-        if target.role == Role::Admin && target.is_active && repo::lock_active_admins(&mut *tx).await? <= 1 {
+        if target.role == Role::Admin
+            && target.is_active
+            && repo::lock_active_admins(&mut *tx).await? <= 1
+        {
             return Err(conflict("the last active administrator cannot be deleted").into());
         }
         repo::delete(&mut *tx, target.id).await?;

@@ -40,7 +40,11 @@ async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
 
 /// The raw bearer token of a request, if it has one.
 pub fn bearer_token(req: &Request) -> Option<&str> {
-    let value = req.headers().get(poem::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = req
+        .headers()
+        .get(poem::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }

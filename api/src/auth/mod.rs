@@ -122,11 +122,16 @@ impl AuthApi {
         tx: &mut sqlx::PgConnection,
         user: UserRow,
     ) -> Result<TokenResponse, ApiError> {
-        let refresh = sessions::issue(&mut *tx, user.id, None, self.state.config.auth.refresh_ttl).await?;
+        let refresh =
+            sessions::issue(&mut *tx, user.id, None, self.state.config.auth.refresh_ttl).await?;
         self.token_response(user, refresh.token)
     }
 
-    fn token_response(&self, user: UserRow, refresh_token: String) -> Result<TokenResponse, ApiError> {
+    fn token_response(
+        &self,
+        user: UserRow,
+        refresh_token: String,
+    ) -> Result<TokenResponse, ApiError> {
         let access_token = self.state.tokens.issue(user.id, user.role)?;
         Ok(TokenResponse {
             access_token,
@@ -187,10 +192,15 @@ impl AuthApi {
         let verification = self
             .state
             .passwords
-            .verify(&request.password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .verify(
+                &request.password,
+                user.as_ref().map(|u| u.password_hash.as_str()),
+            )
             .await?;
         let user = match (user, verification) {
-            (Some(user), Verification::Match | Verification::MatchRehashed(_)) if !user.is_active => {
+            (Some(user), Verification::Match | Verification::MatchRehashed(_))
+                if !user.is_active =>
+            {
                 return Err(ApiError::Forbidden("this account is disabled".into()).into());
             }
             (Some(user), Verification::Match) => user,
@@ -222,22 +232,38 @@ impl AuthApi {
         body: JsonBody<RefreshRequest>,
     ) -> ApiResult<Json<TokenResponse>, { status::AUTHED | status::BODY }> {
         let mut tx = self.state.db.begin().await?;
-        let rotation = sessions::rotate(&mut tx, &body.0.refresh_token, self.state.config.auth.refresh_ttl).await?;
+        let rotation = sessions::rotate(
+            &mut tx,
+            &body.0.refresh_token,
+            self.state.config.auth.refresh_ttl,
+        )
+        .await?;
         let (user_id, token) = match rotation {
             Rotation::Rotated { user_id, token } => (user_id, token),
             Rotation::ReuseDetected => {
                 // Commit the revocation before refusing.
                 tx.commit().await?;
                 tracing::warn!("refresh token reuse detected; session revoked");
-                return Err(ApiError::Unauthorized("refresh token reuse detected; the session was revoked".into()).into());
+                return Err(ApiError::Unauthorized(
+                    "refresh token reuse detected; the session was revoked".into(),
+                )
+                .into());
             }
             Rotation::Refused => {
-                return Err(ApiError::Unauthorized("the refresh token is invalid or expired".into()).into());
+                return Err(ApiError::Unauthorized(
+                    "the refresh token is invalid or expired".into(),
+                )
+                .into());
             }
         };
         let user = match repo::find(&mut *tx, user_id).await? {
             Some(user) if user.is_active => user,
-            _ => return Err(ApiError::Unauthorized("the refresh token is invalid or expired".into()).into()),
+            _ => {
+                return Err(ApiError::Unauthorized(
+                    "the refresh token is invalid or expired".into(),
+                )
+                .into());
+            }
         };
         let response = self.token_response(user, token.token)?;
         tx.commit().await?;

@@ -71,7 +71,11 @@ impl PasswordHasher {
     }
 
     /// Checks `password` against `stored`, or against the decoy when there is no account.
-    pub async fn verify(&self, password: &str, stored: Option<&str>) -> anyhow::Result<Verification> {
+    pub async fn verify(
+        &self,
+        password: &str,
+        stored: Option<&str>,
+    ) -> anyhow::Result<Verification> {
         let exists = stored.is_some();
         let stored = stored.map_or_else(|| self.decoy_hash.to_string(), str::to_owned);
         let params = self.params.clone();
@@ -80,7 +84,10 @@ impl PasswordHasher {
             .run(move || -> anyhow::Result<Verification> {
                 let parsed = PasswordHash::new(&stored)
                     .map_err(|err| anyhow::anyhow!("stored password hash is unreadable: {err}"))?;
-                if argon2(&params).verify_password(password.as_bytes(), &parsed).is_err() {
+                if argon2(&params)
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_err()
+                {
                     return Ok(Verification::Mismatch);
                 }
                 let current = Params::try_from(&parsed).ok().is_some_and(|old| {
@@ -96,7 +103,11 @@ impl PasswordHasher {
             })
             .await??;
         // The decoy never matches a real login, whatever the caller typed.
-        Ok(if exists { verification } else { Verification::Mismatch })
+        Ok(if exists {
+            verification
+        } else {
+            Verification::Mismatch
+        })
     }
 
     async fn run<T: Send + 'static>(
@@ -143,15 +154,30 @@ mod tests {
         let hasher = hasher(1024);
         let hash = hasher.hash("correct horse").await.expect("hashes");
         assert!(hash.starts_with("$argon2id$"));
-        assert_eq!(hasher.verify("correct horse", Some(&hash)).await.expect("runs"), Verification::Match);
-        assert_eq!(hasher.verify("wrong", Some(&hash)).await.expect("runs"), Verification::Mismatch);
-        assert_eq!(hasher.verify("correct horse", None).await.expect("runs"), Verification::Mismatch);
+        assert_eq!(
+            hasher
+                .verify("correct horse", Some(&hash))
+                .await
+                .expect("runs"),
+            Verification::Match
+        );
+        assert_eq!(
+            hasher.verify("wrong", Some(&hash)).await.expect("runs"),
+            Verification::Mismatch
+        );
+        assert_eq!(
+            hasher.verify("correct horse", None).await.expect("runs"),
+            Verification::Mismatch
+        );
     }
 
     #[tokio::test]
     async fn outdated_hashes_are_upgraded_on_match() {
         let old = hasher(1024).hash("pw-pw-pw-pw").await.expect("hashes");
-        let verification = hasher(2048).verify("pw-pw-pw-pw", Some(&old)).await.expect("runs");
+        let verification = hasher(2048)
+            .verify("pw-pw-pw-pw", Some(&old))
+            .await
+            .expect("runs");
         let Verification::MatchRehashed(new) = verification else {
             panic!("expected a rehash, got {verification:?}");
         };

@@ -192,7 +192,10 @@ mod tests {
             })
             .to_string(),
         );
-        assert_eq!(keys.verify(&format!("{header}.{payload}.")), Err(TokenError::Invalid));
+        assert_eq!(
+            keys.verify(&format!("{header}.{payload}.")),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -200,12 +203,16 @@ mod tests {
         let keys = TokenKeys::new(&config());
         let mut other = config();
         other.jwt_secret = Some("a-different-secret-a-different-secret".into());
-        let forged = TokenKeys::new(&other).issue(Uuid::now_v7(), Role::User).expect("signs");
+        let forged = TokenKeys::new(&other)
+            .issue(Uuid::now_v7(), Role::User)
+            .expect("signs");
         assert_eq!(keys.verify(&forged), Err(TokenError::Invalid));
 
         let mut other = config();
         other.jwt_audience = "someone-else".into();
-        let foreign = TokenKeys::new(&other).issue(Uuid::now_v7(), Role::User).expect("signs");
+        let foreign = TokenKeys::new(&other)
+            .issue(Uuid::now_v7(), Role::User)
+            .expect("signs");
         assert_eq!(keys.verify(&foreign), Err(TokenError::Invalid));
     }
 

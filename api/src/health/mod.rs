@@ -86,7 +86,9 @@ impl HealthApi {
 
     /// Readiness: Postgres and Redis both answer within a second; 503 names what failed.
     #[oai(path = "/health/ready", method = "get")]
-    async fn ready(&self) -> ApiResult<Json<Readiness>, { status::UNAVAILABLE | status::INTERNAL }> {
+    async fn ready(
+        &self,
+    ) -> ApiResult<Json<Readiness>, { status::UNAVAILABLE | status::INTERNAL }> {
         let (postgres, redis) = tokio::join!(
             common::db::ping(&self.state.db, CHECK_TIMEOUT),
             self.state.redis.ping(CHECK_TIMEOUT),
@@ -101,7 +103,11 @@ impl HealthApi {
             failed.push("redis");
         }
         if !failed.is_empty() {
-            return Err(ApiError::Unavailable(format!("not ready: {} unavailable", failed.join(" and "))).into());
+            return Err(ApiError::Unavailable(format!(
+                "not ready: {} unavailable",
+                failed.join(" and ")
+            ))
+            .into());
         }
         Ok(Json(Readiness {
             status: "ready".into(),

@@ -58,15 +58,15 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             None => {
                 let body = req.take_body();
                 if !body.is_empty() {
-                    let bytes = body
-                        .into_bytes_limit(self.max_bytes)
-                        .await
-                        .map_err(|err| match err {
-                            poem::error::ReadBodyError::PayloadTooLarge => too_large(),
-                            other => ApiError::BadRequest(format!(
-                                "the request body could not be read: {other}"
-                            )),
-                        })?;
+                    let bytes =
+                        body.into_bytes_limit(self.max_bytes)
+                            .await
+                            .map_err(|err| match err {
+                                poem::error::ReadBodyError::PayloadTooLarge => too_large(),
+                                other => ApiError::BadRequest(format!(
+                                    "the request body could not be read: {other}"
+                                )),
+                            })?;
                     req.set_body(Body::from_bytes(bytes));
                 }
             }

@@ -80,8 +80,9 @@ fn read_error(err: poem::error::ReadBodyError) -> ApiError {
 
 /// Parses `bytes` as `T`, separating syntax errors (400) from field errors (422).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|err| ApiError::BadRequest(format!("the request body is not valid JSON: {err}")))?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
+        ApiError::BadRequest(format!("the request body is not valid JSON: {err}"))
+    })?;
     if !value.is_object() {
         return Err(ApiError::BadRequest(
             "the request body must be a JSON object".into(),
@@ -107,6 +108,8 @@ fn field_and_message(path: &str, message: &str) -> (String, String) {
     let join = |name: String| {
         if path == "." || path.is_empty() {
             name
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.to_owned()
         } else {
             format!("{path}.{name}")
         }
@@ -169,8 +172,14 @@ mod tests {
 
     #[test]
     fn malformed_json_is_a_bad_request() {
-        assert!(matches!(parse::<Login>(b"{\"email\":"), Err(ApiError::BadRequest(_))));
-        assert!(matches!(parse::<Login>(b"[1]"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse::<Login>(b"{\"email\":"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse::<Login>(b"[1]"),
+            Err(ApiError::BadRequest(_))
+        ));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod json_body;
 pub mod pagination;
 pub mod rate_limit;
 pub mod request_context;
+pub mod route_templates;
 
 /// Operation groups in the OpenAPI document.
 #[derive(Debug, poem_openapi::Tags)]

@@ -89,7 +89,10 @@ mod tests {
     fn defaults_and_bounds() {
         assert_eq!(
             PageRequest::parse(None, None).ok(),
-            Some(PageRequest { page: 1, per_page: 20 })
+            Some(PageRequest {
+                page: 1,
+                per_page: 20
+            })
         );
         assert!(PageRequest::parse(Some(0), None).is_err());
         assert!(PageRequest::parse(None, Some(101)).is_err());

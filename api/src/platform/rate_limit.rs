@@ -54,22 +54,20 @@ impl Scope {
         60.0 / f64::from(self.per_minute)
     }
 
-    /// Takes one token for `key`: the headers to send, or the refusal.
-    fn check(&self, key: &str) -> Result<HeaderMap, (ApiError, HeaderMap)> {
+    /// Takes one token for `key`: the headers to send, and when refused, the seconds to wait.
+    fn check(&self, key: &str) -> (HeaderMap, Option<u64>) {
         match self.limiter.check_key(&key.to_owned()) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
-                let refill = f64::from(self.burst - remaining.min(self.burst)) * self.replenish_secs();
-                Ok(self.headers(remaining, refill.ceil() as u64))
+                let refill =
+                    f64::from(self.burst - remaining.min(self.burst)) * self.replenish_secs();
+                (self.headers(remaining, refill.ceil() as u64), None)
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
                 metrics::counter!("rate_limited_total", "scope" => self.name).increment(1);
-                Err((
-                    ApiError::RateLimited { retry_after_secs },
-                    self.headers(0, retry_after_secs),
-                ))
+                (self.headers(0, retry_after_secs), Some(retry_after_secs))
             }
         }
     }
@@ -102,7 +100,11 @@ impl RateLimit {
     /// Builds both scopes and starts the task that forgets idle callers.
     pub fn new(limits: &RateLimitConfig, http: &HttpConfig, tokens: Arc<TokenKeys>) -> Self {
         let general = Arc::new(Scope::new("general", limits.per_minute, limits.burst));
-        let auth = Arc::new(Scope::new("auth", limits.auth_per_minute, limits.auth_burst));
+        let auth = Arc::new(Scope::new(
+            "auth",
+            limits.auth_per_minute,
+            limits.auth_burst,
+        ));
         spawn_cleanup(Arc::downgrade(&general), Arc::downgrade(&auth));
         Self {
             general,
@@ -147,7 +149,11 @@ fn client_ip(req: &Request, hops: usize) -> Option<IpAddr> {
             .flat_map(|value| value.split(','))
             .filter_map(|entry| entry.trim().parse().ok())
             .collect();
-        if let Some(ip) = forwarded.len().checked_sub(hops).and_then(|i| forwarded.get(i)) {
+        if let Some(ip) = forwarded
+            .len()
+            .checked_sub(hops)
+            .and_then(|i| forwarded.get(i))
+        {
             return Some(*ip);
         }
     }
@@ -203,14 +209,12 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
         if let Some(result) = verified {
             req.set_data(VerifiedBearer(result));
         }
-        let headers = match scope.check(&key) {
-            Ok(headers) => headers,
-            Err((error, headers)) => {
-                let mut error = poem::Error::from(error);
-                error.set_data(ExtraHeaders(headers));
-                return Err(error);
-            }
-        };
+        let (headers, refused) = scope.check(&key);
+        if let Some(retry_after_secs) = refused {
+            let mut error = poem::Error::from(ApiError::RateLimited { retry_after_secs });
+            error.set_data(ExtraHeaders(headers));
+            return Err(error);
+        }
         match self.inner.call(req).await {
             Ok(output) => {
                 let mut response = output.into_response();

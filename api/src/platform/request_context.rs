@@ -2,16 +2,18 @@
 //! and the single place where errors become problem+json responses.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use poem::http::HeaderValue;
 use poem::PathPattern;
+use poem::http::HeaderValue;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::platform::route_templates::RouteTemplates;
 
 /// The header carrying the request id in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -27,15 +29,20 @@ pub struct ExtraHeaders(pub poem::http::HeaderMap);
 
 /// Adds request ids, logging, metrics, panic capture, a deadline and problem rendering around
 /// an endpoint.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RequestContext {
     timeout: Duration,
+    templates: Arc<RouteTemplates>,
 }
 
 impl RequestContext {
-    /// `timeout` bounds producing a response's head (a streamed body may go on after it).
-    pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
+    /// `timeout` bounds producing a response's head (a streamed body may go on after it);
+    /// `templates` names routes and path parameters as documented.
+    pub fn new(timeout: Duration, templates: RouteTemplates) -> Self {
+        Self {
+            timeout,
+            templates: Arc::new(templates),
+        }
     }
 }
 
@@ -46,6 +53,7 @@ impl<E: Endpoint> Middleware<E> for RequestContext {
         RequestContextEndpoint {
             inner: ep,
             timeout: self.timeout,
+            templates: self.templates.clone(),
         }
     }
 }
@@ -55,6 +63,7 @@ impl<E: Endpoint> Middleware<E> for RequestContext {
 pub struct RequestContextEndpoint<E> {
     inner: E,
     timeout: Duration,
+    templates: Arc<RouteTemplates>,
 }
 
 /// Keeps a caller's id only when it is short and made of safe characters, so ids can be logged
@@ -67,23 +76,6 @@ fn accept_request_id(value: &HeaderValue) -> Option<String> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     valid.then(|| value.to_owned())
-}
-
-/// Metric label for a matched route: the template with `{param}` placeholders, never the raw
-/// path, so the label set stays bounded.
-fn route_label(pattern: Option<&PathPattern>) -> String {
-    let Some(pattern) = pattern else {
-        return "unmatched".to_owned();
-    };
-    pattern
-        .0
-        .split('/')
-        .map(|segment| match segment.strip_prefix(':') {
-            Some(name) => format!("{{{name}}}"),
-            None => segment.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("/")
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
@@ -140,7 +132,14 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             Ok(Err(err)) => {
                 let pattern = err.data::<PathPattern>().cloned();
                 let extra = err.data::<ExtraHeaders>().cloned();
-                let api_error = ApiError::from_poem(err);
+                let mut api_error = ApiError::from_poem(err);
+                if let (ApiError::Validation(errors), Some(pattern)) = (&mut api_error, &pattern) {
+                    for error in errors {
+                        if let Some(name) = self.templates.param_name(&pattern.0, &error.field) {
+                            error.field = name;
+                        }
+                    }
+                }
                 if let ApiError::Internal(cause) = &api_error {
                     span.in_scope(|| tracing::error!(error = ?cause, "request failed"));
                 }
@@ -165,7 +164,10 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
 
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
-        let route = route_label(pattern.as_ref());
+        let route = pattern.map_or_else(
+            || "unmatched".to_owned(),
+            |pattern| self.templates.label(&pattern.0),
+        );
         let method_label = method.as_str().to_owned();
         metrics::counter!(
             "http_requests_total",
@@ -205,12 +207,5 @@ mod tests {
         assert_eq!(accept_request_id(&HeaderValue::from_static("")), None);
         let long = HeaderValue::from_str(&"a".repeat(129)).expect("ascii");
         assert_eq!(accept_request_id(&long), None);
-    }
-
-    #[test]
-    fn route_labels_use_templates() {
-        let pattern = PathPattern("/api/v1/admin/users/:id".into());
-        assert_eq!(route_label(Some(&pattern)), "/api/v1/admin/users/{id}");
-        assert_eq!(route_label(None), "unmatched");
     }
 }

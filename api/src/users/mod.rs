@@ -77,7 +77,9 @@ pub fn parse_profile_changes(
     email: Option<&str>,
     username: Option<&str>,
 ) -> Result<repo::UserChanges, ApiError> {
-    let email = email.map(|value| validate::email("email", value)).transpose();
+    let email = email
+        .map(|value| validate::email("email", value))
+        .transpose();
     let username = username
         .map(|value| validate::username("username", value))
         .transpose();
@@ -123,10 +125,15 @@ impl UsersApi {
     ///
     /// The last active administrator cannot delete their account (409).
     #[oai(path = "/me", method = "delete")]
-    async fn delete_me(&self, auth: BearerAuth) -> ApiResult<NoContent, { status::AUTHED | status::CONFLICT }> {
+    async fn delete_me(
+        &self,
+        auth: BearerAuth,
+    ) -> ApiResult<NoContent, { status::AUTHED | status::CONFLICT }> {
         let mut tx = self.state.db.begin().await?;
         let user = current_user(&mut *tx, &auth.0).await?;
-        if user.role == common::domain::Role::Admin && repo::lock_active_admins(&mut *tx).await? <= 1 {
+        if user.role == common::domain::Role::Admin
+            && repo::lock_active_admins(&mut *tx).await? <= 1
+        {
             return Err(ApiError::Conflict {
                 detail: "the last active administrator cannot delete their account".into(),
                 field: None,
@@ -150,7 +157,9 @@ impl UsersApi {
         let new_password = validate::new_password("new_password", &request.new_password)
             .map_err(|err| ApiError::Validation(vec![err]))?;
         if new_password == request.current_password {
-            return Err(ApiError::invalid("new_password", "must differ from the current password").into());
+            return Err(
+                ApiError::invalid("new_password", "must differ from the current password").into(),
+            );
         }
         let user = current_user(&self.state.db, &auth.0).await?;
         let verification = self

@@ -88,7 +88,11 @@ pub fn all<T>(results: Vec<Result<T, FieldError>>) -> Result<Vec<T>, Vec<FieldEr
             Err(error) => errors.push(error),
         }
     }
-    if errors.is_empty() { Ok(values) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(values)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -97,8 +101,19 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(email("email", " Ada@Example.com ").as_deref(), Ok("Ada@Example.com"));
-        for bad in ["", "ada", "ada@", "@example.com", "ada@example", "a b@example.com", "ada@ex..com"] {
+        assert_eq!(
+            email("email", " Ada@Example.com ").as_deref(),
+            Ok("Ada@Example.com")
+        );
+        for bad in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@example",
+            "a b@example.com",
+            "ada@ex..com",
+        ] {
             assert!(email("email", bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -107,7 +122,10 @@ mod tests {
     fn usernames() {
         assert!(username("username", "ada_l.0-x").is_ok());
         for bad in ["ab", "_ada", "ada lovelace", &"a".repeat(33), "adä"] {
-            assert!(username("username", bad).is_err(), "{bad:?} should be refused");
+            assert!(
+                username("username", bad).is_err(),
+                "{bad:?} should be refused"
+            );
         }
     }
 
@@ -121,7 +139,8 @@ mod tests {
 
     #[test]
     fn all_collects_every_error() {
-        let errors = all(vec![email("email", "x"), username("username", "y")]).unwrap_err();
+        let errors = all(vec![email("email", "x"), username("username", "y")])
+            .expect_err("both fields are invalid");
         assert_eq!(errors.len(), 2);
     }
 }

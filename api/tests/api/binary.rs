@@ -1,0 +1,162 @@
+//! End to end: the built `api` binary, started as an operator would.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::{Value, json};
+use test_support::{RunningBinary, TestDatabase, free_port, redis_prefix, redis_url};
+
+fn env(db: &TestDatabase, port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", db.url().to_owned()),
+        ("REDIS_URL", redis_url()),
+        ("REDIS_KEY_PREFIX", redis_prefix()),
+        ("API_ADDR", format!("127.0.0.1:{port}")),
+        ("PASSWORD_HASH_MEMORY_KIB", "1024".into()),
+        ("PASSWORD_HASH_ITERATIONS", "1".into()),
+        ("APP_ENV", "development".into()),
+    ]
+}
+
+#[tokio::test]
+async fn the_api_binary_serves_registers_logs_in_and_stops_cleanly() {
+    let db = TestDatabase::create().await;
+    let port = free_port();
+    let api = RunningBinary::start(
+        Path::new(env!("CARGO_BIN_EXE_api")),
+        &env(&db, port),
+        port,
+        "/health/ready",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let base = api.base_url.clone();
+
+    let spec: Value = client
+        .get(format!("{base}/openapi.json"))
+        .send()
+        .await
+        .expect("spec")
+        .json()
+        .await
+        .expect("json");
+    assert!(spec["paths"]["/api/v1/auth/login"]["post"].is_object());
+
+    let registered = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"email": "e2e@example.com", "username": "e2e", "password": "e2e-password"}))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(registered.status(), 201);
+    assert!(registered.headers().contains_key("x-request-id"));
+
+    let login: Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "e2e@example.com", "password": "e2e-password"}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    let token = login["access_token"].as_str().expect("token");
+    let me: Value = client
+        .get(format!("{base}/api/v1/users/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["username"], "e2e");
+
+    let status = api.terminate().await;
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}
+
+#[tokio::test]
+async fn create_admin_makes_an_admin_who_can_log_in() {
+    let db = TestDatabase::create().await;
+    let port = free_port();
+    let mut environment = env(&db, port);
+    environment.push(("ADMIN_PASSWORD", "admin-password-1".into()));
+    let output = Command::new(env!("CARGO_BIN_EXE_api"))
+        .args([
+            "create-admin",
+            "--email",
+            "root@example.com",
+            "--username",
+            "root",
+        ])
+        .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run create-admin");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let duplicate = Command::new(env!("CARGO_BIN_EXE_api"))
+        .args([
+            "create-admin",
+            "--email",
+            "ROOT@example.com",
+            "--username",
+            "root2",
+        ])
+        .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run create-admin");
+    assert!(!duplicate.status.success());
+    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already registered"));
+
+    let api = RunningBinary::start(
+        Path::new(env!("CARGO_BIN_EXE_api")),
+        &environment,
+        port,
+        "/health/ready",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(format!("{}/api/v1/auth/login", api.base_url))
+        .json(&json!({"email": "root@example.com", "password": "admin-password-1"}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(login["user"]["role"], "admin");
+}
+
+#[test]
+fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_api"))
+        .env("APP_ENV", "production")
+        .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/db")
+        .env("JWT_SECRET", "too-short")
+        .output()
+        .expect("run api");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "configuration error: JWT_SECRET must be at least 32 bytes in production"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_api"))
+        .env("JWT_ACCESS_TTL", "soon")
+        .output()
+        .expect("run api");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("configuration error: JWT_ACCESS_TTL has an invalid value \"soon\""),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,12 @@
+//! Integration tests of the API, in process, against real Postgres and Redis.
+//!
+//! One test binary (with modules) rather than one per file: it links the crate once.
+
+mod admin;
+mod auth;
+mod binary;
+mod helpers;
+mod openapi;
+mod platform;
+mod tokens;
+mod users;

@@ -1,0 +1,82 @@
+//! The OpenAPI document callers generate clients from.
+
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn every_operation_is_tagged_summarised_and_documents_its_errors() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/openapi.json", None).await;
+    assert_eq!(reply.status, 200);
+    let spec = reply.body;
+    let paths = spec["paths"].as_object().expect("paths");
+    let expected = [
+        ("/api/v1/auth/register", "post"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/refresh", "post"),
+        ("/api/v1/auth/logout", "post"),
+        ("/api/v1/auth/logout-all", "post"),
+        ("/api/v1/users/me", "get"),
+        ("/api/v1/users/me", "patch"),
+        ("/api/v1/users/me", "delete"),
+        ("/api/v1/users/me/password", "put"),
+        ("/api/v1/admin/users", "get"),
+        ("/api/v1/admin/users/{id}", "get"),
+        ("/api/v1/admin/users/{id}", "patch"),
+        ("/api/v1/admin/users/{id}", "delete"),
+        ("/health", "get"),
+        ("/health/live", "get"),
+        ("/health/ready", "get"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in expected {
+        let operation = &paths[path][method];
+        assert!(operation.is_object(), "{method} {path} is documented");
+        assert!(
+            operation["summary"].is_string(),
+            "{method} {path} has a summary"
+        );
+        assert!(
+            operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
+            "{method} {path} is tagged"
+        );
+        if path.starts_with("/api/") {
+            let responses = operation["responses"].as_object().expect("responses");
+            for status in ["400", "429", "500"] {
+                let problem = &responses[status]["content"]["application/problem+json"];
+                assert!(
+                    problem.is_object(),
+                    "{method} {path} documents {status} as problem+json"
+                );
+            }
+        }
+    }
+    // Authenticated operations declare the bearer scheme and their 401.
+    let me = &paths["/api/v1/users/me"]["get"];
+    assert_eq!(me["security"][0]["bearerAuth"], Value::Array(vec![]));
+    assert!(me["responses"]["401"].is_object());
+    assert!(paths["/api/v1/admin/users"]["get"]["responses"]["403"].is_object());
+    assert!(paths["/api/v1/auth/register"]["post"]["responses"]["409"].is_object());
+    assert!(paths["/api/v1/auth/register"]["post"]["responses"]["422"].is_object());
+    let scheme = &spec["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(scheme["scheme"], "bearer");
+    assert_eq!(scheme["bearerFormat"], "JWT");
+    // Schemas carry examples.
+    let schemas = &spec["components"]["schemas"];
+    for name in ["Problem", "RegisterRequest", "UserProfile"] {
+        assert!(
+            schemas[name]["example"].is_object(),
+            "{name} has an example"
+        );
+    }
+}
+
+#[tokio::test]
+async fn interactive_docs_are_served() {
+    let app = TestApp::spawn().await;
+    let response = app.client.get("/docs").send().await;
+    response.assert_status_is_ok();
+    let html = response.0.into_body().into_string().await.expect("html");
+    assert!(html.contains("swagger"), "swagger ui page");
+}

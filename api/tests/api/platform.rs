@@ -1,0 +1,235 @@
+//! Middleware behaviour: request ids, limits, rate limiting, errors, health, metrics.
+
+use poem::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn request_ids_are_kept_when_valid_and_made_otherwise() {
+    let app = TestApp::spawn().await;
+    let kept = TestApp::reply(
+        app.client
+            .get("/health/live")
+            .header("x-request-id", "client-chosen-id-42")
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(kept.header("x-request-id"), Some("client-chosen-id-42"));
+    let replaced = TestApp::reply(
+        app.client
+            .get("/nowhere")
+            .header("x-request-id", "bad id with spaces")
+            .send()
+            .await,
+    )
+    .await;
+    let id = replaced.header("x-request-id").expect("id").to_owned();
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "generated id is a uuid: {id}"
+    );
+    replaced.assert_problem(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let app = TestApp::spawn().await;
+    app.get("/api/v1/nothing-here", None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    app.call(Method::DELETE, "/api/v1/auth/login", None, None)
+        .await
+        .assert_problem(405, "METHOD_NOT_ALLOWED");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused_with_413() {
+    let app = TestApp::spawn_with(|config| config.http.max_body_bytes = 1024).await;
+    let big = json!({"email": "a@example.com", "password": "x".repeat(4096)});
+    let declared = app.post("/api/v1/auth/login", None, big.clone()).await;
+    declared.assert_problem(413, "PAYLOAD_TOO_LARGE");
+
+    // Chunked, without Content-Length.
+    let bytes = serde_json::to_vec(&big).expect("json");
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(bytes)]);
+    let chunked = TestApp::reply(
+        app.client
+            .post("/api/v1/auth/login")
+            .content_type("application/json")
+            .body(poem::Body::from_bytes_stream(stream))
+            .send()
+            .await,
+    )
+    .await;
+    chunked.assert_problem(413, "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn auth_routes_are_rate_limited_per_client_with_headers() {
+    let app = TestApp::spawn_with(|config| {
+        config.rate_limit.auth_per_minute = 2;
+        config.rate_limit.auth_burst = 2;
+        config.http.trusted_proxy_hops = 1;
+    })
+    .await;
+    let login = |ip: &'static str| {
+        app.client
+            .post("/api/v1/auth/login")
+            .header("x-forwarded-for", ip)
+            .body_json(&json!({"email": "x@example.com", "password": "whatever-123"}))
+            .send()
+    };
+    let first = TestApp::reply(login("203.0.113.7").await).await;
+    assert_eq!(first.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(first.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("1"));
+    assert!(first.header("x-ratelimit-reset").is_some());
+    let second = TestApp::reply(login("203.0.113.7").await).await;
+    assert_eq!(second.header("x-ratelimit-remaining"), Some("0"));
+
+    let refused = TestApp::reply(login("203.0.113.7").await).await;
+    refused.assert_problem(429, "RATE_LIMITED");
+    let retry_after: u64 = refused
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=30).contains(&retry_after), "retry after {retry_after}");
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
+
+    // Another client is not affected, and the general scope is separate.
+    let other = TestApp::reply(login("198.51.100.9").await).await;
+    assert_eq!(other.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.get("/health/live", None).await.status, StatusCode::OK);
+
+    let metrics = app.get("/metrics", None).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let text = app
+        .client
+        .get("/metrics")
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_string()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("rate_limited_total{scope=\"auth\"}"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn authenticated_callers_are_limited_per_user() {
+    let app = TestApp::spawn_with(|config| {
+        config.rate_limit.per_minute = 1;
+        config.rate_limit.burst = 2;
+    })
+    .await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.get("/api/v1/users/me", Some(&alice.access))
+                .await
+                .status,
+            200
+        );
+    }
+    app.get("/api/v1/users/me", Some(&alice.access))
+        .await
+        .assert_problem(429, "RATE_LIMITED");
+    // Same address (the test client has none), different user: its own bucket.
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&bob.access)).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers_and_cors() {
+    let app =
+        TestApp::spawn_with(|config| config.http.cors_origins = "https://app.example".into()).await;
+    let problem = app.get("/api/v1/users/me", None).await;
+    assert_eq!(problem.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(problem.header("x-frame-options"), Some("DENY"));
+    let preflight = TestApp::reply(
+        app.client
+            .request(Method::OPTIONS, "/api/v1/users/me")
+            .header("origin", "https://app.example")
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await,
+    )
+    .await;
+    assert_eq!(preflight.status, StatusCode::OK);
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+}
+
+#[tokio::test]
+async fn health_reports_version_and_readiness() {
+    let app = TestApp::spawn().await;
+    let health = app.get("/health", None).await;
+    assert_eq!(health.body["status"], "ok");
+    assert_eq!(health.body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(health.body["uptime_seconds"].is_u64());
+    let ready = app.get("/health/ready", None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    assert_eq!(ready.body["postgres"], "ok");
+    assert_eq!(ready.body["redis"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_names_the_dependency_that_is_down() {
+    let dead_port = test_support::free_port();
+    let app = TestApp::spawn_with(|config| {
+        config.common.redis.url = format!("redis://127.0.0.1:{dead_port}").as_str().into();
+        config.common.redis.timeout = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let ready = app.get("/health/ready", None).await;
+    ready.assert_problem(503, "UNAVAILABLE");
+    let detail = ready.body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("redis") && !detail.contains("postgres"),
+        "{detail}"
+    );
+    assert_eq!(app.get("/health/live", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_label_routes_by_template() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("admin").await;
+    let id = uuid::Uuid::now_v7();
+    app.get(&format!("/api/v1/admin/users/{id}"), Some(&admin.access))
+        .await;
+    let text = app
+        .client
+        .get("/metrics")
+        .send()
+        .await
+        .0
+        .into_body()
+        .into_string()
+        .await
+        .expect("text");
+    assert!(
+        text.contains(r#"route="/api/v1/admin/users/{id}""#),
+        "template label present"
+    );
+    assert!(
+        !text.contains(&id.to_string()),
+        "raw ids never become labels"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+    assert!(text.contains("http_requests_in_flight"));
+    assert!(text.contains(r#"coinpulse_build_info{version="#));
+    assert!(text.contains(r#"db_pool_connections{state="idle"}"#));
+}

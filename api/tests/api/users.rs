@@ -1,0 +1,171 @@
+//! The caller's own account.
+
+use poem::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn profile_can_be_read_and_changed() {
+    let app = TestApp::spawn().await;
+    let session = app.register("ada").await;
+    let reply = app
+        .call(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&session.access),
+            Some(json!({"username": "ada_l", "email": "lovelace@example.com"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["username"], "ada_l");
+    assert_eq!(reply.body["email"], "lovelace@example.com");
+    let me = app.get("/api/v1/users/me", Some(&session.access)).await;
+    assert_eq!(me.body["username"], "ada_l");
+    assert_eq!(
+        app.login("lovelace@example.com", &session.password)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn profile_changes_are_validated_and_conflicts_reported() {
+    let app = TestApp::spawn().await;
+    let session = app.register("ada").await;
+    app.register("taken").await;
+    let invalid = app
+        .call(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&session.access),
+            Some(json!({"email": "nope", "username": "x"})),
+        )
+        .await;
+    invalid.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(invalid.error_fields(), vec!["email", "username"]);
+    let conflict = app
+        .call(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&session.access),
+            Some(json!({"username": "TAKEN"})),
+        )
+        .await;
+    conflict.assert_problem(409, "CONFLICT");
+    let unknown_field = app
+        .call(
+            Method::PATCH,
+            "/api/v1/users/me",
+            Some(&session.access),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    unknown_field.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(unknown_field.error_fields(), vec!["role"]);
+    let me = app.get("/api/v1/users/me", Some(&session.access)).await;
+    assert_eq!(me.body["username"], "ada");
+    assert_eq!(me.body["role"], "user");
+}
+
+#[tokio::test]
+async fn password_change_needs_the_current_password_and_revokes_sessions() {
+    let app = TestApp::spawn().await;
+    let session = app.register("ada").await;
+    let wrong = app
+        .call(
+            Method::PUT,
+            "/api/v1/users/me/password",
+            Some(&session.access),
+            Some(json!({"current_password": "guess-guess", "new_password": "brand-new-password"})),
+        )
+        .await;
+    wrong.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(wrong.error_fields(), vec!["current_password"]);
+    let weak = app
+        .call(
+            Method::PUT,
+            "/api/v1/users/me/password",
+            Some(&session.access),
+            Some(json!({"current_password": session.password, "new_password": "short"})),
+        )
+        .await;
+    assert_eq!(weak.error_fields(), vec!["new_password"]);
+
+    let changed = app
+        .call(
+            Method::PUT,
+            "/api/v1/users/me/password",
+            Some(&session.access),
+            Some(
+                json!({"current_password": session.password, "new_password": "brand-new-password"}),
+            ),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.body);
+    app.post(
+        "/api/v1/auth/refresh",
+        None,
+        json!({"refresh_token": session.refresh}),
+    )
+    .await
+    .assert_problem(401, "UNAUTHORIZED");
+    app.login(&session.email, &session.password)
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
+    assert_eq!(
+        app.login(&session.email, "brand-new-password").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn deleting_the_account_removes_it_and_its_sessions() {
+    let app = TestApp::spawn().await;
+    let session = app.register("leaving").await;
+    let reply = app
+        .call(
+            Method::DELETE,
+            "/api/v1/users/me",
+            Some(&session.access),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    app.get("/api/v1/users/me", Some(&session.access))
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
+    let tokens: i64 = sqlx::query_scalar("SELECT count(*) FROM refresh_tokens")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(tokens, 0);
+    app.login(&session.email, &session.password)
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn the_last_admin_cannot_delete_their_account() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("root").await;
+    app.call(
+        Method::DELETE,
+        "/api/v1/users/me",
+        Some(&admin.access),
+        None,
+    )
+    .await
+    .assert_problem(409, "CONFLICT");
+    let second = app.admin("root2").await;
+    let reply = app
+        .call(
+            Method::DELETE,
+            "/api/v1/users/me",
+            Some(&second.access),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+}

@@ -1,0 +1,246 @@
+//! Test harness shared by the crates' tests.
+//!
+//! Every test gets its own Postgres database, cloned from a template that is migrated once
+//! (cloning takes milliseconds; migrating each time would not), and its own Redis key prefix,
+//! so tests run in parallel without seeing each other. Postgres and Redis are the real servers
+//! started by `scripts/services.sh`; their URLs come from `DATABASE_URL` and `REDIS_URL`.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+/// The server URLs tests use: the environment's, or the development defaults.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| common::config::DEV_DATABASE_URL.into())
+}
+
+/// The Redis URL tests use.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| common::config::DEV_REDIS_URL.into())
+}
+
+const TEMPLATE: &str = "coinpulse_test_template";
+/// Serialises template creation across concurrently running test processes.
+const TEMPLATE_LOCK: i64 = 0x0C01_5E5D;
+
+/// A database of its own for one test; dropped (forcibly) when this value is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    url: String,
+    admin: PgConnectOptions,
+}
+
+impl TestDatabase {
+    /// Creates a fresh, migrated database.
+    pub async fn create() -> Self {
+        let base: PgConnectOptions = database_url().parse().expect("DATABASE_URL parses");
+        let admin = base.clone().database("postgres");
+        let mut conn = PgConnection::connect_with(&admin)
+            .await
+            .expect("Postgres is reachable at DATABASE_URL (run `make services-up`)");
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(TEMPLATE_LOCK)
+            .execute(&mut conn)
+            .await
+            .expect("lock");
+        ensure_template(&mut conn, &base).await;
+        let name = format!("coinpulse_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(TEMPLATE_LOCK)
+            .execute(&mut conn)
+            .await
+            .expect("unlock");
+        let url = base.clone().database(&name).to_url_lossy().to_string();
+        Self { name, url, admin }
+    }
+
+    /// The URL of this test's database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A pool on this database.
+    pub async fn pool(&self) -> sqlx::PgPool {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(5)
+            .connect(&self.url)
+            .await
+            .expect("connect to test database")
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let admin = self.admin.clone();
+        // Drop runs outside any runtime guarantee; use a private one on a plain thread.
+        let dropper = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect_with(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
+
+/// Creates (or re-creates, when the migrations changed) the migrated template database.
+async fn ensure_template(conn: &mut PgConnection, base: &PgConnectOptions) {
+    let expected: Vec<i64> = common::db::MIGRATOR
+        .iter()
+        .filter(|migration| migration.migration_type.is_up_migration())
+        .map(|migration| migration.version)
+        .collect();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(TEMPLATE)
+            .fetch_one(&mut *conn)
+            .await
+            .expect("query pg_database");
+    if exists {
+        let applied = applied_migrations(base).await;
+        if applied.as_deref() == Some(expected.as_slice()) {
+            return;
+        }
+        sqlx::query(&format!("DROP DATABASE {TEMPLATE} WITH (FORCE)"))
+            .execute(&mut *conn)
+            .await
+            .expect("drop stale template");
+    }
+    sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
+        .execute(&mut *conn)
+        .await
+        .expect("create template");
+    let mut template = PgConnection::connect_with(&base.clone().database(TEMPLATE))
+        .await
+        .expect("connect to template");
+    common::db::MIGRATOR
+        .run(&mut template)
+        .await
+        .expect("migrate template");
+    template.close().await.expect("close template");
+}
+
+async fn applied_migrations(base: &PgConnectOptions) -> Option<Vec<i64>> {
+    let mut conn = PgConnection::connect_with(&base.clone().database(TEMPLATE))
+        .await
+        .ok()?;
+    let versions =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .ok();
+    let _ = conn.close().await;
+    versions
+}
+
+/// A Redis key prefix no other test uses.
+pub fn redis_prefix() -> String {
+    format!("test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("bind an ephemeral port")
+}
+
+/// Polls `check` until it returns true or `deadline` passes; panics with `what` on timeout.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A real binary of this workspace running as a child process; killed when dropped.
+#[derive(Debug)]
+pub struct RunningBinary {
+    child: Child,
+    /// The base URL of its HTTP server.
+    pub base_url: String,
+}
+
+impl RunningBinary {
+    /// Starts `binary` with `env` (on top of a cleared `RUST_LOG`/`.env`-free environment)
+    /// and waits until `ready_path` answers 200.
+    pub async fn start(binary: &Path, env: &[(&str, String)], port: u16, ready_path: &str) -> Self {
+        let mut command = Command::new(binary);
+        command
+            .env("RUST_LOG", "warn")
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = command.spawn().expect("start binary");
+        let running = Self {
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        let url = format!("{}{ready_path}", running.base_url);
+        wait_until(&format!("{} to be ready", binary.display()), Duration::from_secs(30), || {
+            let request = client.get(&url).send();
+            async move { matches!(request.await, Ok(response) if response.status().is_success()) }
+        })
+        .await;
+        running
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for child") {
+                return status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "binary did not stop after SIGTERM"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
