@@ -197,7 +197,57 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
 
 #[cfg(test)]
 mod tests {
+    use poem::test::TestClient;
+    use poem::{EndpointExt, Route, get, handler};
+
     use super::*;
+
+    #[handler]
+    fn boom() -> &'static str {
+        panic!("handler bug")
+    }
+
+    #[handler]
+    fn fine() -> &'static str {
+        "fine"
+    }
+
+    #[handler]
+    async fn slow() -> &'static str {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        "late"
+    }
+
+    fn app(timeout: Duration) -> impl Endpoint {
+        Route::new()
+            .at("/boom", get(boom))
+            .at("/fine", get(fine))
+            .at("/slow", get(slow))
+            .with(RequestContext::new(timeout, RouteTemplates::default()))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_500_problem_and_the_server_keeps_serving() {
+        let client = TestClient::new(app(Duration::from_secs(5)));
+        let response = client.get("/boom").send().await;
+        response.assert_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR);
+        response.assert_content_type("application/problem+json");
+        let body = response.0.into_body().into_string().await.expect("body");
+        assert!(body.contains("\"code\":\"INTERNAL\""), "{body}");
+        assert!(
+            !body.contains("handler bug"),
+            "panic message never leaks: {body}"
+        );
+        client.get("/fine").send().await.assert_text("fine").await;
+    }
+
+    #[tokio::test]
+    async fn requests_over_the_deadline_are_cut_off() {
+        let client = TestClient::new(app(Duration::from_millis(50)));
+        let response = client.get("/slow").send().await;
+        response.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);
+        response.assert_content_type("application/problem+json");
+    }
 
     #[test]
     fn request_ids_are_accepted_only_when_safe() {
