@@ -44,7 +44,7 @@ impl AdminApi {
 
 /// Changes an admin may make to any account; omitted fields stay as they are.
 #[derive(Debug, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct AdminUpdateUser {
     /// New email address.
@@ -55,6 +55,17 @@ pub struct AdminUpdateUser {
     pub role: Option<RoleName>,
     /// Enable or disable the account; disabling revokes its sessions.
     pub is_active: Option<bool>,
+}
+
+impl poem_openapi::types::Example for AdminUpdateUser {
+    fn example() -> Self {
+        Self {
+            email: None,
+            username: None,
+            role: Some(RoleName::Admin),
+            is_active: Some(true),
+        }
+    }
 }
 
 #[derive(ApiResponse)]

@@ -79,7 +79,7 @@ impl poem_openapi::types::Example for LoginRequest {
 
 /// A refresh token, for `/auth/refresh` and `/auth/logout`.
 #[derive(Debug, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
     /// The opaque refresh token from login, register or a previous refresh.
@@ -88,6 +88,7 @@ pub struct RefreshRequest {
 
 /// A new pair of tokens.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct TokenResponse {
     /// Short-lived JWT for `Authorization: Bearer …`.
     pub access_token: String,
@@ -99,6 +100,27 @@ pub struct TokenResponse {
     pub expires_in: u64,
     /// The authenticated user.
     pub user: UserProfile,
+}
+
+impl poem_openapi::types::Example for RefreshRequest {
+    fn example() -> Self {
+        Self {
+            refresh_token: "q3V0bGVzcy1yYW5kb20tMjU2LWJpdHMtYmFzZTY0dXJs".into(),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for TokenResponse {
+    fn example() -> Self {
+        Self {
+            access_token: "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl"
+                .into(),
+            refresh_token: "q3V0bGVzcy1yYW5kb20tMjU2LWJpdHMtYmFzZTY0dXJs".into(),
+            token_type: "Bearer".into(),
+            expires_in: 900,
+            user: <UserProfile as poem_openapi::types::Example>::example(),
+        }
+    }
 }
 
 #[derive(ApiResponse)]

@@ -27,6 +27,7 @@ impl HealthApi {
 
 /// Version and uptime of this process.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct HealthInfo {
     /// Always `ok` when the process answers.
     pub status: String,
@@ -36,6 +37,17 @@ pub struct HealthInfo {
     pub uptime_seconds: u64,
     /// `development` or `production`.
     pub environment: String,
+}
+
+impl poem_openapi::types::Example for HealthInfo {
+    fn example() -> Self {
+        Self {
+            status: "ok".into(),
+            version: "0.1.0".into(),
+            uptime_seconds: 3600,
+            environment: "production".into(),
+        }
+    }
 }
 
 /// Status of each dependency.

@@ -45,7 +45,7 @@ pub async fn current_user(db: impl PgExecutor<'_>, claims: &Claims) -> Result<Us
 
 /// Changes to the caller's profile; omitted fields stay as they are.
 #[derive(Debug, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileRequest {
     /// New email address.
@@ -56,13 +56,31 @@ pub struct UpdateProfileRequest {
 
 /// A password change.
 #[derive(Debug, Object, Deserialize)]
-#[oai(deny_unknown_fields)]
+#[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePasswordRequest {
     /// The password in use now.
     pub current_password: String,
     /// The new password (8–128 characters, different from the current one).
     pub new_password: String,
+}
+
+impl poem_openapi::types::Example for UpdateProfileRequest {
+    fn example() -> Self {
+        Self {
+            email: Some("ada.lovelace@example.com".into()),
+            username: Some("ada_l".into()),
+        }
+    }
+}
+
+impl poem_openapi::types::Example for ChangePasswordRequest {
+    fn example() -> Self {
+        Self {
+            current_password: "correct horse battery".into(),
+            new_password: "a much longer passphrase".into(),
+        }
+    }
 }
 
 #[derive(ApiResponse)]

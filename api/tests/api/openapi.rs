@@ -64,7 +64,18 @@ async fn every_operation_is_tagged_summarised_and_documents_its_errors() {
     assert_eq!(scheme["bearerFormat"], "JWT");
     // Schemas carry examples.
     let schemas = &spec["components"]["schemas"];
-    for name in ["Problem", "RegisterRequest", "UserProfile"] {
+    for name in [
+        "Problem",
+        "RegisterRequest",
+        "LoginRequest",
+        "RefreshRequest",
+        "TokenResponse",
+        "UserProfile",
+        "UpdateProfileRequest",
+        "ChangePasswordRequest",
+        "AdminUpdateUser",
+        "HealthInfo",
+    ] {
         assert!(
             schemas[name]["example"].is_object(),
             "{name} has an example"
