@@ -21,6 +21,7 @@ use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
 use crate::platform::route_templates::RouteTemplates;
 use crate::users::UsersApi;
+use crate::users::cache::UserCache;
 
 /// What every handler may use, built once at start-up and shared by reference.
 #[derive(Clone)]
@@ -30,6 +31,7 @@ pub struct AppState {
     pub redis: Redis,
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
+    pub users: UserCache,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
 }
@@ -51,6 +53,7 @@ impl AppState {
         Ok(Self {
             tokens: Arc::new(TokenKeys::new(&config.auth)),
             passwords: PasswordHasher::new(&config.auth)?,
+            users: UserCache::new(config.auth.user_cache_ttl),
             config: Arc::new(config),
             db,
             redis,

@@ -72,6 +72,12 @@ pub struct AuthConfig {
     )]
     pub password_iterations: u32,
 
+    /// How long a user record may be served from this process's cache on authenticated reads
+    /// (0 turns the cache off). Writes through this process invalidate it at once; other API
+    /// processes see a change within this bound.
+    #[arg(long = "user-cache-ttl", env = "USER_CACHE_TTL", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub user_cache_ttl: Duration,
+
     /// How many password hashes may run at once; the rest queue, so a login flood cannot
     /// starve other requests of CPU. Defaults to the number of CPUs.
     #[arg(long = "password-hash-concurrency", env = "PASSWORD_HASH_CONCURRENCY")]

@@ -178,6 +178,7 @@ impl AdminApi {
             sessions::revoke_all(&mut *tx, user.id).await?;
         }
         tx.commit().await?;
+        self.state.users.invalidate(user.id);
         tracing::info!(admin_id = %auth.0.sub, user_id = %user.id, "user updated by admin");
         Ok(Json(user.into()))
     }
@@ -205,6 +206,7 @@ impl AdminApi {
         }
         repo::delete(&mut *tx, target.id).await?;
         tx.commit().await?;
+        self.state.users.invalidate(target.id);
         tracing::info!(admin_id = %auth.0.sub, user_id = %target.id, "user deleted by admin");
         Ok(NoContent::Done)
     }

@@ -1,8 +1,11 @@
 //! The caller's own account: `/api/v1/users/me`.
 
+pub mod cache;
 pub mod model;
 pub mod repo;
 pub mod validate;
+
+use std::sync::Arc;
 
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -32,10 +35,27 @@ impl UsersApi {
     }
 }
 
-/// The account behind a verified token. A deleted or disabled account gets 401 even while its
-/// access token has not expired yet.
+/// The account behind a verified token, read from the database. A deleted or disabled account
+/// gets 401 even while its access token has not expired yet.
 pub async fn current_user(db: impl PgExecutor<'_>, claims: &Claims) -> Result<UserRow, ApiError> {
-    match repo::find(db, claims.sub).await? {
+    active(repo::find(db, claims.sub).await?)
+}
+
+/// Like [`current_user`], but may answer from the per-process cache (see [`cache`]); for reads.
+pub async fn current_user_cached(
+    state: &AppState,
+    claims: &Claims,
+) -> Result<Arc<UserRow>, ApiError> {
+    if let Some(user) = state.users.get(claims.sub) {
+        return Ok(user);
+    }
+    let user = Arc::new(current_user(&state.db, claims).await?);
+    state.users.insert(user.clone());
+    Ok(user)
+}
+
+fn active(user: Option<UserRow>) -> Result<UserRow, ApiError> {
+    match user {
         Some(user) if user.is_active => Ok(user),
         _ => Err(ApiError::Unauthorized(
             "the account no longer exists or is disabled".into(),
@@ -121,7 +141,8 @@ impl UsersApi {
     /// The caller's profile.
     #[oai(path = "/me", method = "get")]
     async fn me(&self, auth: BearerAuth) -> ApiResult<Json<UserProfile>, { status::AUTHED }> {
-        Ok(Json(current_user(&self.state.db, &auth.0).await?.into()))
+        let user = current_user_cached(&self.state, &auth.0).await?;
+        Ok(Json(user.as_ref().into()))
     }
 
     /// Change the caller's email or username.
@@ -136,6 +157,7 @@ impl UsersApi {
         let user = repo::update(&self.state.db, auth.0.sub, &changes)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
+        self.state.users.invalidate(user.id);
         Ok(Json(user.into()))
     }
 
@@ -160,6 +182,7 @@ impl UsersApi {
         }
         repo::delete(&mut *tx, user.id).await?;
         tx.commit().await?;
+        self.state.users.invalidate(user.id);
         tracing::info!(user_id = %user.id, "account deleted by its owner");
         Ok(NoContent::Done)
     }
@@ -193,6 +216,7 @@ impl UsersApi {
         repo::set_password_hash(&mut *tx, user.id, &new_hash).await?;
         sessions::revoke_all(&mut *tx, user.id).await?;
         tx.commit().await?;
+        self.state.users.invalidate(user.id);
         tracing::info!(user_id = %user.id, "password changed; sessions revoked");
         Ok(NoContent::Done)
     }

@@ -102,3 +102,9 @@ impl From<UserRow> for UserProfile {
         }
     }
 }
+
+impl From<&UserRow> for UserProfile {
+    fn from(row: &UserRow) -> Self {
+        row.clone().into()
+    }
+}

@@ -169,3 +169,54 @@ async fn the_last_admin_cannot_delete_their_account() {
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
 }
+
+#[tokio::test]
+async fn changes_made_elsewhere_show_within_the_cache_ttl() {
+    let app = TestApp::spawn_with(|config| {
+        config.auth.user_cache_ttl = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let session = app.register("cached").await;
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&session.access))
+            .await
+            .status,
+        200
+    );
+    // Another API process (simulated by writing to the database directly) disables the user.
+    sqlx::query("UPDATE users SET is_active = false")
+        .execute(&app.pool)
+        .await
+        .expect("disable");
+    test_support::wait_until(
+        "the disabled account to be refused",
+        std::time::Duration::from_secs(5),
+        || async {
+            app.get("/api/v1/users/me", Some(&session.access))
+                .await
+                .status
+                == StatusCode::UNAUTHORIZED
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_the_cache_changes_show_at_once() {
+    let app =
+        TestApp::spawn_with(|config| config.auth.user_cache_ttl = std::time::Duration::ZERO).await;
+    let session = app.register("uncached").await;
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&session.access))
+            .await
+            .status,
+        200
+    );
+    sqlx::query("UPDATE users SET is_active = false")
+        .execute(&app.pool)
+        .await
+        .expect("disable");
+    app.get("/api/v1/users/me", Some(&session.access))
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
+}
