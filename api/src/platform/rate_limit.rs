@@ -215,7 +215,7 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
             error.set_data(ExtraHeaders(headers));
             return Err(error);
         }
-        match self.inner.call(req).await {
+        match Box::pin(self.inner.call(req)).await {
             Ok(output) => {
                 let mut response = output.into_response();
                 response.headers_mut().extend(headers);

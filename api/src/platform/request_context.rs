@@ -109,8 +109,10 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         metrics::gauge!("http_requests_in_flight").increment(1.0);
 
         let deadline = self.timeout;
+        // Boxed so the wrappers below move a pointer, not the whole (large) inner future.
+        let inner = Box::pin(self.inner.call(req));
         let handled = async move {
-            tokio::time::timeout(deadline, self.inner.call(req))
+            tokio::time::timeout(deadline, inner)
                 .await
                 .unwrap_or_else(|_| {
                     Err(ApiError::Unavailable(format!(
