@@ -12,6 +12,10 @@ use poem::listener::TcpListener;
 
 use crate::config::WorkerConfig;
 
+// The same allocator as the api: many small, short-lived allocations from several threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     if let Err(message) = common::config::load_dotenv() {

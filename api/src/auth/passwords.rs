@@ -5,7 +5,7 @@ use std::sync::Arc;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::config::AuthConfig;
 
@@ -19,8 +19,10 @@ pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
     /// A hash of a random password, verified when the account does not exist so that login
-    /// takes the same time whether or not the email is registered.
-    decoy_hash: Arc<str>,
+    /// takes the same time whether or not the email is registered. Made on first use rather
+    /// than at start-up: hashing touches 19 MiB that the allocator would otherwise keep in an
+    /// idle process.
+    decoy_hash: Arc<OnceCell<String>>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -55,11 +57,10 @@ impl PasswordHasher {
         let concurrency = config.password_concurrency.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
         });
-        let decoy_hash = hash_with(&params, &uuid::Uuid::new_v4().to_string())?;
         Ok(Self {
             params,
             permits: Arc::new(Semaphore::new(concurrency)),
-            decoy_hash: decoy_hash.into(),
+            decoy_hash: Arc::default(),
         })
     }
 
@@ -77,7 +78,14 @@ impl PasswordHasher {
         stored: Option<&str>,
     ) -> anyhow::Result<Verification> {
         let exists = stored.is_some();
-        let stored = stored.map_or_else(|| self.decoy_hash.to_string(), str::to_owned);
+        let stored = match stored {
+            Some(stored) => stored.to_owned(),
+            None => self
+                .decoy_hash
+                .get_or_try_init(|| async { self.hash(&uuid::Uuid::new_v4().to_string()).await })
+                .await?
+                .clone(),
+        };
         let params = self.params.clone();
         let password = password.to_owned();
         let verification = self
