@@ -1,0 +1,266 @@
+#!/usr/bin/env bash
+# Benchmarks the release api and worker against a bare Poem hello-world (`bench-hello`) run in
+# the same session, and writes a markdown report to target/bench/report.md. Method and
+# results: docs/BENCHMARKS.md. `make bench` runs it.
+#
+# Absolute numbers depend on the machine and on whatever else runs on it; the ratio to the
+# ceiling measured minutes earlier on the same machine is what compares across machines. The
+# ceiling is measured first and last, so drift during the session shows up in the report.
+#
+# Settings: BENCH_SECONDS (10) per wrk run, WRK_THREADS (2), WRK_CONNECTIONS (64),
+# BENCH_READY_SECONDS (60) to wait for start-up, PG_PORT/REDIS_PORT (local services), and
+# for running two benches side by side: BENCH_HELLO_ADDR, BENCH_API_ADDR, BENCH_WORKER_ADDR,
+# BENCH_DB, BENCH_REDIS_DB (defaults below).
+#
+# To add a benchmark: write a bench_* function that records rows with `record_row` (or
+# writes its own lines with `report`), and call it from main after the HTTP section.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+BENCH_SECONDS="${BENCH_SECONDS:-10}"
+WRK_THREADS="${WRK_THREADS:-2}"
+WRK_CONNECTIONS="${WRK_CONNECTIONS:-64}"
+READY_SECONDS="${BENCH_READY_SECONDS:-60}"
+PG_PORT="${PG_PORT:-5432}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+
+# Addresses away from the development defaults, so `make run` can stay up meanwhile.
+HELLO_ADDR="${BENCH_HELLO_ADDR:-127.0.0.1:18090}"
+API_ADDR="${BENCH_API_ADDR:-127.0.0.1:18080}"
+WORKER_ADDR="${BENCH_WORKER_ADDR:-127.0.0.1:19091}"
+# A database of its own (created fresh, dropped at exit) and a Redis database index of its
+# own (flushed first): every run starts empty and the development data is left alone.
+BENCH_DB="${BENCH_DB:-coinpulse_bench}"
+BENCH_REDIS_DB="${BENCH_REDIS_DB:-1}"
+PG_ADMIN_URL="postgres://coinpulse:coinpulse@127.0.0.1:$PG_PORT/coinpulse"
+BENCH_DATABASE_URL="postgres://coinpulse:coinpulse@127.0.0.1:$PG_PORT/$BENCH_DB"
+BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/$BENCH_REDIS_DB"
+
+OUT=target/bench
+REPORT="$OUT/report.md"
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null; then
+        sudo "$@"
+    else
+        die "need root to run '$*' (not root, and sudo is not installed)"
+    fi
+}
+
+# Installs, with apt, the packages named like the commands that are missing.
+ensure_commands() {
+    local cmd
+    local -a missing=()
+    for cmd in "$@"; do
+        command -v "$cmd" >/dev/null || missing+=("$cmd")
+    done
+    if ((${#missing[@]} == 0)); then
+        return
+    fi
+    log "installing ${missing[*]} with apt"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# psql on the development database as its owner, quiet about notices such as "database ...
+# does not exist, skipping" (PGOPTIONS only here: sqlx reads it too).
+psql_admin() {
+    PGOPTIONS="-c client_min_messages=warning" psql "$PG_ADMIN_URL" -qX -v ON_ERROR_STOP=1 "$@"
+}
+
+# ---- processes ---------------------------------------------------------------------------
+
+declare -A PIDS=()
+
+# start NAME COMMAND...: runs COMMAND in the background, output to target/bench/NAME.log.
+start() {
+    local name=$1
+    shift
+    "$@" >"$OUT/$name.log" 2>&1 &
+    PIDS[$name]=$!
+}
+
+# Stops everything `start` started: SIGTERM, then SIGKILL for what is left after 10 s.
+stop_all() {
+    local pid deadline=$((SECONDS + 10))
+    for pid in "${PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+
+# The EXIT trap: stops the servers and drops the benchmark database.
+cleanup() {
+    # A second Ctrl-C must not cut the clean-up short and leave servers running.
+    trap '' INT TERM
+    stop_all
+    psql_admin -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+
+# wait_ready NAME URL: polls URL until it answers 2xx, failing early if NAME has exited.
+wait_ready() {
+    local name=$1 url=$2 deadline=$((SECONDS + READY_SECONDS))
+    until curl -fs -o /dev/null --max-time 2 "$url"; do
+        if ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
+            tail -n 20 "$OUT/$name.log" >&2 || true
+            die "$name exited before $url answered (log: $OUT/$name.log)"
+        fi
+        ((SECONDS < deadline)) || die "$url did not answer within ${READY_SECONDS}s (log: $OUT/$name.log)"
+        sleep 0.2
+    done
+}
+
+# Resident memory of a process in MB.
+rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# ---- report ------------------------------------------------------------------------------
+
+# report LINE...: prints the lines and appends them to the report.
+report() { printf '%s\n' "$@" | tee -a "$REPORT"; }
+
+ROW_NAMES=() ROW_RPS=() ROW_P50=() ROW_P99=() ROW_ERRORS=() CEILING_ROWS=()
+
+record_row() {
+    ROW_NAMES+=("$1") ROW_RPS+=("$2") ROW_P50+=("$3") ROW_P99+=("$4") ROW_ERRORS+=("$5")
+}
+
+# report_row TARGET RPS P50 P99 ERRORS CEILING: one markdown row, the ratio against CEILING.
+report_row() {
+    local ratio
+    ratio=$(awk -v r="$2" -v c="$6" 'BEGIN { printf "%.2f", r / c }')
+    report "$(printf '| %s | %s | %s | %s | %s | %s |' "$1" "$2" "$3" "$4" "$5" "$ratio")"
+}
+
+# Mean req/s of the ceiling rows.
+ceiling_rps() {
+    local i sum=0
+    for i in "${CEILING_ROWS[@]}"; do
+        sum=$((sum + ROW_RPS[i]))
+    done
+    echo $((sum / ${#CEILING_ROWS[@]}))
+}
+
+report_http_table() {
+    local i ceiling
+    ceiling=$(ceiling_rps)
+    report "" "## HTTP (wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${BENCH_SECONDS}s)" ""
+    report "| target | req/s | p50 ms | p99 ms | non-2xx + socket errors | vs ceiling |"
+    report "|---|---:|---:|---:|---:|---:|"
+    for i in "${!ROW_NAMES[@]}"; do
+        report_row "${ROW_NAMES[i]}" "${ROW_RPS[i]}" "${ROW_P50[i]}" "${ROW_P99[i]}" "${ROW_ERRORS[i]}" "$ceiling"
+    done
+    report "" "Ceiling: mean of the bench-hello runs, $ceiling req/s; last vs first: $(ceiling_drift)."
+}
+
+# Change of the last ceiling run against the first, in percent: the machine's drift.
+ceiling_drift() {
+    local first=${CEILING_ROWS[0]} last=${CEILING_ROWS[-1]}
+    awk -v a="${ROW_RPS[first]}" -v b="${ROW_RPS[last]}" 'BEGIN { printf "%+.1f %%", (b - a) * 100 / a }'
+}
+
+# ---- benchmarks --------------------------------------------------------------------------
+
+# bench_http NAME URL [WRK ARGS...]: one wrk run, kept in target/bench/wrk-N.txt and recorded
+# as a row (req/s, p50 and p99 in ms, count of non-2xx responses and socket errors).
+bench_http() {
+    local name=$1 url=$2 raw="$OUT/wrk-${#ROW_NAMES[@]}.txt" rps p50 p99 errors
+    shift 2
+    log "wrk: $name"
+    wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${BENCH_SECONDS}s" --latency "$@" "$url" >"$raw"
+    read -r rps p50 p99 errors < <(awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /s$/) return v * 1000
+            return v + 0
+        }
+        /^Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /Non-2xx or 3xx responses:/ { errors += $NF }
+        /Socket errors:/ { for (i = 4; i <= NF; i += 2) errors += $i }
+        END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, errors }
+    ' "$raw")
+    ((rps > 0)) || die "wrk measured nothing for $name; see $raw"
+    ((errors == 0)) || log "warning: $name had $errors non-2xx responses or socket errors; see $raw"
+    record_row "$name" "$rps" "$p50" "$p99" "$errors"
+}
+
+bench_ceiling() {
+    CEILING_ROWS+=("${#ROW_NAMES[@]}")
+    bench_http "bench-hello GET / (ceiling, $1)" "http://$HELLO_ADDR/"
+}
+
+# Registers a throwaway user and prints its access token.
+register_user() {
+    local suffix
+    suffix=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+    curl -sS --fail-with-body --max-time 10 -H 'Content-Type: application/json' \
+        -d "{\"email\":\"bench-$suffix@example.com\",\"username\":\"bench$suffix\",\"password\":\"bench-password-123\"}" \
+        "http://$API_ADDR/api/v1/auth/register" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+main() {
+    local addr token api_idle worker_idle
+    ensure_commands wrk curl python3
+    mkdir -p "$OUT"
+    rm -f "$OUT"/*.log "$OUT"/wrk-*.txt "$REPORT"
+    for addr in "$HELLO_ADDR" "$API_ADDR" "$WORKER_ADDR"; do
+        port_free "$addr" || die "$addr is already in use (a previous bench still running?)"
+    done
+
+    scripts/services.sh up
+    log "building release binaries"
+    SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p api -p worker -p bench
+
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    psql_admin -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB" >/dev/null
+    redis-cli -u "$BENCH_REDIS_URL" flushdb >/dev/null
+
+    start hello env BENCH_HELLO_ADDR="$HELLO_ADDR" target/release/bench-hello
+    # Rate limits far above what wrk can send: this measures the request path, not the limiter.
+    start api env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
+        API_ADDR="$API_ADDR" RATE_LIMIT_PER_MINUTE=100000000 RATE_LIMIT_BURST=100000000 \
+        AUTH_RATE_LIMIT_PER_MINUTE=100000000 LOG_FORMAT=json RUST_LOG=warn target/release/api
+    start worker env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
+        WORKER_METRICS_ADDR="$WORKER_ADDR" LOG_FORMAT=json RUST_LOG=warn target/release/worker
+    wait_ready hello "http://$HELLO_ADDR/"
+    wait_ready api "http://$API_ADDR/health/ready"
+    wait_ready worker "http://$WORKER_ADDR/health/ready"
+    api_idle=$(rss_mb "${PIDS[api]}")
+    worker_idle=$(rss_mb "${PIDS[worker]}")
+    token=$(register_user)
+
+    bench_ceiling first
+    bench_http "api GET /health/live" "http://$API_ADDR/health/live"
+    bench_http "api GET /api/v1/users/me (JWT)" "http://$API_ADDR/api/v1/users/me" \
+        -H "Authorization: Bearer $token"
+    bench_ceiling last
+
+    report "# Coinpulse benchmark" ""
+    report "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)."
+    report_http_table
+    report "" "## Memory (VmRSS)" ""
+    report "| process | idle MB | after the HTTP runs MB |" "|---|---:|---:|"
+    report "| api | $api_idle | $(rss_mb "${PIDS[api]}") |"
+    report "| worker | $worker_idle | $(rss_mb "${PIDS[worker]}") |"
+    log "report written to $REPORT"
+}
+
+main "$@"
