@@ -18,14 +18,14 @@ use crate::error::ApiError;
     bearer_format = "JWT",
     checker = "verify_bearer"
 )]
-pub struct BearerAuth(pub Claims);
+pub struct BearerAuth(pub Arc<Claims>);
 
 /// The bearer token's verification result, computed once per request by the rate limiter
 /// (which needs the user id) and reused by [`BearerAuth`].
 #[derive(Debug, Clone)]
-pub struct VerifiedBearer(pub Result<Claims, TokenError>);
+pub struct VerifiedBearer(pub Result<Arc<Claims>, TokenError>);
 
-async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Claims> {
+async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Arc<Claims>> {
     let result = match req.data::<VerifiedBearer>() {
         Some(VerifiedBearer(result)) => result.clone(),
         None => {

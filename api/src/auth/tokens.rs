@@ -1,5 +1,6 @@
 //! Access tokens (JWT, HS256) and opaque refresh tokens.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -7,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use common::domain::Role;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use moka::sync::Cache;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,6 +57,7 @@ pub struct TokenKeys {
     issuer: String,
     audience: String,
     access_ttl: Duration,
+    verified: Cache<Box<str>, Arc<Claims>>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -68,6 +71,10 @@ impl std::fmt::Debug for TokenKeys {
 
 /// How much clock skew between API processes is tolerated on `exp`/`nbf`.
 const LEEWAY_SECS: u64 = 5;
+/// Verified tokens remembered per process (each entry is the token plus its claims, < 1 KiB).
+const VERIFIED_CACHE_ENTRIES: u64 = 50_000;
+/// How long a verified token is remembered before it is checked in full again.
+const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(60);
 
 impl TokenKeys {
     /// Builds the keys and validation rules from configuration.
@@ -86,6 +93,10 @@ impl TokenKeys {
             issuer: config.jwt_issuer.clone(),
             audience: config.jwt_audience.clone(),
             access_ttl: config.access_ttl,
+            verified: Cache::builder()
+                .max_capacity(VERIFIED_CACHE_ENTRIES)
+                .time_to_live(VERIFIED_CACHE_TTL)
+                .build(),
         }
     }
 
@@ -116,13 +127,30 @@ impl TokenKeys {
     }
 
     /// Verifies signature, algorithm, `exp`, `nbf`, `iss` and `aud`.
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map(|data| data.claims)
+    ///
+    /// A token verified before is answered from memory after re-checking only its time
+    /// claims: a token's bytes cannot change, so neither can its signature check. Only tokens
+    /// that passed full verification are remembered.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            let now = Utc::now().timestamp();
+            let leeway = LEEWAY_SECS as i64;
+            return if claims.exp < now - leeway {
+                Err(TokenError::Expired)
+            } else if claims.nbf > now + leeway {
+                Err(TokenError::Invalid)
+            } else {
+                Ok(claims)
+            };
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| Arc::new(data.claims))
             .map_err(|err| match err.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        self.verified.insert(token.into(), claims.clone());
+        Ok(claims)
     }
 }
 
@@ -214,6 +242,32 @@ mod tests {
             .issue(Uuid::now_v7(), Role::User)
             .expect("signs");
         assert_eq!(keys.verify(&foreign), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn verified_tokens_are_remembered_but_their_time_claims_rechecked() {
+        let keys = TokenKeys::new(&config());
+        let token = keys.issue(Uuid::now_v7(), Role::User).expect("signs");
+        let first = keys.verify(&token).expect("verifies");
+        let second = keys.verify(&token).expect("verifies again");
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "second answer comes from the cache"
+        );
+
+        let now = Utc::now().timestamp();
+        let stale = Claims {
+            exp: now - 60,
+            ..(*first).clone()
+        };
+        keys.verified.insert("stale".into(), Arc::new(stale));
+        assert_eq!(keys.verify("stale"), Err(TokenError::Expired));
+        let early = Claims {
+            nbf: now + 600,
+            ..(*first).clone()
+        };
+        keys.verified.insert("early".into(), Arc::new(early));
+        assert_eq!(keys.verify("early"), Err(TokenError::Invalid));
     }
 
     #[test]
