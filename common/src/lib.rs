@@ -8,10 +8,12 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod jobs;
+pub mod market;
 pub mod redis;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 /// The version of this build, as reported by `/health` and `coinpulse_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
