@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::market::PriceProvider;
 use common::redis::Redis;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::middleware::{Compression, Cors, SetHeader};
@@ -16,6 +17,8 @@ use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
 use crate::health::HealthApi;
+use crate::market::cache::PriceCache;
+use crate::market::{MarketAdminApi, MarketApi};
 use crate::platform::body_limit::BodyLimit;
 use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
@@ -32,6 +35,8 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub users: UserCache,
+    pub prices: PriceProvider,
+    pub price_cache: PriceCache,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
 }
@@ -54,6 +59,8 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(&config.auth)),
             passwords: PasswordHasher::new(&config.auth)?,
             users: UserCache::new(config.auth.user_cache_ttl),
+            prices: PriceProvider::from_config(&config.market, Some(redis.clone()))?,
+            price_cache: PriceCache::new(redis.clone(), config.price_cache_ttl),
             config: Arc::new(config),
             db,
             redis,
@@ -63,14 +70,26 @@ impl AppState {
     }
 }
 
+/// Every feature's operations.
+pub type Apis = (
+    HealthApi,
+    AuthApi,
+    UsersApi,
+    AdminApi,
+    MarketApi,
+    MarketAdminApi,
+);
+
 /// The OpenAPI service: every operation of the API.
-pub fn openapi(state: &AppState) -> OpenApiService<(HealthApi, AuthApi, UsersApi, AdminApi), ()> {
+pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             HealthApi::new(state.clone()),
             AuthApi::new(state.clone()),
             UsersApi::new(state.clone()),
             AdminApi::new(state.clone()),
+            MarketApi::new(state.clone()),
+            MarketAdminApi::new(state.clone()),
         ),
         "Coinpulse API",
         common::VERSION,

@@ -27,6 +27,17 @@ pub struct ApiConfig {
 
     #[command(flatten)]
     pub rate_limit: RateLimitConfig,
+
+    #[command(flatten)]
+    pub market: common::market::MarketConfig,
+
+    /// How long a price stays in the Redis cache.
+    #[arg(long = "price-cache-ttl", env = "PRICE_CACHE_TTL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub price_cache_ttl: Duration,
+
+    /// How old a stored price may be before a read fetches a fresh one from the provider.
+    #[arg(long = "price-max-age", env = "PRICE_MAX_AGE", default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub price_max_age: Duration,
 }
 
 /// Token and password settings.

@@ -155,6 +155,13 @@ pub fn redis_prefix() -> String {
     format!("test:{}:", uuid::Uuid::new_v4().simple())
 }
 
+/// An HTTP client for tests (installs the process's TLS crypto provider first, which reqwest
+/// needs even for plain HTTP).
+pub fn http_client() -> reqwest::Client {
+    common::tls::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -206,7 +213,7 @@ impl RunningBinary {
             child,
             base_url: format!("http://127.0.0.1:{port}"),
         };
-        let client = reqwest::Client::new();
+        let client = http_client();
         let url = format!("{}{ready_path}", running.base_url);
         wait_until(&format!("{} to be ready", binary.display()), Duration::from_secs(30), || {
             let request = client.get(&url).send();

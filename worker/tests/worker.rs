@@ -23,7 +23,7 @@ async fn the_worker_serves_health_and_metrics_and_stops_on_sigterm() {
         "/health/ready",
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = test_support::http_client();
     let live = client
         .get(format!("{}/health/live", worker.base_url))
         .send()
@@ -66,7 +66,9 @@ async fn readiness_fails_while_redis_is_unreachable() {
         "/health/live",
     )
     .await;
-    let ready = reqwest::get(format!("{}/health/ready", worker.base_url))
+    let ready = test_support::http_client()
+        .get(format!("{}/health/ready", worker.base_url))
+        .send()
         .await
         .expect("ready");
     assert_eq!(ready.status(), 503);

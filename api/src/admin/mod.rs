@@ -30,15 +30,19 @@ impl AdminApi {
         Self { state }
     }
 
-    /// The caller, if they are an active admin *now*: the role is read from the database, not
-    /// trusted from the token, so a demotion takes effect at once.
     async fn require_admin(&self, claims: &Claims) -> Result<UserRow, ApiError> {
-        let user = current_user(&self.state.db, claims).await?;
-        if user.role == Role::Admin {
-            Ok(user)
-        } else {
-            Err(ApiError::Forbidden("administrator role required".into()))
-        }
+        require_admin(&self.state, claims).await
+    }
+}
+
+/// The caller, if they are an active admin *now*: the role is read from the database, not
+/// trusted from the token, so a demotion takes effect at once.
+pub async fn require_admin(state: &AppState, claims: &Claims) -> Result<UserRow, ApiError> {
+    let user = current_user(&state.db, claims).await?;
+    if user.role == Role::Admin {
+        Ok(user)
+    } else {
+        Err(ApiError::Forbidden("administrator role required".into()))
     }
 }
 

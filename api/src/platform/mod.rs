@@ -14,8 +14,10 @@ pub enum ApiTags {
     Auth,
     /// The caller's own account.
     Users,
-    /// User administration (role `admin`).
+    /// User and cache administration (role `admin`).
     Admin,
+    /// Prices, popular coins and price history.
+    Market,
     /// Liveness, readiness and metrics.
     Operations,
 }

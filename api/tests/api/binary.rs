@@ -29,7 +29,7 @@ async fn the_api_binary_serves_registers_logs_in_and_stops_cleanly() {
         "/health/ready",
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = test_support::http_client();
     let base = api.base_url.clone();
 
     let spec: Value = client
@@ -120,7 +120,7 @@ async fn create_admin_makes_an_admin_who_can_log_in() {
         "/health/ready",
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = test_support::http_client();
     let login: Value = client
         .post(format!("{}/api/v1/auth/login", api.base_url))
         .json(&json!({"email": "root@example.com", "password": "admin-password-1"}))

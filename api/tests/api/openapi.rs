@@ -25,6 +25,11 @@ async fn every_operation_is_tagged_summarised_and_documents_its_errors() {
         ("/api/v1/admin/users/{id}", "get"),
         ("/api/v1/admin/users/{id}", "patch"),
         ("/api/v1/admin/users/{id}", "delete"),
+        ("/api/v1/admin/cache/stats", "get"),
+        ("/api/v1/admin/cache", "delete"),
+        ("/api/v1/crypto/prices/{coin_id}", "get"),
+        ("/api/v1/crypto/popular", "get"),
+        ("/api/v1/crypto/{coin_id}/history", "get"),
         ("/health", "get"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
@@ -75,6 +80,7 @@ async fn every_operation_is_tagged_summarised_and_documents_its_errors() {
         "ChangePasswordRequest",
         "AdminUpdateUser",
         "HealthInfo",
+        "Price",
     ] {
         assert!(
             schemas[name]["example"].is_object(),

@@ -9,6 +9,7 @@ pub mod budget;
 pub mod coingecko;
 pub mod coins;
 pub mod simulated;
+pub mod store;
 
 use std::time::Duration;
 

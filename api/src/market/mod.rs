@@ -1,0 +1,416 @@
+//! Market data endpoints: latest prices, popular coins, price history, cache administration.
+//!
+//! Reads go cache (Redis) → database → provider: a price fetched within `PRICE_MAX_AGE` is
+//! served from storage; an older or missing one is fetched from the provider once, stored and
+//! cached. If the provider is down, a stale stored price is served (its `fetched_at` says how
+//! old) rather than an error.
+
+pub mod cache;
+
+use chrono::{DateTime, Utc};
+use common::market::store::{self, LatestPrice};
+use common::market::{PricePoint, ProviderError};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use rust_decimal::Decimal;
+
+use crate::admin::require_admin;
+use crate::app::AppState;
+use crate::auth::extract::BearerAuth;
+use crate::error::{ApiError, ApiResult, status};
+use crate::platform::ApiTags;
+
+/// Longest history range one request may ask for.
+const MAX_HISTORY_DAYS: i64 = 365;
+
+/// Market data endpoints.
+#[derive(Debug)]
+pub struct MarketApi {
+    state: AppState,
+}
+
+impl MarketApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// A coin's latest price. Amounts are decimal strings.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct Price {
+    /// Coin id, e.g. `bitcoin`.
+    pub coin_id: String,
+    /// Ticker, e.g. `btc`.
+    pub symbol: String,
+    /// Display name.
+    pub name: String,
+    /// Currency of the amounts, e.g. `usd`.
+    pub vs_currency: String,
+    /// Price per unit.
+    pub price: Decimal,
+    /// Market capitalisation.
+    pub market_cap: Option<Decimal>,
+    /// Rank by market capitalisation (1 = largest).
+    pub market_cap_rank: Option<i32>,
+    /// Volume traded over 24 hours.
+    pub volume_24h: Option<Decimal>,
+    /// Price change over 24 hours, in percent.
+    pub change_24h_pct: Option<Decimal>,
+    /// When the provider last updated this price.
+    pub last_updated: DateTime<Utc>,
+    /// When Coinpulse fetched it.
+    pub fetched_at: DateTime<Utc>,
+    /// Provenance: `simulated` (offline, generated prices) or `coingecko`.
+    pub source: String,
+}
+
+impl poem_openapi::types::Example for Price {
+    fn example() -> Self {
+        let at = DateTime::parse_from_rfc3339("2026-11-21T09:30:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        Self {
+            coin_id: "bitcoin".into(),
+            symbol: "btc".into(),
+            name: "Bitcoin".into(),
+            vs_currency: "usd".into(),
+            price: Decimal::new(6_712_345_678, 5),
+            market_cap: Some(Decimal::new(132_233_100_000_000, 2)),
+            market_cap_rank: Some(1),
+            volume_24h: Some(Decimal::new(2_500_000_000_000, 2)),
+            change_24h_pct: Some(Decimal::new(-12_345, 4)),
+            last_updated: at,
+            fetched_at: at,
+            source: "coingecko".into(),
+        }
+    }
+}
+
+impl From<LatestPrice> for Price {
+    fn from(p: LatestPrice) -> Self {
+        Self {
+            coin_id: p.coin_id,
+            symbol: p.symbol,
+            name: p.name,
+            vs_currency: p.vs_currency,
+            price: p.price,
+            market_cap: p.market_cap,
+            market_cap_rank: p.market_cap_rank,
+            volume_24h: p.volume_24h,
+            change_24h_pct: p.change_24h_pct,
+            last_updated: p.quoted_at,
+            fetched_at: p.fetched_at,
+            source: p.source,
+        }
+    }
+}
+
+/// A coin's prices over a time range.
+#[derive(Debug, Object)]
+pub struct PriceHistory {
+    /// Coin id.
+    pub coin_id: String,
+    /// Currency of the prices.
+    pub vs_currency: String,
+    /// Start of the range.
+    pub from: DateTime<Utc>,
+    /// End of the range.
+    pub to: DateTime<Utc>,
+    /// Prices, oldest first.
+    pub points: Vec<HistoryPoint>,
+}
+
+/// One price at one time.
+#[derive(Debug, Object)]
+pub struct HistoryPoint {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Price per unit (decimal string).
+    pub price: Decimal,
+}
+
+/// Price-cache counters across all API processes.
+#[derive(Debug, Object)]
+pub struct CacheStatsBody {
+    /// Reads answered from the cache.
+    pub hits: u64,
+    /// Reads that were not.
+    pub misses: u64,
+    /// hits / (hits + misses), 0 when there were no reads.
+    pub hit_ratio: f64,
+    /// Prices cached now.
+    pub keys: u64,
+}
+
+/// Result of emptying the cache.
+#[derive(Debug, Object)]
+pub struct CacheCleared {
+    /// How many cached prices were removed.
+    pub deleted: u64,
+}
+
+/// A coin id as the provider writes it: lower-case letters, digits, `-`, `_`, `.`.
+pub fn parse_coin_id(field: &str, raw: &str) -> Result<String, ApiError> {
+    let valid = (1..=100).contains(&raw.len())
+        && raw.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        });
+    if valid {
+        Ok(raw.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be a coin id: 1–100 lower-case letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// A currency code, lower-cased; defaults to `usd`.
+pub fn parse_vs_currency(raw: Option<&str>) -> Result<String, ApiError> {
+    let value = raw.unwrap_or("usd").trim().to_ascii_lowercase();
+    if (2..=10).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_lowercase()) {
+        Ok(value)
+    } else {
+        Err(ApiError::invalid(
+            "vs_currency",
+            "must be a currency code such as usd or eur",
+        ))
+    }
+}
+
+/// Maps provider failures to caller-facing errors: never a 500 for someone else's outage.
+fn provider_error(err: ProviderError) -> ApiError {
+    match err {
+        ProviderError::UnsupportedCurrency(currency) => ApiError::invalid(
+            "vs_currency",
+            format!("{currency:?} is not supported by the price provider"),
+        ),
+        ProviderError::UnknownCoin(_) => ApiError::not_found("coin"),
+        other => {
+            tracing::warn!(error = %other, "price provider failed");
+            ApiError::Unavailable("the price provider is unavailable; retry later".into())
+        }
+    }
+}
+
+impl MarketApi {
+    fn max_age_start(&self) -> DateTime<Utc> {
+        let max_age = chrono::Duration::from_std(self.state.config.price_max_age)
+            .unwrap_or(chrono::Duration::minutes(2));
+        Utc::now() - max_age
+    }
+
+    /// The latest price of one coin: cache, then fresh storage, then the provider.
+    pub async fn latest_price(&self, coin_id: &str, vs: &str) -> Result<LatestPrice, ApiError> {
+        if let Some(price) = self.state.price_cache.get(coin_id, vs).await {
+            return Ok(price);
+        }
+        let stored = store::latest(&self.state.db, coin_id, vs).await?;
+        if let Some(price) = &stored
+            && price.fetched_at >= self.max_age_start()
+        {
+            self.state.price_cache.put(price).await;
+            return Ok(price.clone());
+        }
+        let fetched = self.state.prices.markets(&[coin_id.to_owned()], vs).await;
+        let batch = match (fetched, stored) {
+            (Ok(batch), _) => batch,
+            // The provider is down but we have an older price: serve it, marked by its age.
+            (Err(err), Some(stale)) if err.is_transient() => {
+                tracing::warn!(error = %err, coin_id, "serving a stale price");
+                return Ok(stale);
+            }
+            (Err(err), _) => return Err(provider_error(err)),
+        };
+        if batch.quotes.is_empty() {
+            return Err(ApiError::not_found("coin"));
+        }
+        store::save_quotes(
+            &self.state.db,
+            &batch.quotes,
+            vs,
+            self.state.prices.kind().as_str(),
+        )
+        .await?;
+        let price = store::latest(&self.state.db, coin_id, vs)
+            .await?
+            .ok_or_else(|| ApiError::not_found("coin"))?;
+        self.state.price_cache.put(&price).await;
+        Ok(price)
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1/crypto", tag = "ApiTags::Market")]
+impl MarketApi {
+    /// The latest price of a coin.
+    ///
+    /// Served from a short-lived cache or storage when fresh, otherwise fetched from the price
+    /// provider. `source` says where prices come from (`simulated` offline).
+    #[oai(path = "/prices/:coin_id", method = "get")]
+    async fn price(
+        &self,
+        /// Coin id, e.g. `bitcoin`.
+        coin_id: Path<String>,
+        /// Currency, default `usd`.
+        vs_currency: Query<Option<String>>,
+    ) -> ApiResult<Json<Price>, { status::ALWAYS | status::VALIDATION | status::NOT_FOUND }> {
+        let coin_id = parse_coin_id("coin_id", &coin_id.0)?;
+        let vs = parse_vs_currency(vs_currency.0.as_deref())?;
+        Ok(Json(self.latest_price(&coin_id, &vs).await?.into()))
+    }
+
+    /// The largest coins by market capitalisation.
+    #[oai(path = "/popular", method = "get")]
+    async fn popular(
+        &self,
+        /// How many coins, 1–100 (default 10).
+        limit: Query<Option<u32>>,
+        /// Currency, default `usd`.
+        vs_currency: Query<Option<String>>,
+    ) -> ApiResult<Json<Vec<Price>>, { status::ALWAYS | status::VALIDATION }> {
+        let limit = limit.0.unwrap_or(10);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::invalid("limit", "must be between 1 and 100").into());
+        }
+        let vs = parse_vs_currency(vs_currency.0.as_deref())?;
+        let stored =
+            store::popular(&self.state.db, &vs, i64::from(limit), self.max_age_start()).await?;
+        if stored.len() >= limit as usize {
+            return Ok(Json(stored.into_iter().map(Price::from).collect()));
+        }
+        let top = match self.state.prices.top(limit as usize, &vs).await {
+            Ok(top) => top,
+            Err(err) if err.is_transient() && !stored.is_empty() => {
+                tracing::warn!(error = %err, "serving a partial popular list");
+                return Ok(Json(stored.into_iter().map(Price::from).collect()));
+            }
+            Err(err) => return Err(provider_error(err).into()),
+        };
+        store::save_quotes(&self.state.db, &top, &vs, self.state.prices.kind().as_str()).await?;
+        let stored =
+            store::popular(&self.state.db, &vs, i64::from(limit), self.max_age_start()).await?;
+        Ok(Json(stored.into_iter().map(Price::from).collect()))
+    }
+
+    /// A coin's price history between `from` and `to` (at most 365 days; default the last 7).
+    #[oai(path = "/:coin_id/history", method = "get")]
+    async fn history(
+        &self,
+        /// Coin id, e.g. `bitcoin`.
+        coin_id: Path<String>,
+        /// Start (RFC 3339); default `to` minus 7 days.
+        from: Query<Option<DateTime<Utc>>>,
+        /// End (RFC 3339); default now.
+        to: Query<Option<DateTime<Utc>>>,
+        /// Currency, default `usd`.
+        vs_currency: Query<Option<String>>,
+    ) -> ApiResult<Json<PriceHistory>, { status::ALWAYS | status::VALIDATION | status::NOT_FOUND }>
+    {
+        let coin_id = parse_coin_id("coin_id", &coin_id.0)?;
+        let vs = parse_vs_currency(vs_currency.0.as_deref())?;
+        let to = to.0.unwrap_or_else(Utc::now);
+        let from = from.0.unwrap_or(to - chrono::Duration::days(7));
+        if from >= to {
+            return Err(ApiError::invalid("from", "must be before `to`").into());
+        }
+        if to - from > chrono::Duration::days(MAX_HISTORY_DAYS) {
+            return Err(ApiError::invalid(
+                "from",
+                format!("the range may span at most {MAX_HISTORY_DAYS} days"),
+            )
+            .into());
+        }
+        let mut points = store::history(&self.state.db, &coin_id, &vs, from, to).await?;
+        // Only the scheduled refresh's points: fill the range from the provider once.
+        if points.len() < 2 {
+            self.latest_price(&coin_id, &vs).await?;
+            let fetched = self
+                .state
+                .prices
+                .history(&coin_id, &vs, from, to)
+                .await
+                .map_err(provider_error)?;
+            store::save_history(
+                &self.state.db,
+                &coin_id,
+                &vs,
+                &fetched,
+                self.state.prices.kind().as_str(),
+            )
+            .await?;
+            points = store::history(&self.state.db, &coin_id, &vs, from, to).await?;
+        }
+        Ok(Json(PriceHistory {
+            coin_id,
+            vs_currency: vs,
+            from,
+            to,
+            points: points
+                .into_iter()
+                .map(|PricePoint { at, price }| HistoryPoint { at, price })
+                .collect(),
+        }))
+    }
+}
+
+/// Price-cache administration.
+#[derive(Debug)]
+pub struct MarketAdminApi {
+    state: AppState,
+}
+
+impl MarketAdminApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1/admin", tag = "ApiTags::Admin")]
+impl MarketAdminApi {
+    /// Price-cache hits, misses and size, across all API processes.
+    #[oai(path = "/cache/stats", method = "get")]
+    async fn cache_stats(
+        &self,
+        auth: BearerAuth,
+    ) -> ApiResult<Json<CacheStatsBody>, { status::AUTHED | status::FORBIDDEN }> {
+        require_admin(&self.state, &auth.0).await?;
+        let stats = self
+            .state
+            .price_cache
+            .stats()
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("the cache is unavailable: {err}")))?;
+        let reads = stats.hits + stats.misses;
+        Ok(Json(CacheStatsBody {
+            hits: stats.hits,
+            misses: stats.misses,
+            hit_ratio: if reads == 0 {
+                0.0
+            } else {
+                stats.hits as f64 / reads as f64
+            },
+            keys: stats.keys,
+        }))
+    }
+
+    /// Empty the price cache and reset its counters.
+    #[oai(path = "/cache", method = "delete")]
+    async fn clear_cache(
+        &self,
+        auth: BearerAuth,
+    ) -> ApiResult<Json<CacheCleared>, { status::AUTHED | status::FORBIDDEN }> {
+        let admin = require_admin(&self.state, &auth.0).await?;
+        let deleted = self
+            .state
+            .price_cache
+            .clear()
+            .await
+            .map_err(|err| ApiError::Unavailable(format!("the cache is unavailable: {err}")))?;
+        tracing::info!(admin_id = %admin.id, deleted, "price cache cleared");
+        Ok(Json(CacheCleared { deleted }))
+    }
+}

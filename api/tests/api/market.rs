@@ -1,0 +1,194 @@
+//! Market data endpoints with the simulated provider.
+
+use poem::http::{Method, StatusCode};
+use rust_decimal::Decimal;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn a_price_is_a_decimal_string_with_provenance_and_is_cached() {
+    let app = TestApp::spawn().await;
+    let first = app.get("/api/v1/crypto/prices/bitcoin", None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["coin_id"], "bitcoin");
+    assert_eq!(first.body["symbol"], "btc");
+    assert_eq!(first.body["vs_currency"], "usd");
+    assert_eq!(first.body["source"], "simulated");
+    let price: Decimal = first.body["price"]
+        .as_str()
+        .expect("price is a string")
+        .parse()
+        .expect("decimal");
+    assert!(price > Decimal::ZERO);
+    assert!(first.body["market_cap"].is_string());
+
+    let second = app.get("/api/v1/crypto/prices/bitcoin", None).await;
+    assert_eq!(second.body["price"], first.body["price"]);
+
+    let admin = app.admin("admin").await;
+    let stats = app
+        .get("/api/v1/admin/cache/stats", Some(&admin.access))
+        .await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.body);
+    assert_eq!(stats.body["hits"], 1);
+    assert_eq!(stats.body["misses"], 1);
+    assert_eq!(stats.body["keys"], 1);
+    assert_eq!(stats.body["hit_ratio"], 0.5);
+
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM latest_prices WHERE coin_id = 'bitcoin'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("count");
+    assert_eq!(stored, 1, "the fetched price was stored");
+}
+
+#[tokio::test]
+async fn bad_and_unknown_coins_are_problems() {
+    let app = TestApp::spawn().await;
+    app.get("/api/v1/crypto/prices/no-such-coin", None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    let bad = app.get("/api/v1/crypto/prices/BTC!", None).await;
+    bad.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(bad.error_fields(), vec!["coin_id"]);
+    let currency = app
+        .get("/api/v1/crypto/prices/bitcoin?vs_currency=eur", None)
+        .await;
+    currency.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(currency.error_fields(), vec!["vs_currency"]);
+    let coins: i64 = sqlx::query_scalar("SELECT count(*) FROM coins")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(coins, 0, "failed lookups store nothing");
+}
+
+#[tokio::test]
+async fn popular_lists_the_largest_coins_first() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/api/v1/crypto/popular?limit=5", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let items = reply.body.as_array().expect("array");
+    assert_eq!(items.len(), 5);
+    assert_eq!(items[0]["coin_id"], "bitcoin");
+    let caps: Vec<Decimal> = items
+        .iter()
+        .map(|item| {
+            item["market_cap"]
+                .as_str()
+                .expect("cap")
+                .parse()
+                .expect("decimal")
+        })
+        .collect();
+    assert!(caps.windows(2).all(|w| w[0] >= w[1]), "{caps:?}");
+    for limit in ["0", "101", "x"] {
+        app.get(&format!("/api/v1/crypto/popular?limit={limit}"), None)
+            .await
+            .assert_problem(422, "VALIDATION_ERROR");
+    }
+}
+
+#[tokio::test]
+async fn history_covers_the_range_and_validates_it() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .get(
+            "/api/v1/crypto/ethereum/history?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    let points = reply.body["points"].as_array().expect("points");
+    assert_eq!(points.len(), 25, "hourly, both ends included");
+    let first: chrono::DateTime<chrono::Utc> =
+        points[0]["at"].as_str().expect("at").parse().expect("time");
+    assert_eq!(first.to_rfc3339(), "2026-11-01T00:00:00+00:00");
+    assert!(points[0]["price"].is_string());
+
+    let again = app
+        .get(
+            "/api/v1/crypto/ethereum/history?from=2026-11-01T00:00:00Z&to=2026-11-02T00:00:00Z",
+            None,
+        )
+        .await;
+    assert_eq!(
+        again.body["points"], reply.body["points"],
+        "stored history is served"
+    );
+
+    let reversed = app
+        .get(
+            "/api/v1/crypto/ethereum/history?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z",
+            None,
+        )
+        .await;
+    reversed.assert_problem(422, "VALIDATION_ERROR");
+    app.get(
+        "/api/v1/crypto/ethereum/history?from=2024-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        None,
+    )
+    .await
+    .assert_problem(422, "VALIDATION_ERROR");
+    app.get("/api/v1/crypto/ethereum/history?from=yesterday", None)
+        .await
+        .assert_problem(422, "VALIDATION_ERROR");
+    app.get("/api/v1/crypto/no-such-coin/history", None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn only_admins_see_and_clear_the_cache() {
+    let app = TestApp::spawn().await;
+    let user = app.register("user").await;
+    app.get("/api/v1/admin/cache/stats", Some(&user.access))
+        .await
+        .assert_problem(403, "FORBIDDEN");
+    app.call(
+        Method::DELETE,
+        "/api/v1/admin/cache",
+        Some(&user.access),
+        None,
+    )
+    .await
+    .assert_problem(403, "FORBIDDEN");
+
+    let admin = app.admin("admin").await;
+    for coin in ["bitcoin", "ethereum", "solana"] {
+        assert_eq!(
+            app.get(&format!("/api/v1/crypto/prices/{coin}"), None)
+                .await
+                .status,
+            200
+        );
+    }
+    let cleared = app
+        .call(
+            Method::DELETE,
+            "/api/v1/admin/cache",
+            Some(&admin.access),
+            None,
+        )
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.body);
+    assert_eq!(cleared.body["deleted"], 3);
+    let stats = app
+        .get("/api/v1/admin/cache/stats", Some(&admin.access))
+        .await;
+    assert_eq!(stats.body["keys"], 0);
+    assert_eq!(stats.body["hits"], 0);
+}
+
+#[tokio::test]
+async fn prices_are_served_while_redis_is_down() {
+    let dead_port = test_support::free_port();
+    let app = TestApp::spawn_with(|config| {
+        config.common.redis.url = format!("redis://127.0.0.1:{dead_port}").as_str().into();
+        config.common.redis.timeout = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let reply = app.get("/api/v1/crypto/prices/bitcoin", None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+}
