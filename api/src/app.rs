@@ -17,6 +17,7 @@ use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
 use crate::health::HealthApi;
+use crate::jobs::JobsApi;
 use crate::market::cache::PriceCache;
 use crate::market::{MarketAdminApi, MarketApi};
 use crate::platform::body_limit::BodyLimit;
@@ -78,6 +79,7 @@ pub type Apis = (
     AdminApi,
     MarketApi,
     MarketAdminApi,
+    JobsApi,
 );
 
 /// The OpenAPI service: every operation of the API.
@@ -90,6 +92,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             AdminApi::new(state.clone()),
             MarketApi::new(state.clone()),
             MarketAdminApi::new(state.clone()),
+            JobsApi::new(state.clone()),
         ),
         "Coinpulse API",
         common::VERSION,

@@ -15,11 +15,23 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use rust_decimal::Decimal;
 
+use common::jobs::Queue;
+use common::jobs::store::{self as jobs_store, NewJob};
+use common::market::PriceProvider;
+use poem_openapi::ApiResponse;
+use serde::Deserialize;
+
 use crate::admin::require_admin;
 use crate::app::AppState;
 use crate::auth::extract::BearerAuth;
+use crate::error::FieldError;
 use crate::error::{ApiError, ApiResult, status};
+use crate::jobs::{self, Job};
 use crate::platform::ApiTags;
+use crate::platform::json_body::JsonBody;
+
+/// Most coins one bulk fetch may ask for (one upstream call's worth).
+pub const MAX_BULK_COINS: usize = 250;
 
 /// Longest history range one request may ask for.
 const MAX_HISTORY_DAYS: i64 = 365;
@@ -152,6 +164,84 @@ pub struct CacheCleared {
     pub deleted: u64,
 }
 
+/// Prices to fetch in the background.
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields, example)]
+#[serde(deny_unknown_fields)]
+pub struct BulkFetchRequest {
+    /// 1–250 distinct coin ids.
+    pub coins: Vec<String>,
+    /// Currency, default `usd`.
+    pub vs_currency: Option<String>,
+}
+
+impl poem_openapi::types::Example for BulkFetchRequest {
+    fn example() -> Self {
+        Self {
+            coins: vec!["bitcoin".into(), "ethereum".into(), "solana".into()],
+            vs_currency: Some("usd".into()),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum BulkAccepted {
+    /// Accepted: the job is stored and will run; poll `Location` for its result.
+    #[oai(status = 202)]
+    Accepted(
+        Json<Job>,
+        /// The job's URL.
+        #[oai(header = "Location")]
+        String,
+    ),
+}
+
+/// Validates a bulk request: 1–250 valid, distinct ids and a supported currency.
+fn parse_bulk(
+    request: &BulkFetchRequest,
+    provider: &PriceProvider,
+) -> Result<(Vec<String>, String), ApiError> {
+    let mut errors = Vec::new();
+    if request.coins.is_empty() || request.coins.len() > MAX_BULK_COINS {
+        errors.push(FieldError::new(
+            "coins",
+            format!("must list 1 to {MAX_BULK_COINS} coin ids"),
+        ));
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (index, raw) in request.coins.iter().enumerate() {
+        let field = format!("coins[{index}]");
+        match parse_coin_id(&field, raw) {
+            Err(ApiError::Validation(mut field_errors)) => errors.append(&mut field_errors),
+            Err(other) => return Err(other),
+            Ok(id) => {
+                if let Some(first) = seen.insert(id, index) {
+                    errors.push(FieldError::new(field, format!("repeats coins[{first}]")));
+                }
+            }
+        }
+    }
+    let vs = match parse_vs_currency(request.vs_currency.as_deref()) {
+        Ok(vs) if provider.accepts_currency(&vs) => Some(vs),
+        Ok(vs) => {
+            errors.push(FieldError::new(
+                "vs_currency",
+                format!("{vs:?} is not supported by the price provider"),
+            ));
+            None
+        }
+        Err(ApiError::Validation(mut field_errors)) => {
+            errors.append(&mut field_errors);
+            None
+        }
+        Err(other) => return Err(other),
+    };
+    match vs {
+        Some(vs) if errors.is_empty() => Ok((request.coins.clone(), vs)),
+        _ => Err(ApiError::Validation(errors)),
+    }
+}
+
 /// A coin id as the provider writes it: lower-case letters, digits, `-`, `_`, `.`.
 pub fn parse_coin_id(field: &str, raw: &str) -> Result<String, ApiError> {
     let valid = (1..=100).contains(&raw.len())
@@ -260,6 +350,32 @@ impl MarketApi {
         let coin_id = parse_coin_id("coin_id", &coin_id.0)?;
         let vs = parse_vs_currency(vs_currency.0.as_deref())?;
         Ok(Json(self.latest_price(&coin_id, &vs).await?.into()))
+    }
+
+    /// Fetch prices for many coins in the background.
+    ///
+    /// Answers `202` at once with the job and its `Location`; the job is stored before this
+    /// answers, so it runs even if the queue is briefly unavailable. Its `result` holds each
+    /// coin's price or that coin's own error.
+    #[oai(path = "/bulk", method = "post")]
+    async fn bulk(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<BulkFetchRequest>,
+    ) -> ApiResult<BulkAccepted, { status::AUTHED | status::BODY }> {
+        let (coins, vs) = parse_bulk(&body.0, &self.state.prices)?;
+        let job = jobs_store::insert(
+            &self.state.db,
+            &NewJob {
+                user_id: Some(auth.0.sub),
+                kind: Queue::BulkFetch,
+                payload: serde_json::json!({ "coins": coins, "vs_currency": vs }),
+            },
+        )
+        .await?;
+        tracing::info!(job_id = %job.id, coins = coins.len(), "bulk fetch accepted");
+        let location = jobs::location(job.id);
+        Ok(BulkAccepted::Accepted(Json(job.into()), location))
     }
 
     /// The largest coins by market capitalisation.

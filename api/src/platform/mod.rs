@@ -16,8 +16,10 @@ pub enum ApiTags {
     Users,
     /// User and cache administration (role `admin`).
     Admin,
-    /// Prices, popular coins and price history.
+    /// Prices, popular coins, price history and bulk fetches.
     Market,
+    /// The caller's background jobs.
+    Jobs,
     /// Liveness, readiness and metrics.
     Operations,
 }

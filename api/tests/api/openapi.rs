@@ -30,6 +30,10 @@ async fn every_operation_is_tagged_summarised_and_documents_its_errors() {
         ("/api/v1/crypto/prices/{coin_id}", "get"),
         ("/api/v1/crypto/popular", "get"),
         ("/api/v1/crypto/{coin_id}/history", "get"),
+        ("/api/v1/crypto/bulk", "post"),
+        ("/api/v1/jobs", "get"),
+        ("/api/v1/jobs/{id}", "get"),
+        ("/api/v1/jobs/{id}", "delete"),
         ("/health", "get"),
         ("/health/live", "get"),
         ("/health/ready", "get"),
@@ -81,6 +85,8 @@ async fn every_operation_is_tagged_summarised_and_documents_its_errors() {
         "AdminUpdateUser",
         "HealthInfo",
         "Price",
+        "Job",
+        "BulkFetchRequest",
     ] {
         assert!(
             schemas[name]["example"].is_object(),

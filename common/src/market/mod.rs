@@ -222,6 +222,14 @@ impl PriceProvider {
         }
     }
 
+    /// Whether `vs` can be quoted; `false` only when the provider is known to refuse it.
+    pub fn accepts_currency(&self, vs: &str) -> bool {
+        match self {
+            Self::Simulated(_) => SimulatedProvider::CURRENCIES.contains(&vs),
+            Self::CoinGecko(_) => true,
+        }
+    }
+
     /// Latest quotes for `ids` in `vs`.
     pub async fn markets(&self, ids: &[String], vs: &str) -> Result<MarketBatch, ProviderError> {
         match self {

@@ -1,0 +1,267 @@
+//! The caller's jobs: `/api/v1/jobs`.
+
+use chrono::{DateTime, Utc};
+use common::jobs::store::{self, Cancellation, JobRow};
+use common::jobs::{JobStatus, Queue};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::extract::BearerAuth;
+use crate::error::{ApiError, ApiResult, status};
+use crate::platform::ApiTags;
+use crate::platform::pagination::{Page, PageRequest};
+
+/// Job endpoints.
+#[derive(Debug)]
+pub struct JobsApi {
+    state: AppState,
+}
+
+impl JobsApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Fetch prices for a list of coins (`POST /crypto/bulk`).
+    BulkFetch,
+    /// The scheduled refresh of tracked prices.
+    PriceRefresh,
+    /// Evaluate price alerts.
+    AlertEval,
+    /// Deliver an in-app notification.
+    Notify,
+    /// Send an email.
+    Email,
+}
+
+impl From<Queue> for JobKind {
+    fn from(queue: Queue) -> Self {
+        match queue {
+            Queue::BulkFetch => Self::BulkFetch,
+            Queue::PriceRefresh => Self::PriceRefresh,
+            Queue::AlertEval => Self::AlertEval,
+            Queue::Notify => Self::Notify,
+            Queue::Email => Self::Email,
+        }
+    }
+}
+
+impl From<JobKind> for Queue {
+    fn from(kind: JobKind) -> Self {
+        match kind {
+            JobKind::BulkFetch => Self::BulkFetch,
+            JobKind::PriceRefresh => Self::PriceRefresh,
+            JobKind::AlertEval => Self::AlertEval,
+            JobKind::Notify => Self::Notify,
+            JobKind::Email => Self::Email,
+        }
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum JobState {
+    /// Accepted, waiting for a worker.
+    Queued,
+    /// A worker is running it.
+    Running,
+    /// Done; see `result`.
+    Succeeded,
+    /// The last attempt failed; another is scheduled.
+    Failed,
+    /// Cancelled before it ran.
+    Cancelled,
+    /// Every attempt failed.
+    Dead,
+}
+
+impl From<JobStatus> for JobState {
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Queued => Self::Queued,
+            JobStatus::Running => Self::Running,
+            JobStatus::Succeeded => Self::Succeeded,
+            JobStatus::Failed => Self::Failed,
+            JobStatus::Cancelled => Self::Cancelled,
+            JobStatus::Dead => Self::Dead,
+        }
+    }
+}
+
+impl From<JobState> for JobStatus {
+    fn from(state: JobState) -> Self {
+        match state {
+            JobState::Queued => Self::Queued,
+            JobState::Running => Self::Running,
+            JobState::Succeeded => Self::Succeeded,
+            JobState::Failed => Self::Failed,
+            JobState::Cancelled => Self::Cancelled,
+            JobState::Dead => Self::Dead,
+        }
+    }
+}
+
+/// A job and its outcome.
+#[derive(Debug, Object)]
+#[oai(example)]
+pub struct Job {
+    /// The job's id.
+    pub id: Uuid,
+    /// What it does.
+    pub kind: JobKind,
+    /// Where it is in its life.
+    pub status: JobState,
+    /// Attempts started so far.
+    pub attempts: i32,
+    /// Attempts allowed before it is `dead`.
+    pub max_attempts: i32,
+    /// The job's input.
+    pub payload: serde_json::Value,
+    /// The outcome, once `succeeded`.
+    pub result: Option<serde_json::Value>,
+    /// The last failure, if any.
+    pub error: Option<String>,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When its latest attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a final status.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl poem_openapi::types::Example for Job {
+    fn example() -> Self {
+        let at = DateTime::parse_from_rfc3339("2026-11-21T09:30:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        Self {
+            id: Uuid::nil(),
+            kind: JobKind::BulkFetch,
+            status: JobState::Queued,
+            attempts: 0,
+            max_attempts: 5,
+            payload: serde_json::json!({"coins": ["bitcoin", "ethereum"], "vs_currency": "usd"}),
+            result: None,
+            error: None,
+            created_at: at,
+            updated_at: at,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+}
+
+impl From<JobRow> for Job {
+    fn from(row: JobRow) -> Self {
+        Self {
+            id: row.id,
+            kind: row.kind.into(),
+            status: row.status.into(),
+            attempts: row.attempts,
+            max_attempts: row.max_attempts,
+            payload: row.payload,
+            result: row.result,
+            error: row.error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        }
+    }
+}
+
+/// The `Location` of a job.
+pub fn location(id: Uuid) -> String {
+    format!("/api/v1/jobs/{id}")
+}
+
+#[derive(ApiResponse)]
+enum Cancelled {
+    /// The job was cancelled and will never run.
+    #[oai(status = 200)]
+    Ok(Json<Job>),
+}
+
+#[OpenApi(prefix_path = "/api/v1/jobs", tag = "ApiTags::Jobs")]
+impl JobsApi {
+    /// The caller's jobs, newest first; filter by status and kind.
+    #[oai(path = "/", method = "get")]
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        /// Page number, from 1.
+        page: Query<Option<u32>>,
+        /// Items per page, 1–100 (default 20).
+        per_page: Query<Option<u32>>,
+        /// Only jobs with this status.
+        status: Query<Option<JobState>>,
+        /// Only jobs of this kind.
+        kind: Query<Option<JobKind>>,
+    ) -> ApiResult<Json<Page<Job>>, { status::AUTHED | status::VALIDATION }> {
+        let request = PageRequest::parse(page.0, per_page.0)?;
+        let (rows, total) = store::list_for_user(
+            &self.state.db,
+            auth.0.sub,
+            status.0.map(Into::into),
+            kind.0.map(Into::into),
+            request.limit(),
+            request.offset(),
+        )
+        .await?;
+        Ok(Json(Page::new(
+            rows.into_iter().map(Job::from).collect(),
+            request,
+            total,
+        )))
+    }
+
+    /// One of the caller's jobs: status, attempts, timestamps, result or error.
+    #[oai(path = "/:id", method = "get")]
+    async fn get(
+        &self,
+        auth: BearerAuth,
+        /// The job's id.
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<Job>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }> {
+        let job = store::find_for_user(&self.state.db, auth.0.sub, id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("job"))?;
+        Ok(Json(job.into()))
+    }
+
+    /// Cancel one of the caller's jobs while it is still queued.
+    ///
+    /// A job that has started or finished answers 409 and is left as it is.
+    #[oai(path = "/:id", method = "delete")]
+    async fn cancel(
+        &self,
+        auth: BearerAuth,
+        /// The job's id.
+        id: Path<Uuid>,
+    ) -> ApiResult<
+        Cancelled,
+        { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::CONFLICT },
+    > {
+        match store::cancel(&self.state.db, auth.0.sub, id.0).await? {
+            Cancellation::Cancelled(job) => Ok(Cancelled::Ok(Json(job.into()))),
+            Cancellation::TooLate(status) => Err(ApiError::Conflict {
+                detail: format!("the job is {status}; only queued jobs can be cancelled"),
+                field: None,
+            }
+            .into()),
+            Cancellation::NotFound => Err(ApiError::not_found("job").into()),
+        }
+    }
+}

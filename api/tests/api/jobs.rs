@@ -1,0 +1,234 @@
+//! Bulk fetch acceptance and the jobs API.
+
+use poem::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::TestApp;
+
+async fn job_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM jobs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_bulk_fetch_is_accepted_durably_with_a_location() {
+    let app = TestApp::spawn().await;
+    let user = app.register("trader").await;
+    let reply = app
+        .post(
+            "/api/v1/crypto/bulk",
+            Some(&user.access),
+            json!({"coins": ["bitcoin", "ethereum"], "vs_currency": "USD"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    let id = reply.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("/api/v1/jobs/{id}").as_str())
+    );
+    assert_eq!(reply.body["kind"], "bulk_fetch");
+    assert_eq!(reply.body["status"], "queued");
+    assert_eq!(reply.body["attempts"], 0);
+    assert_eq!(
+        reply.body["payload"],
+        json!({"coins": ["bitcoin", "ethereum"], "vs_currency": "usd"})
+    );
+
+    let fetched = app
+        .get(&format!("/api/v1/jobs/{id}"), Some(&user.access))
+        .await;
+    assert_eq!(fetched.status, StatusCode::OK);
+    assert_eq!(fetched.body["id"], id.as_str());
+
+    // Stored in the outbox: not yet handed to Redis.
+    let pending: bool =
+        sqlx::query_scalar("SELECT enqueued_at IS NULL FROM jobs WHERE id = $1::uuid")
+            .bind(&id)
+            .fetch_one(&app.pool)
+            .await
+            .expect("row");
+    assert!(pending);
+}
+
+#[tokio::test]
+async fn bulk_requests_are_validated_and_write_nothing_when_invalid() {
+    let app = TestApp::spawn().await;
+    let user = app.register("trader").await;
+    let cases = [
+        (json!({"coins": []}), vec!["coins"]),
+        (
+            json!({"coins": ["bitcoin", "Bad Id", "bitcoin"]}),
+            vec!["coins[1]", "coins[2]"],
+        ),
+        (
+            json!({"coins": ["bitcoin"], "vs_currency": "eur"}),
+            vec!["vs_currency"],
+        ),
+        (json!({"coins": "bitcoin"}), vec!["coins"]),
+        (
+            json!({"coins": ["bitcoin"], "priority": 1}),
+            vec!["priority"],
+        ),
+    ];
+    for (body, fields) in cases {
+        let reply = app
+            .post("/api/v1/crypto/bulk", Some(&user.access), body.clone())
+            .await;
+        reply.assert_problem(422, "VALIDATION_ERROR");
+        assert_eq!(reply.error_fields(), fields, "{body}");
+    }
+    let too_many: Vec<String> = (0..251).map(|i| format!("coin-{i}")).collect();
+    app.post(
+        "/api/v1/crypto/bulk",
+        Some(&user.access),
+        json!({"coins": too_many}),
+    )
+    .await
+    .assert_problem(422, "VALIDATION_ERROR");
+    app.post("/api/v1/crypto/bulk", None, json!({"coins": ["bitcoin"]}))
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
+    assert_eq!(job_count(&app).await, 0);
+
+    let most: Vec<String> = (0..250).map(|i| format!("coin-{i}")).collect();
+    let reply = app
+        .post(
+            "/api/v1/crypto/bulk",
+            Some(&user.access),
+            json!({"coins": most}),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::ACCEPTED,
+        "250 distinct ids are allowed"
+    );
+}
+
+#[tokio::test]
+async fn another_users_job_is_not_found_for_every_method() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let other = app.register("other").await;
+    let reply = app
+        .post(
+            "/api/v1/crypto/bulk",
+            Some(&owner.access),
+            json!({"coins": ["bitcoin"]}),
+        )
+        .await;
+    let path = format!("/api/v1/jobs/{}", reply.body["id"].as_str().expect("id"));
+    app.get(&path, Some(&other.access))
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    app.call(Method::DELETE, &path, Some(&other.access), None)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    let list = app.get("/api/v1/jobs", Some(&other.access)).await;
+    assert_eq!(list.body["total"], 0);
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs")
+        .fetch_one(&app.pool)
+        .await
+        .expect("row");
+    assert_eq!(status, "queued", "the other user's cancel changed nothing");
+    app.get("/api/v1/jobs/not-a-uuid", Some(&owner.access))
+        .await
+        .assert_problem(422, "VALIDATION_ERROR");
+}
+
+#[tokio::test]
+async fn queued_jobs_can_be_cancelled_and_started_ones_cannot() {
+    let app = TestApp::spawn().await;
+    let user = app.register("trader").await;
+    let first = app
+        .post(
+            "/api/v1/crypto/bulk",
+            Some(&user.access),
+            json!({"coins": ["bitcoin"]}),
+        )
+        .await;
+    let path = format!("/api/v1/jobs/{}", first.body["id"].as_str().expect("id"));
+    let cancelled = app
+        .call(Method::DELETE, &path, Some(&user.access), None)
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(cancelled.body["status"], "cancelled");
+    assert!(cancelled.body["finished_at"].is_string());
+    app.call(Method::DELETE, &path, Some(&user.access), None)
+        .await
+        .assert_problem(409, "CONFLICT");
+
+    let second = app
+        .post(
+            "/api/v1/crypto/bulk",
+            Some(&user.access),
+            json!({"coins": ["ethereum"]}),
+        )
+        .await;
+    let id = second.body["id"].as_str().expect("id").to_owned();
+    sqlx::query("UPDATE jobs SET status = 'running', attempts = 1 WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&app.pool)
+        .await
+        .expect("start");
+    app.call(
+        Method::DELETE,
+        &format!("/api/v1/jobs/{id}"),
+        Some(&user.access),
+        None,
+    )
+    .await
+    .assert_problem(409, "CONFLICT");
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("row");
+    assert_eq!(status, "running");
+}
+
+#[tokio::test]
+async fn the_job_list_pages_and_filters() {
+    let app = TestApp::spawn().await;
+    let user = app.register("trader").await;
+    for coin in ["bitcoin", "ethereum", "solana"] {
+        app.post(
+            "/api/v1/crypto/bulk",
+            Some(&user.access),
+            json!({"coins": [coin]}),
+        )
+        .await;
+    }
+    sqlx::query("UPDATE jobs SET status = 'succeeded' WHERE payload->'coins'->>0 = 'bitcoin'")
+        .execute(&app.pool)
+        .await
+        .expect("finish one");
+    let page = app.get("/api/v1/jobs?per_page=2", Some(&user.access)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert_eq!(page.body["total"], 3);
+    assert_eq!(page.body["total_pages"], 2);
+    assert_eq!(
+        page.body["items"][0]["payload"]["coins"][0], "solana",
+        "newest first"
+    );
+    let queued = app
+        .get("/api/v1/jobs?status=queued", Some(&user.access))
+        .await;
+    assert_eq!(queued.body["total"], 2);
+    let bulk = app
+        .get(
+            "/api/v1/jobs?kind=bulk_fetch&status=succeeded",
+            Some(&user.access),
+        )
+        .await;
+    assert_eq!(bulk.body["total"], 1);
+    app.get("/api/v1/jobs?status=done", Some(&user.access))
+        .await
+        .assert_problem(422, "VALIDATION_ERROR");
+    app.get("/api/v1/jobs?per_page=500", Some(&user.access))
+        .await
+        .assert_problem(422, "VALIDATION_ERROR");
+}
