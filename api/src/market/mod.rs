@@ -81,9 +81,7 @@ pub struct Price {
 
 impl poem_openapi::types::Example for Price {
     fn example() -> Self {
-        let at = DateTime::parse_from_rfc3339("2026-11-21T09:30:00Z")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
+        let at = crate::platform::example_time();
         Self {
             coin_id: "bitcoin".into(),
             symbol: "btc".into(),

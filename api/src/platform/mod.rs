@@ -23,3 +23,12 @@ pub enum ApiTags {
     /// Liveness, readiness and metrics.
     Operations,
 }
+
+/// The fixed instant used in OpenAPI examples, so the document is the same on every build.
+pub fn example_time() -> chrono::DateTime<chrono::Utc> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .with_ymd_and_hms(2026, 11, 21, 9, 30, 0)
+        .single()
+        .unwrap_or_default()
+}

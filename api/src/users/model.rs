@@ -72,9 +72,7 @@ pub struct UserProfile {
 
 impl poem_openapi::types::Example for UserProfile {
     fn example() -> Self {
-        let at = DateTime::parse_from_rfc3339("2026-11-21T09:30:00Z")
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
+        let at = crate::platform::example_time();
         Self {
             id: Uuid::nil(),
             email: "ada@example.com".into(),
