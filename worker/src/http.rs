@@ -1,16 +1,12 @@
 //! The worker's small HTTP server: metrics and health, nothing else.
 
-use std::time::Duration;
-
+use common::health::{self, Readiness};
 use common::redis::Redis;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::http::StatusCode;
 use poem::web::{Data, Json};
 use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
 use sqlx::PgPool;
-
-/// How long readiness waits for each dependency.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The routes: `/metrics`, `/health/live`, `/health/ready`.
 pub fn routes(db: PgPool, redis: Redis, metrics: PrometheusHandle) -> impl poem::Endpoint {
@@ -39,23 +35,13 @@ fn live() -> Json<serde_json::Value> {
 
 #[handler]
 async fn ready(db: Data<&PgPool>, redis: Data<&Redis>) -> Response {
-    let (postgres, redis) = tokio::join!(
-        common::db::ping(&db, CHECK_TIMEOUT),
-        redis.ping(CHECK_TIMEOUT)
-    );
-    let word = |result: &Result<(), String>| if result.is_ok() { "ok" } else { "unavailable" };
-    let ready = postgres.is_ok() && redis.is_ok();
-    for (name, result) in [("postgres", &postgres), ("redis", &redis)] {
-        if let Err(reason) = result {
-            tracing::warn!(%reason, "readiness: {name} check failed");
-        }
-    }
+    let readiness = Readiness::check(&db, &redis).await;
     let body = serde_json::json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "postgres": word(&postgres),
-        "redis": word(&redis),
+        "status": if readiness.is_ready() { "ready" } else { "not_ready" },
+        "postgres": health::word(readiness.postgres),
+        "redis": health::word(readiness.redis),
     });
-    let status = if ready {
+    let status = if readiness.is_ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -1,16 +1,12 @@
 //! Liveness, readiness, version and metrics.
 
-use std::time::Duration;
-
+use common::health;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
-
-/// How long a readiness check waits for each dependency.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Health endpoints.
 #[derive(Debug)]
@@ -101,30 +97,15 @@ impl HealthApi {
     async fn ready(
         &self,
     ) -> ApiResult<Json<Readiness>, { status::UNAVAILABLE | status::INTERNAL }> {
-        let (postgres, redis) = tokio::join!(
-            common::db::ping(&self.state.db, CHECK_TIMEOUT),
-            self.state.redis.ping(CHECK_TIMEOUT),
-        );
-        let mut failed = Vec::new();
-        if let Err(reason) = &postgres {
-            tracing::warn!(%reason, "readiness: postgres check failed");
-            failed.push("postgres");
-        }
-        if let Err(reason) = &redis {
-            tracing::warn!(%reason, "readiness: redis check failed");
-            failed.push("redis");
-        }
-        if !failed.is_empty() {
-            return Err(ApiError::Unavailable(format!(
-                "not ready: {} unavailable",
-                failed.join(" and ")
-            ))
-            .into());
+        let readiness = health::Readiness::check(&self.state.db, &self.state.redis).await;
+        if !readiness.is_ready() {
+            let failed = readiness.failed().join(" and ");
+            return Err(ApiError::Unavailable(format!("not ready: {failed} unavailable")).into());
         }
         Ok(Json(Readiness {
             status: "ready".into(),
-            postgres: "ok".into(),
-            redis: "ok".into(),
+            postgres: health::word(readiness.postgres).into(),
+            redis: health::word(readiness.redis).into(),
         }))
     }
 
