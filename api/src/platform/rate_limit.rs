@@ -55,8 +55,8 @@ impl Scope {
     }
 
     /// Takes one token for `key`: the headers to send, and when refused, the seconds to wait.
-    fn check(&self, key: &str) -> (HeaderMap, Option<u64>) {
-        match self.limiter.check_key(&key.to_owned()) {
+    fn check(&self, key: &String) -> (HeaderMap, Option<u64>) {
+        match self.limiter.check_key(key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let refill =
@@ -195,15 +195,18 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
         if is_exempt(path) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
-        let ip = client_ip(&req, self.limits.trusted_proxy_hops)
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        // The IP is only formatted when it is the key: most API traffic carries a token.
+        let ip_key = |req: &Request| {
+            client_ip(req, self.limits.trusted_proxy_hops)
+                .map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"))
+        };
         let verified = bearer_token(&req).map(|token| self.limits.tokens.verify(token));
         let (scope, key) = if path.starts_with("/api/v1/auth/") {
-            (&self.limits.auth, format!("ip:{ip}"))
+            (&self.limits.auth, ip_key(&req))
         } else {
             match &verified {
                 Some(Ok(claims)) => (&self.limits.general, format!("user:{}", claims.sub)),
-                _ => (&self.limits.general, format!("ip:{ip}")),
+                _ => (&self.limits.general, ip_key(&req)),
             }
         };
         if let Some(result) = verified {
