@@ -147,13 +147,9 @@ async fn admins_read_update_and_delete_users() {
         .await;
     assert_eq!(disabled.body["is_active"], false);
     // Disabling revoked the user's sessions.
-    app.post(
-        "/api/v1/auth/refresh",
-        None,
-        json!({"refresh_token": user.refresh}),
-    )
-    .await
-    .assert_problem(401, "UNAUTHORIZED");
+    app.refresh(&user.refresh)
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
 
     let deleted = app
         .call(Method::DELETE, &path, Some(&admin.access), None)

@@ -172,13 +172,9 @@ async fn disabled_accounts_cannot_log_in() {
     app.get("/api/v1/users/me", Some(&session.access))
         .await
         .assert_problem(401, "UNAUTHORIZED");
-    app.post(
-        "/api/v1/auth/refresh",
-        None,
-        json!({"refresh_token": session.refresh}),
-    )
-    .await
-    .assert_problem(401, "UNAUTHORIZED");
+    app.refresh(&session.refresh)
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
 }
 
 #[tokio::test]
@@ -186,13 +182,7 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     let app = TestApp::spawn().await;
     let session = app.register("eve").await;
 
-    let first = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": session.refresh}),
-        )
-        .await;
+    let first = app.refresh(&session.refresh).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     let second_token = first.body["refresh_token"]
         .as_str()
@@ -206,59 +196,32 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     );
 
     // The first token again: a replay. Refused, and its successor dies with it.
-    let replay = app
-        .post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": session.refresh}),
-        )
-        .await;
+    let replay = app.refresh(&session.refresh).await;
     replay.assert_problem(401, "UNAUTHORIZED");
-    app.post(
-        "/api/v1/auth/refresh",
-        None,
-        json!({"refresh_token": second_token}),
-    )
-    .await
-    .assert_problem(401, "UNAUTHORIZED");
+    app.refresh(&second_token)
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
 
     // Another login (another family) is unaffected.
     let other = app.login(&session.email, &session.password).await;
     let other_refresh = other.body["refresh_token"].as_str().expect("token");
-    assert_eq!(
-        app.post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": other_refresh})
-        )
-        .await
-        .status,
-        StatusCode::OK
-    );
+    assert_eq!(app.refresh(other_refresh).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
 async fn unknown_and_expired_refresh_tokens_are_refused() {
     let app = TestApp::spawn().await;
-    app.post(
-        "/api/v1/auth/refresh",
-        None,
-        json!({"refresh_token": "made-up"}),
-    )
-    .await
-    .assert_problem(401, "UNAUTHORIZED");
+    app.refresh("made-up")
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
     let session = app.register("old").await;
     sqlx::query("UPDATE refresh_tokens SET expires_at = now() - interval '1 second'")
         .execute(&app.pool)
         .await
         .expect("expire");
-    app.post(
-        "/api/v1/auth/refresh",
-        None,
-        json!({"refresh_token": session.refresh}),
-    )
-    .await
-    .assert_problem(401, "UNAUTHORIZED");
+    app.refresh(&session.refresh)
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
 }
 
 #[tokio::test]
@@ -301,23 +264,10 @@ async fn logout_ends_one_session_and_is_idempotent() {
         )
         .await;
     assert_eq!(again.status, StatusCode::NO_CONTENT);
-    app.post(
-        "/api/v1/auth/refresh",
-        None,
-        json!({"refresh_token": session.refresh}),
-    )
-    .await
-    .assert_problem(401, "UNAUTHORIZED");
-    assert_eq!(
-        app.post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": other_refresh})
-        )
+    app.refresh(&session.refresh)
         .await
-        .status,
-        StatusCode::OK
-    );
+        .assert_problem(401, "UNAUTHORIZED");
+    assert_eq!(app.refresh(&other_refresh).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -343,12 +293,6 @@ async fn logout_all_ends_every_session() {
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
     for token in [&session.refresh, &other_refresh] {
-        app.post(
-            "/api/v1/auth/refresh",
-            None,
-            json!({"refresh_token": token}),
-        )
-        .await
-        .assert_problem(401, "UNAUTHORIZED");
+        app.refresh(token).await.assert_problem(401, "UNAUTHORIZED");
     }
 }

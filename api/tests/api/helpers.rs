@@ -175,6 +175,29 @@ impl TestApp {
         session_from(&reply.body, &email, &password)
     }
 
+    /// Presents a refresh token.
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.post(
+            "/api/v1/auth/refresh",
+            None,
+            json!({"refresh_token": refresh_token}),
+        )
+        .await
+    }
+
+    /// The Prometheus text this app's `/metrics` renders.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get("/metrics")
+            .send()
+            .await
+            .0
+            .into_body()
+            .into_string()
+            .await
+            .expect("metrics text")
+    }
+
     /// Logs in and returns the session.
     pub async fn login(&self, email: &str, password: &str) -> Reply {
         self.post(

@@ -105,16 +105,7 @@ async fn auth_routes_are_rate_limited_per_client_with_headers() {
 
     let metrics = app.get("/metrics", None).await;
     assert_eq!(metrics.status, StatusCode::OK);
-    let text = app
-        .client
-        .get("/metrics")
-        .send()
-        .await
-        .0
-        .into_body()
-        .into_string()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     assert!(
         text.contains("rate_limited_total{scope=\"auth\"}"),
         "{text}"
@@ -210,16 +201,7 @@ async fn metrics_label_routes_by_template() {
     let id = uuid::Uuid::now_v7();
     app.get(&format!("/api/v1/admin/users/{id}"), Some(&admin.access))
         .await;
-    let text = app
-        .client
-        .get("/metrics")
-        .send()
-        .await
-        .0
-        .into_body()
-        .into_string()
-        .await
-        .expect("text");
+    let text = app.metrics_text().await;
     assert!(
         text.contains(r#"route="/api/v1/admin/users/{id}""#),
         "template label present"

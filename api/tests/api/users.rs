@@ -104,13 +104,9 @@ async fn password_change_needs_the_current_password_and_revokes_sessions() {
         )
         .await;
     assert_eq!(changed.status, StatusCode::NO_CONTENT, "{}", changed.body);
-    app.post(
-        "/api/v1/auth/refresh",
-        None,
-        json!({"refresh_token": session.refresh}),
-    )
-    .await
-    .assert_problem(401, "UNAUTHORIZED");
+    app.refresh(&session.refresh)
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
     app.login(&session.email, &session.password)
         .await
         .assert_problem(401, "UNAUTHORIZED");
