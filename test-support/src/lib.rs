@@ -23,7 +23,6 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| common::config::DEV_REDIS_URL.into())
 }
 
-const TEMPLATE: &str = "coinpulse_test_template";
 /// Serialises template creation across concurrently running test processes.
 const TEMPLATE_LOCK: i64 = 0x0C01_5E5D;
 
@@ -48,9 +47,9 @@ impl TestDatabase {
             .execute(&mut conn)
             .await
             .expect("lock");
-        ensure_template(&mut conn, &base).await;
+        let template = ensure_template(&mut conn, &base).await;
         let name = format!("coinpulse_test_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+        sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
             .execute(&mut conn)
             .await
             .expect("create test database");
@@ -100,54 +99,55 @@ impl Drop for TestDatabase {
     }
 }
 
-/// Creates (or re-creates, when the migrations changed) the migrated template database.
-async fn ensure_template(conn: &mut PgConnection, base: &PgConnectOptions) {
-    let expected: Vec<i64> = common::db::MIGRATOR
-        .iter()
-        .filter(|migration| migration.migration_type.is_up_migration())
-        .map(|migration| migration.version)
-        .collect();
+/// The template's name is derived from the migrations themselves, so checkouts with different
+/// migrations (two branches on one dev machine) each get their own template instead of
+/// dropping each other's.
+fn template_name() -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for migration in common::db::MIGRATOR.iter() {
+        migration.version.hash(&mut hasher);
+        migration.checksum.hash(&mut hasher);
+    }
+    format!("coinpulse_tpl_{:016x}", hasher.finish())
+}
+
+/// Creates the migrated template database for the current migrations unless it exists.
+async fn ensure_template(conn: &mut PgConnection, base: &PgConnectOptions) -> String {
+    let template = template_name();
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(TEMPLATE)
+            .bind(&template)
             .fetch_one(&mut *conn)
             .await
             .expect("query pg_database");
     if exists {
-        let applied = applied_migrations(base).await;
-        if applied.as_deref() == Some(expected.as_slice()) {
-            return;
-        }
-        sqlx::query(&format!("DROP DATABASE {TEMPLATE} WITH (FORCE)"))
-            .execute(&mut *conn)
-            .await
-            .expect("drop stale template");
+        return template;
     }
-    sqlx::query(&format!("CREATE DATABASE {TEMPLATE}"))
+    // Built under a scratch name and renamed, so a process killed mid-migration never
+    // leaves a half-migrated template behind.
+    let building = format!("{template}_building");
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+        .execute(&mut *conn)
+        .await
+        .expect("drop leftover template build");
+    sqlx::query(&format!("CREATE DATABASE {building}"))
         .execute(&mut *conn)
         .await
         .expect("create template");
-    let mut template = PgConnection::connect_with(&base.clone().database(TEMPLATE))
+    let mut scratch = PgConnection::connect_with(&base.clone().database(&building))
         .await
         .expect("connect to template");
     common::db::MIGRATOR
-        .run(&mut template)
+        .run(&mut scratch)
         .await
         .expect("migrate template");
-    template.close().await.expect("close template");
-}
-
-async fn applied_migrations(base: &PgConnectOptions) -> Option<Vec<i64>> {
-    let mut conn = PgConnection::connect_with(&base.clone().database(TEMPLATE))
+    scratch.close().await.expect("close template");
+    sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+        .execute(&mut *conn)
         .await
-        .ok()?;
-    let versions =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&mut conn)
-            .await
-            .ok();
-    let _ = conn.close().await;
-    versions
+        .expect("rename template");
+    template
 }
 
 /// A Redis key prefix no other test uses.
