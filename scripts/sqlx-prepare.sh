@@ -11,14 +11,14 @@
 # and the development database is never touched.
 #
 # Settings: DATABASE_URL (a role allowed to create databases; default: the local services),
-# MIGRATIONS_DIR (migrations).
+# MIGRATIONS_DIR (migrations), SQLX_PREPARE_DB (the scratch database, coinpulse_sqlx_prepare).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 base_url="${DATABASE_URL:-postgres://coinpulse:coinpulse@127.0.0.1:${PG_PORT:-5432}/coinpulse}"
 migrations_dir="${MIGRATIONS_DIR:-migrations}"
-scratch_db=coinpulse_sqlx_prepare
+scratch_db="${SQLX_PREPARE_DB:-coinpulse_sqlx_prepare}"
 scratch_url="${base_url%/*}/$scratch_db"
 out_dir="$PWD/target/sqlx-prepare"
 
