@@ -1,0 +1,417 @@
+//! The queue's Redis side: connections, scripts, and the operations producers, workers and
+//! operators perform.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Script};
+use serde::Serialize;
+use tokio::sync::OnceCell;
+
+use crate::config::QueueConfig;
+use crate::error::QueueError;
+
+/// How many jobs one enqueue script call carries: large enough to amortise round trips,
+/// small enough that no single script holds Redis for long.
+const ENQUEUE_CHUNK: usize = 500;
+/// How many due delayed jobs one promotion moves.
+pub(crate) const PROMOTE_CHUNK: usize = 500;
+
+/// A handle on one queue in Redis; cheap to clone. Producers push with it, operators read
+/// [`QueueStats`] from it, and each worker's [`crate::RedisBackend`] is built from it.
+///
+/// It connects lazily: creating one never fails because Redis is down.
+#[derive(Clone)]
+pub struct RedisQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: QueueConfig,
+    base: String,
+    client: redis::Client,
+    conn: OnceCell<ConnectionManager>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    enqueue: Script,
+    claim: Script,
+    ack: Script,
+    promote: Script,
+    reap: Script,
+    release: Script,
+    heartbeat: Script,
+    stats: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            enqueue: Script::new(include_str!("lua/enqueue.lua")),
+            claim: Script::new(include_str!("lua/claim.lua")),
+            ack: Script::new(include_str!("lua/ack.lua")),
+            promote: Script::new(include_str!("lua/promote.lua")),
+            reap: Script::new(include_str!("lua/reap.lua")),
+            release: Script::new(include_str!("lua/release.lua")),
+            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
+            stats: Script::new(include_str!("lua/stats.lua")),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisQueue")
+            .field("name", &self.inner.config.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A job to push: its id (the idempotency key: pushing an id that is already in the queue
+/// does nothing), its encoded arguments, and optionally its own attempt limit and start time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    /// Unique id; the caller's record of the job (e.g. a database row) uses the same.
+    pub id: String,
+    /// JSON-encoded arguments.
+    pub args: String,
+    /// Attempts before the job is dead; the queue's default when `None`.
+    pub max_attempts: Option<u32>,
+    /// Not before this instant; now when `None`.
+    pub run_at: Option<SystemTime>,
+}
+
+impl NewJob {
+    /// A job with JSON-encoded `args`, to run now with the queue's attempt limit.
+    pub fn new<T: Serialize + ?Sized>(id: impl Into<String>, args: &T) -> Result<Self, QueueError> {
+        Ok(Self {
+            id: id.into(),
+            args: serde_json::to_string(args)?,
+            max_attempts: None,
+            run_at: None,
+        })
+    }
+
+    /// Sets the attempt limit.
+    #[must_use]
+    pub fn max_attempts(mut self, max_attempts: u32) -> Self {
+        self.max_attempts = Some(max_attempts.max(1));
+        self
+    }
+
+    /// Delays the job until `at`.
+    #[must_use]
+    pub fn run_at(mut self, at: SystemTime) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+}
+
+/// What operators see of a queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    /// Jobs waiting for a worker.
+    pub ready: u64,
+    /// Jobs waiting for their time: delayed pushes and retries in backoff.
+    pub scheduled: u64,
+    /// Jobs held by workers (running, or about to).
+    pub in_flight: u64,
+    /// Dead jobs still indexed.
+    pub dead: u64,
+    /// Workers with a live lease.
+    pub workers: u64,
+}
+
+/// A job a worker has just started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Claimed {
+    pub id: String,
+    pub args: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    /// When the job became runnable (pushed, or its delay ended), Redis clock, ms.
+    pub ready_at_ms: i64,
+    /// When this attempt was claimed, Redis clock, ms.
+    pub claimed_at_ms: i64,
+}
+
+/// How an attempt ended, as far as the queue is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Settlement {
+    Done,
+    Retry { delay: Duration, error: String },
+    Dead { error: String },
+}
+
+impl RedisQueue {
+    /// A handle on queue `config.name`; validates the URL, connects on first use.
+    pub fn new(redis_url: &str, config: QueueConfig) -> Result<Self, QueueError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                base: config.base_key(),
+                client: redis::Client::open(redis_url)?,
+                conn: OnceCell::new(),
+                scripts: Scripts::new(),
+                config,
+            }),
+        })
+    }
+
+    /// The queue's settings.
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    pub(crate) async fn conn(&self) -> Result<ConnectionManager, QueueError> {
+        let timeout = self.inner.config.response_timeout;
+        let manager = self
+            .inner
+            .conn
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1);
+                ConnectionManager::new_with_config(self.inner.client.clone(), config).await
+            })
+            .await?;
+        Ok(manager.clone())
+    }
+
+    /// A connection of its own for blocking commands: no response timeout, since a blocking
+    /// move legitimately waits, and not shared, since it would hold up every other command.
+    pub(crate) async fn blocking_conn(&self) -> Result<MultiplexedConnection, QueueError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.inner.config.response_timeout))
+            .set_response_timeout(None);
+        Ok(self
+            .inner
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
+    }
+
+    pub(crate) fn ready_key(&self) -> String {
+        format!("{}ready", self.inner.base)
+    }
+
+    pub(crate) fn processing_key(&self, worker: &str) -> String {
+        format!("{}proc:{worker}", self.inner.base)
+    }
+
+    /// Pushes jobs; returns how many were new (ids already present are skipped).
+    pub async fn push(&self, jobs: &[NewJob]) -> Result<usize, QueueError> {
+        let mut conn = self.conn().await?;
+        let default_max = self.inner.config.default_max_attempts;
+        let mut added = 0;
+        for chunk in jobs.chunks(ENQUEUE_CHUNK) {
+            let mut invocation = self.inner.scripts.enqueue.prepare_invoke();
+            invocation.arg(&self.inner.base);
+            for job in chunk {
+                invocation
+                    .arg(&job.id)
+                    .arg(&job.args)
+                    .arg(job.max_attempts.unwrap_or(default_max))
+                    .arg(job.run_at.map_or(0, unix_ms));
+            }
+            added += invocation.invoke_async::<usize>(&mut conn).await?;
+        }
+        Ok(added)
+    }
+
+    /// Counts for operators.
+    pub async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let mut conn = self.conn().await?;
+        let (ready, scheduled, in_flight, dead, workers): (u64, u64, u64, u64, u64) = self
+            .inner
+            .scripts
+            .stats
+            .prepare_invoke()
+            .arg(&self.inner.base)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(QueueStats {
+            ready,
+            scheduled,
+            in_flight,
+            dead,
+            workers,
+        })
+    }
+
+    /// Takes up to `count` of the oldest ready jobs for `worker`, or claims `given` (already
+    /// moved into the worker's list by a blocking move).
+    pub(crate) async fn claim(
+        &self,
+        worker: &str,
+        given: Option<&str>,
+        count: usize,
+    ) -> Result<Vec<Claimed>, QueueError> {
+        let mut conn = self.conn().await?;
+        let reply: Vec<redis::Value> = self
+            .inner
+            .scripts
+            .claim
+            .prepare_invoke()
+            .arg(&self.inner.base)
+            .arg(worker)
+            .arg(self.inner.config.lease.as_millis() as u64)
+            .arg(given.unwrap_or(""))
+            .arg(count.max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        parse_claims(&reply)
+    }
+
+    /// Settles an attempt; `false` when the job was no longer the worker's (its lease had
+    /// expired and the job was handed to another worker).
+    pub(crate) async fn settle(
+        &self,
+        worker: &str,
+        id: &str,
+        settlement: &Settlement,
+    ) -> Result<bool, QueueError> {
+        let config = &self.inner.config;
+        let (outcome, delay, error) = match settlement {
+            Settlement::Done => ("done", Duration::ZERO, ""),
+            Settlement::Retry { delay, error } => ("retry", *delay, error.as_str()),
+            Settlement::Dead { error } => ("dead", Duration::ZERO, error.as_str()),
+        };
+        let mut conn = self.conn().await?;
+        let settled: u8 = self
+            .inner
+            .scripts
+            .ack
+            .prepare_invoke()
+            .arg(&self.inner.base)
+            .arg(worker)
+            .arg(id)
+            .arg(outcome)
+            .arg(delay.as_millis() as u64)
+            .arg(config.finished_ttl.as_secs().max(1))
+            .arg(config.dead_ttl.as_secs().max(1))
+            .arg(config.dead_cap)
+            .arg(truncate(error, 2000))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(settled == 1)
+    }
+
+    /// Renews `worker`'s lease.
+    pub(crate) async fn heartbeat(&self, worker: &str) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        self.inner
+            .scripts
+            .heartbeat
+            .prepare_invoke()
+            .arg(&self.inner.base)
+            .arg(worker)
+            .arg(self.inner.config.lease.as_millis() as u64)
+            .invoke_async::<i64>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Moves every due delayed job to the ready list, a chunk at a time; returns how many.
+    pub async fn promote_due(&self) -> Result<usize, QueueError> {
+        let mut conn = self.conn().await?;
+        let mut total = 0;
+        loop {
+            let moved: usize = self
+                .inner
+                .scripts
+                .promote
+                .prepare_invoke()
+                .arg(&self.inner.base)
+                .arg(PROMOTE_CHUNK)
+                .invoke_async(&mut conn)
+                .await?;
+            total += moved;
+            if moved < PROMOTE_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Re-queues the jobs of workers whose lease expired; returns how many jobs.
+    pub async fn reap_expired(&self) -> Result<usize, QueueError> {
+        let mut conn = self.conn().await?;
+        let mut total = 0;
+        loop {
+            let (workers, moved): (usize, usize) = self
+                .inner
+                .scripts
+                .reap
+                .prepare_invoke()
+                .arg(&self.inner.base)
+                .arg(10)
+                .invoke_async(&mut conn)
+                .await?;
+            total += moved;
+            if workers < 10 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Hands back what a stopping worker holds but never started.
+    pub(crate) async fn release(&self, worker: &str) -> Result<usize, QueueError> {
+        let linger = self.inner.config.block_timeout + self.inner.config.response_timeout;
+        let mut conn = self.conn().await?;
+        Ok(self
+            .inner
+            .scripts
+            .release
+            .prepare_invoke()
+            .arg(&self.inner.base)
+            .arg(worker)
+            .arg(linger.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await?)
+    }
+}
+
+/// Reads the claim script's flat reply: five values per job, then the Redis clock.
+fn parse_claims(reply: &[redis::Value]) -> Result<Vec<Claimed>, QueueError> {
+    use redis::FromRedisValue;
+    let Some((now, jobs)) = reply.split_last() else {
+        return Ok(Vec::new());
+    };
+    let claimed_at_ms = i64::from_redis_value_ref(now)?;
+    jobs.chunks_exact(5)
+        .map(|fields| {
+            Ok(Claimed {
+                id: String::from_redis_value_ref(&fields[0])?,
+                args: String::from_redis_value_ref(&fields[1])?,
+                attempt: u32::from_redis_value_ref(&fields[2])?,
+                max_attempts: u32::from_redis_value_ref(&fields[3])?,
+                ready_at_ms: i64::from_redis_value_ref(&fields[4])?,
+                claimed_at_ms,
+            })
+        })
+        .collect()
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

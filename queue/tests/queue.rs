@@ -1,0 +1,422 @@
+//! The queue against a real Redis, driven by apalis's own `WorkerBuilder`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use apalis::prelude::*;
+use queue::{Backoff, DeadLetter, Delivery, NewJob, QueueConfig, RedisBackend, RedisQueue};
+use serde::{Deserialize, Serialize};
+use test_support::{redis_prefix, redis_url, wait_until};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Job {
+    /// Fail this many attempts, then succeed (`u32::MAX`: always fail).
+    fail_first: u32,
+    /// How long each attempt takes.
+    sleep_ms: u64,
+}
+
+impl Job {
+    fn quick() -> Self {
+        Self {
+            fail_first: 0,
+            sleep_ms: 0,
+        }
+    }
+}
+
+/// What the handler saw: per job id, the instant and attempt number of every run.
+#[derive(Debug, Clone, Default)]
+struct Runs(Arc<Mutex<HashMap<String, Vec<(Instant, u32)>>>>);
+
+impl Runs {
+    fn total(&self) -> usize {
+        self.0.lock().unwrap().values().map(Vec::len).sum()
+    }
+    fn of(&self, id: &str) -> Vec<(Instant, u32)> {
+        self.0.lock().unwrap().get(id).cloned().unwrap_or_default()
+    }
+    fn jobs(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+fn config(name: &str) -> QueueConfig {
+    let mut config = QueueConfig::new(name, redis_prefix());
+    config.lease = Duration::from_millis(600);
+    config.maintenance_interval = Duration::from_millis(50);
+    config.block_timeout = Duration::from_millis(500);
+    config.backoff = Backoff {
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+    };
+    config.finished_ttl = Duration::from_secs(120);
+    config
+}
+
+fn queue(config: QueueConfig) -> RedisQueue {
+    RedisQueue::new(&redis_url(), config).expect("valid url")
+}
+
+async fn handle(
+    job: Job,
+    delivery: Data<Delivery>,
+    id: TaskId,
+    runs: Data<Runs>,
+) -> Result<(), BoxDynError> {
+    let runs: &Runs = &runs;
+    runs.0
+        .lock()
+        .unwrap()
+        .entry(id.to_string())
+        .or_default()
+        .push((Instant::now(), delivery.attempt));
+    if job.sleep_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(job.sleep_ms)).await;
+    }
+    if delivery.attempt <= job.fail_first {
+        return Err(format!("planned failure of attempt {}", delivery.attempt).into());
+    }
+    Ok(())
+}
+
+fn spawn_worker(
+    backend: RedisBackend<Job>,
+    concurrency: usize,
+    runs: &Runs,
+) -> JoinHandle<Result<(), WorkerError>> {
+    let worker = WorkerBuilder::new(backend.worker_id().to_owned())
+        .backend(backend)
+        .concurrency(concurrency)
+        .data(runs.clone())
+        .build(handle);
+    tokio::spawn(worker.run())
+}
+
+async fn push_jobs(
+    queue: &RedisQueue,
+    count: usize,
+    job: &Job,
+    run_at: Option<SystemTime>,
+) -> Vec<String> {
+    let jobs: Vec<NewJob> = (0..count)
+        .map(|_| {
+            let job = NewJob::new(uuid::Uuid::now_v7().to_string(), job).unwrap();
+            match run_at {
+                Some(at) => job.run_at(at),
+                None => job,
+            }
+        })
+        .collect();
+    assert_eq!(queue.push(&jobs).await.unwrap(), count);
+    jobs.into_iter().map(|job| job.id).collect()
+}
+
+async fn drained(queue: &RedisQueue) -> bool {
+    let stats = queue.stats().await.unwrap();
+    stats.ready == 0 && stats.scheduled == 0 && stats.in_flight == 0
+}
+
+#[tokio::test]
+async fn jobs_run_once_and_a_repeated_push_is_ignored() {
+    let queue = queue(config("basic"));
+    let runs = Runs::default();
+    let ids = push_jobs(&queue, 20, &Job::quick(), None).await;
+    let again = NewJob::new(ids[0].clone(), &Job::quick()).unwrap();
+    assert_eq!(queue.push(&[again]).await.unwrap(), 0, "same id is a no-op");
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 4, &runs);
+    wait_until("20 jobs", Duration::from_secs(10), || async {
+        runs.total() == 20
+    })
+    .await;
+    wait_until("queue drained", Duration::from_secs(5), || drained(&queue)).await;
+    assert_eq!(runs.jobs(), 20);
+    for id in &ids {
+        assert_eq!(
+            runs.of(id).iter().map(|run| run.1).collect::<Vec<_>>(),
+            vec![1]
+        );
+    }
+    assert!(!worker.is_finished());
+    worker.abort();
+}
+
+#[tokio::test]
+async fn an_idle_worker_starts_a_new_job_within_milliseconds() {
+    let queue = queue(config("pickup"));
+    let runs = Runs::default();
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 1, &runs);
+    // Let the worker go idle (blocked on Redis) first.
+    push_jobs(&queue, 1, &Job::quick(), None).await;
+    wait_until("warm-up job", Duration::from_secs(5), || async {
+        runs.total() == 1
+    })
+    .await;
+    let mut latencies = Vec::new();
+    for n in 0..30 {
+        tokio::time::sleep(Duration::from_millis(5)).await; // idle gap between jobs
+        let pushed = Instant::now();
+        let id = push_jobs(&queue, 1, &Job::quick(), None).await.remove(0);
+        wait_until("job start", Duration::from_secs(5), || async {
+            !runs.of(&id).is_empty()
+        })
+        .await;
+        latencies.push(runs.of(&id)[0].0 - pushed);
+        assert_eq!(runs.total(), n + 2);
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    // A poll-based worker would take its poll interval; a blocking one takes a round trip.
+    assert!(
+        median < Duration::from_millis(50),
+        "median pickup {median:?}"
+    );
+    worker.abort();
+}
+
+#[tokio::test]
+async fn failures_are_retried_with_growing_backoff_then_dead() {
+    let queue = queue(config("retry"));
+    let runs = Runs::default();
+    let recovers = NewJob::new(
+        "recovers",
+        &Job {
+            fail_first: 2,
+            sleep_ms: 0,
+        },
+    )
+    .unwrap()
+    .max_attempts(5);
+    let never = NewJob::new(
+        "never",
+        &Job {
+            fail_first: u32::MAX,
+            sleep_ms: 0,
+        },
+    )
+    .unwrap()
+    .max_attempts(3);
+    queue.push(&[recovers, never]).await.unwrap();
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
+    wait_until("retries", Duration::from_secs(10), || async {
+        runs.of("recovers").len() == 3 && runs.of("never").len() == 3
+    })
+    .await;
+    wait_until("settled", Duration::from_secs(5), || async {
+        let stats = queue.stats().await.unwrap();
+        stats.dead == 1 && stats.scheduled == 0 && stats.in_flight == 0
+    })
+    .await;
+    for id in ["recovers", "never"] {
+        let runs = runs.of(id);
+        assert_eq!(
+            runs.iter().map(|run| run.1).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        // Backoff after failure n is within [base*2^(n-1)/2, base*2^(n-1)] (+ promotion tick).
+        let first_gap = runs[1].0 - runs[0].0;
+        let second_gap = runs[2].0 - runs[1].0;
+        assert!(
+            first_gap >= Duration::from_millis(50),
+            "{id}: {first_gap:?}"
+        );
+        assert!(
+            second_gap >= Duration::from_millis(100),
+            "{id}: {second_gap:?}"
+        );
+        assert!(
+            second_gap < Duration::from_millis(1000),
+            "{id}: {second_gap:?}"
+        );
+    }
+    // Nothing runs again after success or death.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs.total(), 6);
+    worker.abort();
+}
+
+#[tokio::test]
+async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
+    let config = config("lost");
+    let lease = config.lease;
+    let queue = queue(config);
+    let runs = Runs::default();
+    let letters: Arc<Mutex<Vec<DeadLetter>>> = Arc::default();
+    let slow = NewJob::new(
+        "slow",
+        &Job {
+            fail_first: 0,
+            sleep_ms: 60_000,
+        },
+    )
+    .unwrap()
+    .max_attempts(3);
+    let fatal = NewJob::new(
+        "fatal",
+        &Job {
+            fail_first: 0,
+            sleep_ms: 60_000,
+        },
+    )
+    .unwrap()
+    .max_attempts(1);
+    queue.push(&[slow, fatal]).await.unwrap();
+
+    // The first worker takes both jobs, then "dies" (its task and heartbeat are aborted).
+    let doomed = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
+    wait_until("both started", Duration::from_secs(5), || async {
+        runs.total() == 2
+    })
+    .await;
+    doomed.abort();
+    let died = Instant::now();
+
+    let hook_letters = letters.clone();
+    let survivor_backend =
+        RedisBackend::new(queue.clone()).on_dead_letter(Arc::new(move |letter| {
+            hook_letters.lock().unwrap().push(letter);
+            Box::pin(async {})
+        }));
+    let survivor = spawn_worker(survivor_backend, 2, &runs);
+    wait_until("slow re-run", Duration::from_secs(10), || async {
+        runs.of("slow").len() == 2
+    })
+    .await;
+    let recovered_after = died.elapsed();
+    assert!(
+        recovered_after >= lease / 2,
+        "re-run only after the lease: {recovered_after:?}"
+    );
+    assert!(
+        recovered_after < lease * 4,
+        "re-run soon after the lease: {recovered_after:?}"
+    );
+    assert_eq!(runs.of("slow")[1].1, 2, "the lost run counted as attempt 1");
+
+    // `fatal` had one attempt and lost it: dead-lettered, not run again.
+    wait_until("dead letter", Duration::from_secs(5), || async {
+        !letters.lock().unwrap().is_empty()
+    })
+    .await;
+    let letter = letters.lock().unwrap()[0].clone();
+    assert_eq!((letter.id.as_str(), letter.attempts), ("fatal", 1));
+    assert_eq!(runs.of("fatal").len(), 1);
+    assert_eq!(queue.stats().await.unwrap().dead, 1);
+    survivor.abort();
+}
+
+#[tokio::test]
+async fn a_busy_worker_keeps_its_lease_so_its_jobs_are_never_run_twice() {
+    let mut config = config("busy");
+    config.lease = Duration::from_millis(300);
+    let queue = queue(config);
+    let runs = Runs::default();
+    // Each job lasts several leases; the heartbeat has to keep up while all slots are busy.
+    push_jobs(
+        &queue,
+        12,
+        &Job {
+            fail_first: 0,
+            sleep_ms: 1200,
+        },
+        None,
+    )
+    .await;
+    let first = spawn_worker(RedisBackend::new(queue.clone()), 4, &runs);
+    let second = spawn_worker(RedisBackend::new(queue.clone()), 4, &runs);
+    wait_until("all done", Duration::from_secs(20), || async {
+        runs.jobs() == 12 && drained(&queue).await
+    })
+    .await;
+    assert_eq!(
+        runs.total(),
+        12,
+        "no job ran twice: {:?}",
+        runs.0.lock().unwrap()
+    );
+    first.abort();
+    second.abort();
+}
+
+#[tokio::test]
+async fn undecodable_arguments_are_dead_lettered_and_the_worker_goes_on() {
+    let queue = queue(config("garbage"));
+    let runs = Runs::default();
+    let letters: Arc<Mutex<Vec<DeadLetter>>> = Arc::default();
+    let bad = NewJob::new("bad", &serde_json::json!({"unexpected": true})).unwrap();
+    let good = NewJob::new("good", &Job::quick()).unwrap();
+    queue.push(&[bad, good]).await.unwrap();
+    let hook_letters = letters.clone();
+    let backend = RedisBackend::new(queue.clone()).on_dead_letter(Arc::new(move |letter| {
+        hook_letters.lock().unwrap().push(letter);
+        Box::pin(async {})
+    }));
+    let worker = spawn_worker(backend, 1, &runs);
+    wait_until("good job", Duration::from_secs(5), || async {
+        runs.of("good").len() == 1
+    })
+    .await;
+    wait_until("dead letter", Duration::from_secs(5), || async {
+        letters.lock().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(letters.lock().unwrap()[0].id, "bad");
+    assert!(!worker.is_finished());
+    worker.abort();
+}
+
+#[tokio::test]
+async fn tasks_pushed_through_apalis_task_sink_run() {
+    let queue = queue(config("sink"));
+    let runs = Runs::default();
+    let mut producer: RedisBackend<Job> = RedisBackend::new(queue.clone());
+    producer.push(Job::quick()).await.unwrap();
+    producer
+        .push_bulk(vec![Job::quick(), Job::quick()])
+        .await
+        .unwrap();
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
+    wait_until("3 jobs", Duration::from_secs(5), || async {
+        runs.total() == 3
+    })
+    .await;
+    worker.abort();
+}
+
+async fn drain_with_two_workers(queue: &RedisQueue, count: usize, runs: &Runs) {
+    let workers = [
+        spawn_worker(RedisBackend::new(queue.clone()).prefetch(16), 16, runs),
+        spawn_worker(RedisBackend::new(queue.clone()).prefetch(16), 16, runs),
+    ];
+    wait_until("backlog drained", Duration::from_secs(120), || async {
+        for worker in &workers {
+            assert!(!worker.is_finished(), "a worker died");
+        }
+        runs.total() == count && drained(queue).await
+    })
+    .await;
+    assert_eq!(runs.jobs(), count, "every job ran exactly once");
+    for worker in workers {
+        worker.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_backlog_of_50_000_ready_jobs_drains() {
+    let queue = queue(config("backlog"));
+    let runs = Runs::default();
+    push_jobs(&queue, 50_000, &Job::quick(), None).await;
+    drain_with_two_workers(&queue, 50_000, &runs).await;
+}
+
+#[tokio::test]
+async fn fifty_thousand_delayed_jobs_falling_due_at_once_drain() {
+    let queue = queue(config("delayed"));
+    let runs = Runs::default();
+    let due = SystemTime::now() + Duration::from_millis(1500);
+    push_jobs(&queue, 50_000, &Job::quick(), Some(due)).await;
+    assert_eq!(queue.stats().await.unwrap().scheduled, 50_000);
+    drain_with_two_workers(&queue, 50_000, &runs).await;
+}
