@@ -28,18 +28,31 @@ impl Job {
 }
 
 /// What the handler saw: per job id, the instant and attempt number of every run.
+/// Start instant and attempt number of one run.
+type Run = (Instant, u32);
+
 #[derive(Debug, Clone, Default)]
-struct Runs(Arc<Mutex<HashMap<String, Vec<(Instant, u32)>>>>);
+struct Runs(Arc<Mutex<HashMap<String, Vec<Run>>>>);
 
 impl Runs {
     fn total(&self) -> usize {
-        self.0.lock().unwrap().values().map(Vec::len).sum()
+        self.0
+            .lock()
+            .expect("runs lock")
+            .values()
+            .map(Vec::len)
+            .sum()
     }
-    fn of(&self, id: &str) -> Vec<(Instant, u32)> {
-        self.0.lock().unwrap().get(id).cloned().unwrap_or_default()
+    fn of(&self, id: &str) -> Vec<Run> {
+        self.0
+            .lock()
+            .expect("runs lock")
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
     }
     fn jobs(&self) -> usize {
-        self.0.lock().unwrap().len()
+        self.0.lock().expect("runs lock").len()
     }
 }
 
@@ -69,7 +82,7 @@ async fn handle(
     let runs: &Runs = &runs;
     runs.0
         .lock()
-        .unwrap()
+        .expect("runs lock")
         .entry(id.to_string())
         .or_default()
         .push((Instant::now(), delivery.attempt));
@@ -103,19 +116,19 @@ async fn push_jobs(
 ) -> Vec<String> {
     let jobs: Vec<NewJob> = (0..count)
         .map(|_| {
-            let job = NewJob::new(uuid::Uuid::now_v7().to_string(), job).unwrap();
+            let job = NewJob::new(uuid::Uuid::now_v7().to_string(), job).expect("queue operation");
             match run_at {
                 Some(at) => job.run_at(at),
                 None => job,
             }
         })
         .collect();
-    assert_eq!(queue.push(&jobs).await.unwrap(), count);
+    assert_eq!(queue.push(&jobs).await.expect("queue operation"), count);
     jobs.into_iter().map(|job| job.id).collect()
 }
 
 async fn drained(queue: &RedisQueue) -> bool {
-    let stats = queue.stats().await.unwrap();
+    let stats = queue.stats().await.expect("queue operation");
     stats.ready == 0 && stats.scheduled == 0 && stats.in_flight == 0
 }
 
@@ -124,8 +137,12 @@ async fn jobs_run_once_and_a_repeated_push_is_ignored() {
     let queue = queue(config("basic"));
     let runs = Runs::default();
     let ids = push_jobs(&queue, 20, &Job::quick(), None).await;
-    let again = NewJob::new(ids[0].clone(), &Job::quick()).unwrap();
-    assert_eq!(queue.push(&[again]).await.unwrap(), 0, "same id is a no-op");
+    let again = NewJob::new(ids[0].clone(), &Job::quick()).expect("queue operation");
+    assert_eq!(
+        queue.push(&[again]).await.expect("queue operation"),
+        0,
+        "same id is a no-op"
+    );
     let worker = spawn_worker(RedisBackend::new(queue.clone()), 4, &runs);
     wait_until("20 jobs", Duration::from_secs(10), || async {
         runs.total() == 20
@@ -187,7 +204,7 @@ async fn failures_are_retried_with_growing_backoff_then_dead() {
             sleep_ms: 0,
         },
     )
-    .unwrap()
+    .expect("queue operation")
     .max_attempts(5);
     let never = NewJob::new(
         "never",
@@ -196,16 +213,19 @@ async fn failures_are_retried_with_growing_backoff_then_dead() {
             sleep_ms: 0,
         },
     )
-    .unwrap()
+    .expect("queue operation")
     .max_attempts(3);
-    queue.push(&[recovers, never]).await.unwrap();
+    queue
+        .push(&[recovers, never])
+        .await
+        .expect("queue operation");
     let worker = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
     wait_until("retries", Duration::from_secs(10), || async {
         runs.of("recovers").len() == 3 && runs.of("never").len() == 3
     })
     .await;
     wait_until("settled", Duration::from_secs(5), || async {
-        let stats = queue.stats().await.unwrap();
+        let stats = queue.stats().await.expect("queue operation");
         stats.dead == 1 && stats.scheduled == 0 && stats.in_flight == 0
     })
     .await;
@@ -251,7 +271,7 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
             sleep_ms: 60_000,
         },
     )
-    .unwrap()
+    .expect("queue operation")
     .max_attempts(3);
     let fatal = NewJob::new(
         "fatal",
@@ -260,9 +280,9 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
             sleep_ms: 60_000,
         },
     )
-    .unwrap()
+    .expect("queue operation")
     .max_attempts(1);
-    queue.push(&[slow, fatal]).await.unwrap();
+    queue.push(&[slow, fatal]).await.expect("queue operation");
 
     // The first worker takes both jobs, then "dies" (its task and heartbeat are aborted).
     let doomed = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
@@ -276,7 +296,7 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
     let hook_letters = letters.clone();
     let survivor_backend =
         RedisBackend::new(queue.clone()).on_dead_letter(Arc::new(move |letter| {
-            hook_letters.lock().unwrap().push(letter);
+            hook_letters.lock().expect("runs lock").push(letter);
             Box::pin(async {})
         }));
     let survivor = spawn_worker(survivor_backend, 2, &runs);
@@ -297,13 +317,13 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
 
     // `fatal` had one attempt and lost it: dead-lettered, not run again.
     wait_until("dead letter", Duration::from_secs(5), || async {
-        !letters.lock().unwrap().is_empty()
+        !letters.lock().expect("runs lock").is_empty()
     })
     .await;
-    let letter = letters.lock().unwrap()[0].clone();
+    let letter = letters.lock().expect("runs lock")[0].clone();
     assert_eq!((letter.id.as_str(), letter.attempts), ("fatal", 1));
     assert_eq!(runs.of("fatal").len(), 1);
-    assert_eq!(queue.stats().await.unwrap().dead, 1);
+    assert_eq!(queue.stats().await.expect("queue operation").dead, 1);
     survivor.abort();
 }
 
@@ -334,7 +354,7 @@ async fn a_busy_worker_keeps_its_lease_so_its_jobs_are_never_run_twice() {
         runs.total(),
         12,
         "no job ran twice: {:?}",
-        runs.0.lock().unwrap()
+        runs.0.lock().expect("runs lock")
     );
     first.abort();
     second.abort();
@@ -345,12 +365,13 @@ async fn undecodable_arguments_are_dead_lettered_and_the_worker_goes_on() {
     let queue = queue(config("garbage"));
     let runs = Runs::default();
     let letters: Arc<Mutex<Vec<DeadLetter>>> = Arc::default();
-    let bad = NewJob::new("bad", &serde_json::json!({"unexpected": true})).unwrap();
-    let good = NewJob::new("good", &Job::quick()).unwrap();
-    queue.push(&[bad, good]).await.unwrap();
+    let bad =
+        NewJob::new("bad", &serde_json::json!({"unexpected": true})).expect("queue operation");
+    let good = NewJob::new("good", &Job::quick()).expect("queue operation");
+    queue.push(&[bad, good]).await.expect("queue operation");
     let hook_letters = letters.clone();
     let backend = RedisBackend::new(queue.clone()).on_dead_letter(Arc::new(move |letter| {
-        hook_letters.lock().unwrap().push(letter);
+        hook_letters.lock().expect("runs lock").push(letter);
         Box::pin(async {})
     }));
     let worker = spawn_worker(backend, 1, &runs);
@@ -359,10 +380,10 @@ async fn undecodable_arguments_are_dead_lettered_and_the_worker_goes_on() {
     })
     .await;
     wait_until("dead letter", Duration::from_secs(5), || async {
-        letters.lock().unwrap().len() == 1
+        letters.lock().expect("runs lock").len() == 1
     })
     .await;
-    assert_eq!(letters.lock().unwrap()[0].id, "bad");
+    assert_eq!(letters.lock().expect("runs lock")[0].id, "bad");
     assert!(!worker.is_finished());
     worker.abort();
 }
@@ -372,11 +393,11 @@ async fn tasks_pushed_through_apalis_task_sink_run() {
     let queue = queue(config("sink"));
     let runs = Runs::default();
     let mut producer: RedisBackend<Job> = RedisBackend::new(queue.clone());
-    producer.push(Job::quick()).await.unwrap();
+    producer.push(Job::quick()).await.expect("queue operation");
     producer
         .push_bulk(vec![Job::quick(), Job::quick()])
         .await
-        .unwrap();
+        .expect("queue operation");
     let worker = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
     wait_until("3 jobs", Duration::from_secs(5), || async {
         runs.total() == 3
@@ -417,6 +438,9 @@ async fn fifty_thousand_delayed_jobs_falling_due_at_once_drain() {
     let runs = Runs::default();
     let due = SystemTime::now() + Duration::from_millis(1500);
     push_jobs(&queue, 50_000, &Job::quick(), Some(due)).await;
-    assert_eq!(queue.stats().await.unwrap().scheduled, 50_000);
+    assert_eq!(
+        queue.stats().await.expect("queue operation").scheduled,
+        50_000
+    );
     drain_with_two_workers(&queue, 50_000, &runs).await;
 }
