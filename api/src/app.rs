@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::jobs::queues::{QueueSettings, Queues};
 use common::market::PriceProvider;
 use common::redis::Redis;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -17,7 +18,7 @@ use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
 use crate::health::HealthApi;
-use crate::jobs::JobsApi;
+use crate::jobs::{JobsApi, QueuesAdminApi};
 use crate::market::cache::PriceCache;
 use crate::market::{MarketAdminApi, MarketApi};
 use crate::platform::body_limit::BodyLimit;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub users: UserCache,
     pub prices: PriceProvider,
     pub price_cache: PriceCache,
+    pub queues: Queues,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
 }
@@ -62,6 +64,7 @@ impl AppState {
             users: UserCache::new(config.auth.user_cache_ttl),
             prices: PriceProvider::from_config(&config.market, Some(redis.clone()))?,
             price_cache: PriceCache::new(redis.clone(), config.price_cache_ttl),
+            queues: Queues::new(&config.common.redis, &QueueSettings::default())?,
             config: Arc::new(config),
             db,
             redis,
@@ -80,6 +83,7 @@ pub type Apis = (
     MarketApi,
     MarketAdminApi,
     JobsApi,
+    QueuesAdminApi,
 );
 
 /// The OpenAPI service: every operation of the API.
@@ -93,6 +97,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             MarketApi::new(state.clone()),
             MarketAdminApi::new(state.clone()),
             JobsApi::new(state.clone()),
+            QueuesAdminApi::new(state.clone()),
         ),
         "Coinpulse API",
         common::VERSION,

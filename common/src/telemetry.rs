@@ -18,9 +18,17 @@ const HTTP_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// Buckets for job run and wait times: from sub-millisecond no-ops to multi-minute fetches.
-const JOB_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0,
+/// Buckets for job run times: from no-op jobs to multi-minute fetches waiting on budget.
+const JOB_DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0,
+    900.0,
+];
+
+/// Buckets for enqueue-to-start waits: sub-millisecond on an idle worker, growing with backlog
+/// and backoff.
+const JOB_WAIT_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
 ];
 
 /// Buckets for calls to upstream HTTP APIs (price providers, SMTP).
@@ -62,7 +70,18 @@ pub fn install_metrics(binary: &'static str) -> PrometheusHandle {
                     Matcher::Prefix("http_request_duration".into()),
                     HTTP_BUCKETS,
                 )
-                .and_then(|b| b.set_buckets_for_metric(Matcher::Prefix("job_".into()), JOB_BUCKETS))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("job_duration_seconds".into()),
+                        JOB_DURATION_BUCKETS,
+                    )
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("job_wait_seconds".into()),
+                        JOB_WAIT_BUCKETS,
+                    )
+                })
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Prefix("upstream_".into()), UPSTREAM_BUCKETS)
                 })

@@ -3,8 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::str::FromStr;
+
 use common::config::{CommonConfig, ConfigProblem, parse_duration};
 use common::jobs::Queue;
+use common::jobs::queues::QueueSettings;
+use common::market::MarketConfig;
 
 /// Coinpulse job worker. Every flag can also be set through the environment variable shown.
 #[derive(Debug, Clone, clap::Parser)]
@@ -21,18 +25,43 @@ pub struct WorkerConfig {
     )]
     pub metrics_addr: SocketAddr,
 
-    /// Jobs run at once per queue; defaults to each queue's own setting.
+    #[command(flatten)]
+    pub market: MarketConfig,
+
+    #[command(flatten)]
+    pub queue: QueueSettings,
+
+    /// Jobs run at once per queue, unless `--queues` names one (`bulk_fetch:8`); defaults to
+    /// each queue's own setting.
     #[arg(long, env = "WORKER_CONCURRENCY")]
     pub concurrency: Option<usize>,
 
-    /// Queues to consume, comma-separated (default: all).
+    /// Queues to consume, comma-separated, each optionally with its own concurrency
+    /// (`bulk_fetch:8,email`). Default: all.
     #[arg(
         long,
         env = "WORKER_QUEUES",
         value_delimiter = ',',
         default_value = "bulk_fetch,price_refresh,alert_eval,notify,email"
     )]
-    pub queues: Vec<Queue>,
+    pub queues: Vec<QueueSpec>,
+
+    /// Longest run of one job attempt; a slower attempt fails (and is retried).
+    #[arg(long = "job-timeout", env = "WORKER_JOB_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub job_timeout: Duration,
+
+    /// Jobs a queue worker claims from Redis at a time. More saves round trips on short jobs,
+    /// but claimed jobs wait for a free slot here while another worker might be idle.
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 1)]
+    pub prefetch: usize,
+
+    /// How often the outbox relay looks for accepted jobs that never reached Redis.
+    #[arg(long = "relay-interval", env = "OUTBOX_RELAY_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub relay_interval: Duration,
+
+    /// How often prices are refreshed (once per interval across all workers).
+    #[arg(long = "price-refresh-interval", env = "PRICE_REFRESH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub price_refresh_interval: Duration,
 
     /// How long in-flight jobs may take to finish after SIGTERM before the worker exits.
     #[arg(long = "shutdown-timeout", env = "WORKER_SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
@@ -49,6 +78,31 @@ impl WorkerConfig {
                 "must be at least 1",
             ));
         }
+        if self.prefetch == 0 {
+            problems.push(ConfigProblem::new("WORKER_PREFETCH", "must be at least 1"));
+        }
+        if self.price_refresh_interval < Duration::from_secs(1) {
+            problems.push(ConfigProblem::new(
+                "PRICE_REFRESH_INTERVAL",
+                "must be at least 1s",
+            ));
+        }
+        if self.job_timeout.is_zero() {
+            problems.push(ConfigProblem::new("WORKER_JOB_TIMEOUT", "must be positive"));
+        }
+        if self.queue.lease < Duration::from_millis(300) {
+            problems.push(ConfigProblem::new("WORKER_LEASE", "must be at least 300ms"));
+        }
+        let mut seen = Vec::new();
+        for spec in &self.queues {
+            if seen.contains(&spec.queue) {
+                problems.push(ConfigProblem::new(
+                    "WORKER_QUEUES",
+                    format!("names {} twice", spec.queue.as_str()),
+                ));
+            }
+            seen.push(spec.queue);
+        }
         if self.queues.is_empty() {
             problems.push(ConfigProblem::new(
                 "WORKER_QUEUES",
@@ -56,6 +110,55 @@ impl WorkerConfig {
             ));
         }
         problems
+    }
+}
+
+impl WorkerConfig {
+    /// How many jobs of `spec`'s queue run at once in this process.
+    pub fn concurrency_of(&self, spec: &QueueSpec) -> usize {
+        spec.concurrency
+            .or(self.concurrency)
+            .unwrap_or_else(|| default_concurrency(spec.queue))
+    }
+}
+
+/// Jobs at once per queue by default: bulk fetches and refreshes mostly wait on the upstream
+/// budget, so many in parallel only queue up behind it.
+fn default_concurrency(queue: Queue) -> usize {
+    match queue {
+        Queue::BulkFetch => 8,
+        Queue::PriceRefresh => 1,
+        Queue::AlertEval | Queue::Notify | Queue::Email => 16,
+    }
+}
+
+/// A queue to consume, with an optional concurrency of its own (`bulk_fetch:8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// The queue.
+    pub queue: Queue,
+    /// Jobs at once, if set for this queue.
+    pub concurrency: Option<usize>,
+}
+
+impl FromStr for QueueSpec {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (name, concurrency) = match value.split_once(':') {
+            Some((name, n)) => {
+                let n: usize =
+                    n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("concurrency of {name} must be a positive integer")
+                    })?;
+                (name, Some(n))
+            }
+            None => (value, None),
+        };
+        Ok(Self {
+            queue: name.trim().parse()?,
+            concurrency,
+        })
     }
 }
 
@@ -80,8 +183,14 @@ mod tests {
             "4",
         ])
         .expect("parses");
-        assert_eq!(config.queues, vec![Queue::Email, Queue::Notify]);
-        assert_eq!(config.concurrency, Some(4));
+        let queues: Vec<Queue> = config.queues.iter().map(|spec| spec.queue).collect();
+        assert_eq!(queues, vec![Queue::Email, Queue::Notify]);
+        assert_eq!(config.concurrency_of(&config.queues[0]), 4);
+        let per_queue = WorkerConfig::try_parse_from(["worker", "--queues", "bulk_fetch:3,email"])
+            .expect("parses");
+        assert_eq!(per_queue.concurrency_of(&per_queue.queues[0]), 3);
+        assert_eq!(per_queue.concurrency_of(&per_queue.queues[1]), 16);
+        assert!(WorkerConfig::try_parse_from(["worker", "--queues", "email:0"]).is_err());
         assert!(WorkerConfig::try_parse_from(["worker", "--queues", "nope"]).is_err());
         let zero = WorkerConfig::try_parse_from(["worker", "--concurrency", "0"]).expect("parses");
         assert_eq!(zero.problems()[0].variable, "WORKER_CONCURRENCY");

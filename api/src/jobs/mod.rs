@@ -1,6 +1,7 @@
 //! The caller's jobs: `/api/v1/jobs`.
 
 use chrono::{DateTime, Utc};
+use common::jobs::queues::OutboxJob;
 use common::jobs::store::{self, Cancellation, JobRow};
 use common::jobs::{JobStatus, Queue};
 use poem_openapi::param::{Path, Query};
@@ -8,6 +9,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use uuid::Uuid;
 
+use crate::admin::require_admin;
 use crate::app::AppState;
 use crate::auth::extract::BearerAuth;
 use crate::error::{ApiError, ApiResult, status};
@@ -180,6 +182,19 @@ impl From<JobRow> for Job {
     }
 }
 
+/// Hands a just-committed job to its queue without delaying the response. If that fails
+/// (Redis down, process killed), the job stays in the outbox and the worker's relay pushes it.
+pub fn dispatch_in_background(state: &AppState, job: &JobRow) {
+    let queues = state.queues.clone();
+    let db = state.db.clone();
+    let outbox = [OutboxJob::from(job)];
+    tokio::spawn(async move {
+        if let Err(err) = queues.dispatch(&db, &outbox).await {
+            tracing::warn!(job_id = %outbox[0].id, error = %err, "job left to the outbox relay");
+        }
+    });
+}
+
 /// The `Location` of a job.
 pub fn location(id: Uuid) -> String {
     format!("/api/v1/jobs/{id}")
@@ -261,5 +276,85 @@ impl JobsApi {
             .into()),
             Cancellation::NotFound => Err(ApiError::not_found("job").into()),
         }
+    }
+}
+
+/// Operators' view of the job queues.
+#[derive(Debug, Clone)]
+pub struct QueuesAdminApi {
+    state: AppState,
+}
+
+impl QueuesAdminApi {
+    /// The operations, over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+/// One queue's counts, read from Redis.
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct QueueCounts {
+    /// The queue.
+    pub queue: JobKind,
+    /// Jobs waiting for a worker.
+    pub depth: u64,
+    /// Jobs held by workers right now.
+    pub in_flight: u64,
+    /// Jobs waiting for their time: delayed, or retrying after a failure.
+    pub scheduled: u64,
+    /// Dead jobs (every attempt failed), kept for a week or the latest 10,000.
+    pub dead: u64,
+    /// Workers consuming the queue (with a live lease).
+    pub workers: u64,
+}
+
+impl poem_openapi::types::Example for QueueCounts {
+    fn example() -> Self {
+        Self {
+            queue: JobKind::BulkFetch,
+            depth: 12,
+            in_flight: 8,
+            scheduled: 3,
+            dead: 1,
+            workers: 2,
+        }
+    }
+}
+
+/// Every queue's counts.
+#[derive(Debug, Clone, Object)]
+pub struct QueuesBody {
+    /// One entry per queue.
+    pub queues: Vec<QueueCounts>,
+}
+
+#[OpenApi(prefix_path = "/api/v1/admin", tag = "ApiTags::Admin")]
+impl QueuesAdminApi {
+    /// Depth, in-flight, scheduled (delayed or retrying) and dead jobs per queue.
+    #[oai(path = "/queues", method = "get")]
+    async fn queues(
+        &self,
+        auth: BearerAuth,
+    ) -> ApiResult<Json<QueuesBody>, { status::AUTHED | status::FORBIDDEN }> {
+        require_admin(&self.state, &auth.0).await?;
+        let stats =
+            self.state.queues.stats().await.map_err(|err| {
+                ApiError::Unavailable(format!("the queues are unavailable: {err}"))
+            })?;
+        Ok(Json(QueuesBody {
+            queues: stats
+                .into_iter()
+                .map(|(queue, stats)| QueueCounts {
+                    queue: queue.into(),
+                    depth: stats.ready,
+                    in_flight: stats.in_flight,
+                    scheduled: stats.scheduled,
+                    dead: stats.dead,
+                    workers: stats.workers,
+                })
+                .collect(),
+        }))
     }
 }

@@ -347,7 +347,11 @@ impl MarketApi {
     ) -> ApiResult<Json<Price>, { status::ALWAYS | status::VALIDATION | status::NOT_FOUND }> {
         let coin_id = parse_coin_id("coin_id", &coin_id.0)?;
         let vs = parse_vs_currency(vs_currency.0.as_deref())?;
-        Ok(Json(self.latest_price(&coin_id, &vs).await?.into()))
+        let price = self.latest_price(&coin_id, &vs).await?;
+        let redis = self.state.redis.clone();
+        // Keeps the coin in the scheduled refresh; never delays the answer.
+        tokio::spawn(async move { common::market::recent::note(&redis, &[coin_id]).await });
+        Ok(Json(price.into()))
     }
 
     /// Fetch prices for many coins in the background.
@@ -372,6 +376,7 @@ impl MarketApi {
         )
         .await?;
         tracing::info!(job_id = %job.id, coins = coins.len(), "bulk fetch accepted");
+        jobs::dispatch_in_background(&self.state, &job);
         let location = jobs::location(job.id);
         Ok(BulkAccepted::Accepted(Json(job.into()), location))
     }

@@ -1,6 +1,7 @@
 //! Jobs: queue names, statuses and the Postgres record shared by the API (which enqueues)
 //! and the worker (which consumes).
 
+pub mod queues;
 pub mod store;
 
 use std::fmt;

@@ -163,3 +163,159 @@ pub async fn cancel(db: &PgPool, user_id: Uuid, id: Uuid) -> Result<Cancellation
         None => Cancellation::NotFound,
     })
 }
+
+/// Outbox rows older than `min_age` (younger ones are still being handed over by the API
+/// process that accepted them), oldest first.
+pub async fn outbox_batch(
+    db: impl PgExecutor<'_>,
+    min_age: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<super::queues::OutboxJob>, sqlx::Error> {
+    let min_age_ms = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query_as!(
+        super::queues::OutboxJob,
+        r#"SELECT id, queue AS "queue: Queue", payload, max_attempts, run_after
+           FROM jobs
+           WHERE enqueued_at IS NULL AND status = 'queued'
+             AND created_at < now() - make_interval(secs => $1::bigint / 1000.0)
+           ORDER BY run_after
+           LIMIT $2"#,
+        min_age_ms,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Records that these jobs reached Redis.
+pub async fn mark_enqueued(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs SET enqueued_at = now() WHERE id = ANY($1) AND enqueued_at IS NULL",
+        ids
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A job whose attempt is starting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedJob {
+    /// Who asked for it.
+    pub user_id: Option<Uuid>,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Moves a job to `running` for attempt `attempt`, unless it is final (succeeded, cancelled,
+/// dead) or already past this attempt: then `None`, and the attempt must not run.
+pub async fn start_attempt(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempt: i32,
+) -> Result<Option<StartedJob>, sqlx::Error> {
+    sqlx::query_as!(
+        StartedJob,
+        "UPDATE jobs
+         SET status = 'running', attempts = $2, started_at = now(), updated_at = now()
+         WHERE id = $1 AND status IN ('queued', 'failed', 'running') AND attempts < $2
+         RETURNING user_id, created_at",
+        id,
+        attempt,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Records a successful attempt.
+pub async fn succeed(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempt: i32,
+    result: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE jobs
+         SET status = 'succeeded', result = $3, error = NULL, finished_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'running' AND attempts = $2",
+        id,
+        attempt,
+        result,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: `failed` (another attempt follows) or `dead`.
+pub async fn fail(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempt: i32,
+    error: &str,
+    dead: bool,
+) -> Result<(), sqlx::Error> {
+    let status = if dead {
+        JobStatus::Dead
+    } else {
+        JobStatus::Failed
+    };
+    sqlx::query!(
+        "UPDATE jobs
+         SET status = $3, error = $4, updated_at = now(),
+             finished_at = CASE WHEN $3 = 'dead' THEN now() END
+         WHERE id = $1 AND status = 'running' AND attempts = $2",
+        id,
+        attempt,
+        status as JobStatus,
+        error,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks a job dead that the queue gave up on without running (its last run was lost with
+/// its worker). Final jobs are left alone.
+pub async fn dead_letter(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempts: i32,
+    error: &str,
+) -> Result<Option<StartedJob>, sqlx::Error> {
+    sqlx::query_as!(
+        StartedJob,
+        "UPDATE jobs
+         SET status = 'dead', attempts = GREATEST(attempts, $2), error = $3,
+             finished_at = now(), updated_at = now()
+         WHERE id = $1 AND status NOT IN ('succeeded', 'cancelled', 'dead')
+         RETURNING user_id, created_at",
+        id,
+        attempts,
+        error,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Inserts a system job with a chosen id unless it exists; `true` when inserted. A
+/// deterministic id makes "once per slot" hold across processes.
+pub async fn insert_system_job(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    kind: Queue,
+    payload: &Value,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query!(
+        "INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
+         VALUES ($1, NULL, $2, $2, $3, $4)
+         ON CONFLICT (id) DO NOTHING",
+        id,
+        kind as Queue,
+        kind.max_attempts(),
+        payload,
+    )
+    .execute(db)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}

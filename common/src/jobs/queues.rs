@@ -1,0 +1,153 @@
+//! The Redis queues behind the job kinds, and the hand-off of accepted jobs to them.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use queue::{Backoff, NewJob, QueueConfig, QueueError, QueueStats, RedisQueue};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{Queue, store};
+use crate::config::{RedisConfig, parse_duration};
+
+/// How every queue of a process behaves (the worker sets these; producers use the defaults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueSettings {
+    /// How long a worker keeps its jobs without renewing its lease: a killed worker's jobs
+    /// run again about this long after it died.
+    #[arg(long = "job-lease", env = "WORKER_LEASE", default_value = "5s", value_parser = parse_duration)]
+    pub lease: Duration,
+
+    /// Backoff window after a job's first failure; it doubles per failure (with jitter).
+    #[arg(long = "retry-base", env = "WORKER_RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
+    pub retry_base: Duration,
+
+    /// The longest backoff between attempts.
+    #[arg(long = "retry-max", env = "WORKER_RETRY_MAX", default_value = "5m", value_parser = parse_duration)]
+    pub retry_max: Duration,
+
+    /// How long Redis may stay unreachable before a worker gives up and exits non-zero.
+    #[arg(long = "redis-grace", env = "WORKER_REDIS_GRACE", default_value = "60s", value_parser = parse_duration)]
+    pub redis_grace: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(5),
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            redis_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A job as handed to Redis: enough to run it and to mark its row enqueued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxJob {
+    /// The job's id (also its id in Redis).
+    pub id: Uuid,
+    /// Its queue.
+    pub queue: Queue,
+    /// Its input.
+    pub payload: Value,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Not before.
+    pub run_after: DateTime<Utc>,
+}
+
+impl From<&store::JobRow> for OutboxJob {
+    fn from(row: &store::JobRow) -> Self {
+        Self {
+            id: row.id,
+            queue: row.kind,
+            payload: row.payload.clone(),
+            max_attempts: row.max_attempts,
+            run_after: row.created_at,
+        }
+    }
+}
+
+/// Why handing jobs to Redis failed. The jobs stay in the outbox and the relay retries.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Redis did not take them.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// They reached Redis but could not be marked enqueued (the relay pushes them again,
+    /// which the queue ignores).
+    #[error("marking jobs enqueued: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// One [`RedisQueue`] per job queue. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    queues: Vec<(Queue, RedisQueue)>,
+}
+
+impl Queues {
+    /// Handles on every queue; connects lazily.
+    pub fn new(redis: &RedisConfig, settings: &QueueSettings) -> Result<Self, QueueError> {
+        let queues = Queue::ALL
+            .into_iter()
+            .map(|queue| {
+                let mut config = QueueConfig::new(queue.as_str(), redis.key_prefix.clone());
+                config.lease = settings.lease;
+                config.backoff = Backoff {
+                    base: settings.retry_base,
+                    max: settings.retry_max,
+                };
+                config.default_max_attempts = queue.max_attempts().unsigned_abs();
+                config.redis_grace = settings.redis_grace;
+                config.response_timeout = redis.timeout;
+                Ok((queue, RedisQueue::new(redis.url.expose(), config)?))
+            })
+            .collect::<Result<_, QueueError>>()?;
+        Ok(Self { queues })
+    }
+
+    /// The queue of `queue`.
+    pub fn get(&self, queue: Queue) -> &RedisQueue {
+        self.queues
+            .iter()
+            .find(|(candidate, _)| *candidate == queue)
+            .map(|(_, handle)| handle)
+            .expect("Queues::new builds every queue")
+    }
+
+    /// Hands accepted jobs to Redis, then marks their rows enqueued. Pushing is idempotent
+    /// (by job id), so a job pushed twice (here and by the relay) still runs once.
+    pub async fn dispatch(&self, db: &PgPool, jobs: &[OutboxJob]) -> Result<usize, DispatchError> {
+        for queue in Queue::ALL {
+            let batch: Vec<NewJob> = jobs
+                .iter()
+                .filter(|job| job.queue == queue)
+                .map(|job| {
+                    Ok(NewJob::new(job.id.to_string(), &job.payload)?
+                        .max_attempts(job.max_attempts.unsigned_abs())
+                        .run_at(job.run_after.into()))
+                })
+                .collect::<Result<_, QueueError>>()?;
+            if !batch.is_empty() {
+                let added = self.get(queue).push(&batch).await?;
+                metrics::counter!("jobs_enqueued_total", "queue" => queue.as_str())
+                    .increment(added as u64);
+            }
+        }
+        let ids: Vec<Uuid> = jobs.iter().map(|job| job.id).collect();
+        store::mark_enqueued(db, &ids).await?;
+        Ok(jobs.len())
+    }
+
+    /// Counts per queue, in [`Queue::ALL`] order.
+    pub async fn stats(&self) -> Result<Vec<(Queue, QueueStats)>, QueueError> {
+        let mut all = Vec::with_capacity(self.queues.len());
+        for (queue, handle) in &self.queues {
+            all.push((*queue, handle.stats().await?));
+        }
+        Ok(all)
+    }
+}

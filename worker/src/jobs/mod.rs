@@ -1,0 +1,203 @@
+//! Running the job queues: one apalis worker per queue over the Redis backend, the outbox
+//! relay, the refresh schedule and the queue-depth sampler, under one shutdown.
+
+mod metrics;
+pub mod relay;
+pub mod tracking;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::layers::catch_panic::{CatchPanicLayer, PanicError};
+use apalis::prelude::*;
+use common::jobs::Queue;
+use common::jobs::queues::Queues;
+use common::jobs::store as jobs_store;
+use common::market::PriceProvider;
+use common::redis::Redis;
+use futures_util::FutureExt;
+use queue::{DeadLetter, Delivery, RedisBackend};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use self::tracking::TrackingLayer;
+use crate::config::WorkerConfig;
+
+/// What job handlers work with. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// Postgres.
+    pub db: PgPool,
+    /// Redis (events, caches, budgets).
+    pub redis: Redis,
+    /// Every job queue (handlers may enqueue follow-up jobs).
+    pub queues: Queues,
+    /// The configured price provider.
+    pub prices: Arc<PriceProvider>,
+}
+
+/// How a job attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth another attempt (upstream down, database busy, ...).
+    #[error("{0}")]
+    Retry(String),
+    /// No attempt can succeed (invalid input, unsupported request): the job is dead at once.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// The handler of every queue: dispatches on the queue the job came from.
+async fn run_job(
+    payload: Value,
+    delivery: Data<Delivery>,
+    ctx: Data<JobContext>,
+) -> Result<Value, BoxDynError> {
+    let queue: Queue = delivery
+        .queue
+        .parse()
+        .map_err(|err: String| AbortError::new(JobError::Permanent(err)))?;
+    let result = match queue {
+        Queue::BulkFetch => crate::market::bulk_fetch::run(&ctx, payload).await,
+        Queue::PriceRefresh => crate::market::refresh::run(&ctx, payload).await,
+        Queue::AlertEval | Queue::Notify | Queue::Email => Err(JobError::Permanent(format!(
+            "this worker version has no handler for {} jobs",
+            queue.as_str()
+        ))),
+    };
+    result.map_err(|err| match err {
+        JobError::Permanent(_) => AbortError::new(err).into(),
+        JobError::Retry(_) => err.into(),
+    })
+}
+
+/// Runs every configured queue until `shutdown` resolves (then lets in-flight jobs finish
+/// within the configured bound) or until a queue loses Redis for good (an error, so the
+/// process exits non-zero and gets restarted rather than idling).
+pub async fn run(
+    config: &WorkerConfig,
+    ctx: JobContext,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let failed = Arc::new(Notify::new());
+    let mut monitor = Monitor::new();
+    for spec in config.queues.clone() {
+        let concurrency = config.concurrency_of(&spec);
+        let prefetch = config.prefetch.min(concurrency);
+        let timeout = config.job_timeout;
+        let ctx = ctx.clone();
+        let failed = failed.clone();
+        monitor = monitor.register(move |_restarts| {
+            let queue = spec.queue;
+            let dead_db = ctx.db.clone();
+            let failed = failed.clone();
+            let backend = RedisBackend::<Value>::new(ctx.queues.get(queue).clone())
+                .prefetch(prefetch)
+                .on_dead_letter(Arc::new(move |letter: DeadLetter| {
+                    let db = dead_db.clone();
+                    async move { record_dead_letter(&db, letter).await }.boxed()
+                }))
+                .on_failure(Arc::new(move |err| {
+                    tracing::error!(queue = queue.as_str(), error = %err, "queue worker gave up");
+                    failed.notify_one();
+                }));
+            WorkerBuilder::new(queue.as_str())
+                .backend(backend)
+                .data(ctx.clone())
+                .concurrency(concurrency)
+                .layer(TrackingLayer::new(
+                    ctx.db.clone(),
+                    ctx.redis.clone(),
+                    queue,
+                    timeout,
+                ))
+                .timeout(timeout)
+                .layer(CatchPanicLayer::with_panic_handler(
+                    |panic: &Box<dyn std::any::Any + Send>| PanicError(panic_message(panic)),
+                ))
+                .build(run_job)
+        });
+        tracing::info!(
+            queue = spec.queue.as_str(),
+            concurrency,
+            prefetch,
+            "consuming queue"
+        );
+    }
+    let control = monitor.context();
+    let background = [
+        tokio::spawn(relay::run(ctx.clone(), config.relay_interval)),
+        tokio::spawn(crate::market::refresh::schedule(
+            ctx.clone(),
+            config.price_refresh_interval,
+        )),
+        tokio::spawn(sample_depth(ctx.queues.clone())),
+    ];
+    let mut workers = std::pin::pin!(monitor.run());
+    let outcome = tokio::select! {
+        result = &mut workers => match result {
+            Ok(()) => Err(anyhow::anyhow!("every queue worker stopped on its own")),
+            Err(err) => Err(anyhow::anyhow!("queue workers failed: {err}")),
+        },
+        () = shutdown => {
+            tracing::info!(bound = ?config.shutdown_timeout, "stopping: no new jobs, letting in-flight ones finish");
+            let _ = control.shutdown();
+            match tokio::time::timeout(config.shutdown_timeout, &mut workers).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => Err(anyhow::anyhow!("queue workers failed while stopping: {err}")),
+                Err(_) => {
+                    // Their leases expire and other workers run them again.
+                    tracing::warn!("in-flight jobs did not finish within WORKER_SHUTDOWN_TIMEOUT; leaving them to other workers");
+                    Ok(())
+                }
+            }
+        },
+        () = failed.notified() => {
+            let _ = control.shutdown();
+            let _ = tokio::time::timeout(config.shutdown_timeout, &mut workers).await;
+            Err(anyhow::anyhow!("Redis stayed unreachable for more than WORKER_REDIS_GRACE ({})", humantime::format_duration(config.queue.redis_grace)))
+        },
+    };
+    for task in background {
+        task.abort();
+    }
+    outcome
+}
+
+/// A dead-lettered job's row becomes `dead` too (its last run never got to say so).
+async fn record_dead_letter(db: &PgPool, letter: DeadLetter) {
+    let Ok(id) = letter.id.parse() else { return };
+    let attempts = i32::try_from(letter.attempts).unwrap_or(i32::MAX);
+    match jobs_store::dead_letter(db, id, attempts, &letter.reason).await {
+        Ok(Some(_)) => tracing::error!(%id, reason = %letter.reason, "job dead without a run"),
+        Ok(None) => {}
+        Err(err) => tracing::error!(%id, error = %err, "cannot mark dead-lettered job dead"),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// Samples `queue_depth{queue}` (jobs ready and waiting for a worker) from Redis.
+async fn sample_depth(queues: Queues) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        ticks.tick().await;
+        match queues.stats().await {
+            Ok(stats) => {
+                for (queue, stats) in stats {
+                    ::metrics::gauge!("queue_depth", "queue" => queue.as_str())
+                        .set(stats.ready as f64);
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "queue depth not sampled"),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The layer that keeps a job's Postgres row (the caller's record) in step with its runs:
+//! `running` when an attempt starts, then `succeeded`, `failed` (another attempt follows) or
+//! `dead`. A job whose row is already final (cancelled, succeeded, dead) is not run again.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use apalis::prelude::{AbortError, BoxDynError, Task};
+use common::events::{self, Event};
+use common::jobs::store::{self, StartedJob};
+use common::jobs::{JobStatus, Queue};
+use common::redis::Redis;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use queue::Delivery;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tower_layer::Layer;
+use tower_service::Service;
+use uuid::Uuid;
+
+use super::metrics::JobMetrics;
+
+/// Wraps a queue's job handler with the row's status transitions and the job metrics.
+#[derive(Debug, Clone)]
+pub struct TrackingLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    db: PgPool,
+    redis: Redis,
+    queue: Queue,
+    timeout: Duration,
+    metrics: JobMetrics,
+}
+
+impl TrackingLayer {
+    /// Tracks jobs of `queue`; `timeout` is only used to word timeout errors.
+    pub fn new(db: PgPool, redis: Redis, queue: Queue, timeout: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                db,
+                redis,
+                queue,
+                timeout,
+                metrics: JobMetrics::new(queue),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for TrackingLayer {
+    type Service = TrackingService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TrackingService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service of [`TrackingLayer`].
+#[derive(Debug, Clone)]
+pub struct TrackingService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// The job's id is not a UUID: it did not come from the `jobs` table.
+#[derive(Debug, thiserror::Error)]
+#[error("job id {0:?} is not a jobs row id")]
+struct ForeignJob(String);
+
+impl<S> Service<Task<Value>> for TrackingService<S>
+where
+    S: Service<Task<Value>, Response = Value> + Clone + Send + 'static,
+    S::Error: Into<BoxDynError>,
+    S::Future: Send + 'static,
+{
+    type Response = Value;
+    type Error = BoxDynError;
+    type Future = BoxFuture<'static, Result<Value, BoxDynError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, task: Task<Value>) -> Self::Future {
+        // The inner service was made ready by `poll_ready`: use that one, keep a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        let id = task.task_id().map(ToString::to_string).unwrap_or_default();
+        let delivery = task.data().get::<Delivery>().cloned();
+        async move {
+            let Some(delivery) = delivery else {
+                return Err(AbortError::new(ForeignJob(id)).into());
+            };
+            let Ok(job_id) = id.parse::<Uuid>() else {
+                return Err(AbortError::new(ForeignJob(id)).into());
+            };
+            let attempt = i32::try_from(delivery.attempt).unwrap_or(i32::MAX);
+            let Some(started) = store::start_attempt(&shared.db, job_id, attempt).await? else {
+                // Cancelled, already finished, or a stale duplicate: never run.
+                tracing::info!(%job_id, attempt, "job is final or superseded; not running it");
+                shared.metrics.completed("skipped");
+                return Ok(Value::Null);
+            };
+            shared.metrics.started(delivery.wait());
+            shared
+                .announce(&started, job_id, JobStatus::Running, attempt)
+                .await;
+            let began = Instant::now();
+            let result = inner.call(task).await.map_err(Into::into);
+            shared.metrics.finished(began.elapsed());
+            match &result {
+                Ok(value) => {
+                    store::succeed(&shared.db, job_id, attempt, value).await?;
+                    shared.metrics.completed("succeeded");
+                    shared
+                        .announce(&started, job_id, JobStatus::Succeeded, attempt)
+                        .await;
+                }
+                Err(err) => {
+                    let dead =
+                        err.downcast_ref::<AbortError>().is_some() || delivery.is_last_attempt();
+                    let message = shared.describe(err.as_ref());
+                    tracing::warn!(%job_id, attempt, dead, error = %message, "job attempt failed");
+                    store::fail(&shared.db, job_id, attempt, &message, dead).await?;
+                    let status = if dead {
+                        shared.metrics.dead();
+                        JobStatus::Dead
+                    } else {
+                        JobStatus::Failed
+                    };
+                    shared.metrics.completed(status.as_str());
+                    shared.announce(&started, job_id, status, attempt).await;
+                }
+            }
+            result
+        }
+        .boxed()
+    }
+}
+
+impl Shared {
+    /// A failure in words for the row's `error`, without internals.
+    fn describe(&self, err: &(dyn std::error::Error + Send + Sync + 'static)) -> String {
+        if err.is::<tower::timeout::error::Elapsed>() {
+            return format!(
+                "timed out after {}",
+                humantime::format_duration(self.timeout)
+            );
+        }
+        if let Some(panic) = err.downcast_ref::<apalis::layers::catch_panic::PanicError>() {
+            return format!("the job panicked: {}", panic.0);
+        }
+        err.to_string()
+    }
+
+    /// Tells the job's owner (over their event channel) that its status changed.
+    async fn announce(&self, job: &StartedJob, id: Uuid, status: JobStatus, attempts: i32) {
+        let Some(user_id) = job.user_id else { return };
+        let event = Event::new(
+            "job",
+            json!({ "id": id, "kind": self.queue.as_str(), "status": status.as_str(), "attempts": attempts }),
+        );
+        if let Err(err) = events::publish(&self.redis, &events::user_channel(user_id), &event).await
+        {
+            tracing::debug!(error = %err, "job event not published");
+        }
+    }
+}

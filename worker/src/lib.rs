@@ -1,0 +1,69 @@
+//! The Coinpulse worker: consumes the job queues and serves its own metrics and health.
+//!
+//! A library as well as a binary so that tests can build the same worker stack.
+
+pub mod config;
+pub mod http;
+pub mod jobs;
+pub mod market;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use common::jobs::queues::Queues;
+use common::market::PriceProvider;
+use common::redis::Redis;
+use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpListener};
+
+use crate::config::WorkerConfig;
+use crate::jobs::JobContext;
+
+/// Runs the worker until SIGTERM/SIGINT (then stops gracefully) or a fatal error.
+pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
+    let metrics = common::telemetry::install_metrics("worker");
+    let db = common::db::connect_and_migrate(&config.common.database).await?;
+    let redis = Redis::new(&config.common.redis).context("REDIS_URL is not a valid Redis URL")?;
+    let queues = Queues::new(&config.common.redis, &config.queue)
+        .context("REDIS_URL is not a valid Redis URL")?;
+    let prices = PriceProvider::from_config(&config.market, Some(redis.clone()))
+        .context("the price provider could not be set up")?;
+
+    let addr = config.metrics_addr;
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("cannot listen on {addr} (WORKER_METRICS_ADDR)"))?;
+    let local = acceptor.local_addr();
+    let (stop_http, http_stop) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        Server::new_with_acceptor(acceptor).run_with_graceful_shutdown(
+            http::routes(db.clone(), redis.clone(), metrics),
+            async {
+                let _ = http_stop.await;
+            },
+            Some(Duration::from_secs(5)),
+        ),
+    );
+    tracing::info!(
+        metrics_addr = ?local.first(),
+        provider = prices.kind().as_str(),
+        "worker started"
+    );
+
+    let ctx = JobContext {
+        db: db.clone(),
+        redis,
+        queues,
+        prices: Arc::new(prices),
+    };
+    let outcome = jobs::run(&config, ctx, common::shutdown::signal()).await;
+    let _ = stop_http.send(());
+    let _ = server.await;
+    db.close().await;
+    if outcome.is_ok() {
+        tracing::info!("worker stopped");
+    }
+    outcome
+}

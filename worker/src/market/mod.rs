@@ -1,0 +1,45 @@
+//! Market-data jobs: bulk price fetches asked for by users and the scheduled refresh.
+
+pub mod bulk_fetch;
+pub mod refresh;
+
+use common::events::{self, Event};
+use common::market::{ProviderError, Quote};
+use serde_json::json;
+
+use crate::jobs::{JobContext, JobError};
+
+impl From<ProviderError> for JobError {
+    fn from(err: ProviderError) -> Self {
+        if err.is_transient() {
+            JobError::Retry(err.to_string())
+        } else {
+            JobError::Permanent(err.to_string())
+        }
+    }
+}
+
+/// Publishes a `prices` tick for `quotes`. Best effort: subscribers miss a tick at worst.
+async fn publish_prices(ctx: &JobContext, vs: &str, quotes: &[Quote]) {
+    if quotes.is_empty() {
+        return;
+    }
+    let ticks: Vec<_> = quotes
+        .iter()
+        .map(|quote| {
+            json!({
+                "coin_id": quote.id,
+                "price": quote.price.to_string(),
+                "change_24h_pct": quote.change_24h_pct.map(|pct| pct.to_string()),
+                "quoted_at": quote.last_updated,
+            })
+        })
+        .collect();
+    let event = Event::new(
+        "prices",
+        json!({ "vs_currency": vs, "source": ctx.prices.kind().as_str(), "quotes": ticks }),
+    );
+    if let Err(err) = events::publish(&ctx.redis, events::PRICES_CHANNEL, &event).await {
+        tracing::debug!(error = %err, "prices event not published");
+    }
+}

@@ -1,0 +1,112 @@
+//! `price_refresh`: keeps the prices people care about fresh, once per interval across all
+//! worker processes.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::jobs::Queue;
+use common::jobs::queues::OutboxJob;
+use common::jobs::store as jobs_store;
+use common::market::{recent, store};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::jobs::{JobContext, JobError};
+
+/// How far back "asked for recently" reaches.
+const RECENT_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// The job's input.
+#[derive(Debug, Deserialize)]
+pub struct Refresh {
+    /// Quote currency.
+    pub vs_currency: String,
+    /// How many of the largest coins to include.
+    pub top: usize,
+    /// The interval slot this refresh is for (seconds since the epoch).
+    pub slot: u64,
+}
+
+/// Refreshes the top of the market plus every coin held, watched or asked for recently;
+/// stores latest prices and history, and publishes a `prices` event.
+pub async fn run(ctx: &JobContext, payload: Value) -> Result<Value, JobError> {
+    let job: Refresh = serde_json::from_value(payload)
+        .map_err(|err| JobError::Permanent(format!("invalid price_refresh payload: {err}")))?;
+    let source = ctx.prices.kind().as_str();
+    let mut quotes = ctx.prices.top(job.top, &job.vs_currency).await?;
+    let have: BTreeSet<String> = quotes.iter().map(|quote| quote.id.clone()).collect();
+
+    let mut wanted = BTreeSet::new();
+    match recent::since(&ctx.redis, RECENT_WINDOW).await {
+        Ok(ids) => wanted.extend(ids),
+        Err(err) => {
+            tracing::warn!(error = %err, "recently asked coins unavailable; refreshing the rest")
+        }
+    }
+    let rest: Vec<String> = wanted.difference(&have).cloned().collect();
+    let mut missing = Vec::new();
+    if !rest.is_empty() {
+        let batch = ctx.prices.markets(&rest, &job.vs_currency).await?;
+        quotes.extend(batch.quotes);
+        missing = batch.missing;
+    }
+    store::save_quotes(&ctx.db, &quotes, &job.vs_currency, source)
+        .await
+        .map_err(|err| JobError::Retry(format!("storing quotes: {err}")))?;
+    super::publish_prices(ctx, &job.vs_currency, &quotes).await;
+    tracing::info!(
+        refreshed = quotes.len(),
+        missing = missing.len(),
+        slot = job.slot,
+        "prices refreshed"
+    );
+    Ok(
+        json!({ "vs_currency": job.vs_currency, "source": source, "refreshed": quotes.len(), "missing": missing }),
+    )
+}
+
+/// The id of the refresh job of one interval slot: the same in every process, so the row's
+/// primary key lets exactly one process create it.
+fn slot_job_id(interval: Duration, slot: u64) -> Uuid {
+    let name = format!("coinpulse:price_refresh:{}:{slot}", interval.as_secs());
+    Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
+}
+
+/// Creates the refresh job of each interval slot, in every worker process; the first to
+/// insert a slot's row wins and hands it to the queue, the others find it there.
+pub async fn schedule(ctx: JobContext, interval: Duration) {
+    let interval_secs = interval.as_secs().max(1);
+    loop {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let slot = now.as_secs() / interval_secs * interval_secs;
+        let id = slot_job_id(interval, slot);
+        let payload = json!({ "vs_currency": "usd", "top": 100, "slot": slot });
+        match jobs_store::insert_system_job(&ctx.db, id, Queue::PriceRefresh, &payload).await {
+            Ok(true) => {
+                tracing::info!(%id, slot, "price refresh scheduled");
+                let job = OutboxJob {
+                    id,
+                    queue: Queue::PriceRefresh,
+                    payload,
+                    max_attempts: Queue::PriceRefresh.max_attempts(),
+                    run_after: chrono::Utc::now(),
+                };
+                if let Err(err) = ctx.queues.dispatch(&ctx.db, &[job]).await {
+                    tracing::warn!(error = %err, "refresh not handed to the queue yet; the relay will");
+                }
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot schedule the price refresh"),
+        }
+        let next = Duration::from_secs(slot + interval_secs);
+        let wait = next.saturating_sub(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        tokio::time::sleep(wait.max(Duration::from_millis(10))).await;
+    }
+}
