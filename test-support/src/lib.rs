@@ -186,6 +186,31 @@ where
     }
 }
 
+/// The path of another package's binary of this workspace (a test only gets its own package's
+/// binaries from cargo), built first if it is not there yet.
+pub fn workspace_binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable in target/<profile>/deps");
+    let binary = profile_dir.join(name);
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !binary.exists() {
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--bin", name, "-p", name])
+            .env("SQLX_OFFLINE", "true")
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building {name} failed");
+    }
+    binary
+}
+
 /// A real binary of this workspace running as a child process; killed when dropped.
 #[derive(Debug)]
 pub struct RunningBinary {
@@ -221,6 +246,22 @@ impl RunningBinary {
         })
         .await;
         running
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process with SIGKILL (no chance to clean up) and reaps it.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process has exited; its status if so.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("wait for child")
     }
 
     /// Sends SIGTERM and waits (bounded) for the exit status.

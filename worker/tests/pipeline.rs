@@ -1,0 +1,570 @@
+//! The job pipeline end to end: the real `api` and `worker` binaries, real Postgres and
+//! Redis, and a fake CoinGecko (a real HTTP server on loopback) whose answers each test scripts.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use poem::http::StatusCode;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::web::{Data, Query};
+use poem::{EndpointExt, IntoResponse, Response, Route, Server, get, handler};
+use serde_json::{Value, json};
+use test_support::{
+    RunningBinary, TestDatabase, free_port, http_client, redis_prefix, redis_url, wait_until,
+    workspace_binary,
+};
+
+/// One scripted answer: wait `delay_ms`, then answer `status` (200 = a normal answer).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    status: u16,
+    delay_ms: u64,
+}
+
+#[derive(Clone, Default)]
+struct Upstream {
+    calls: Arc<Mutex<Vec<Instant>>>,
+    script: Arc<Mutex<VecDeque<Step>>>,
+}
+
+impl Upstream {
+    fn calls(&self) -> usize {
+        self.calls.lock().expect("lock").len()
+    }
+    fn call_times(&self) -> Vec<Instant> {
+        self.calls.lock().expect("lock").clone()
+    }
+    fn script(&self, steps: impl IntoIterator<Item = Step>) {
+        self.script.lock().expect("lock").extend(steps);
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MarketsQuery {
+    ids: Option<String>,
+}
+
+#[handler]
+async fn markets(upstream: Data<&Upstream>, query: Query<MarketsQuery>) -> Response {
+    upstream.calls.lock().expect("lock").push(Instant::now());
+    let step = upstream.script.lock().expect("lock").pop_front();
+    if let Some(step) = step {
+        tokio::time::sleep(Duration::from_millis(step.delay_ms)).await;
+        if step.status != 200 {
+            return "upstream trouble"
+                .with_status(StatusCode::from_u16(step.status).expect("status"))
+                .into_response();
+        }
+    }
+    let ids = query
+        .ids
+        .clone()
+        .unwrap_or_else(|| "bitcoin,ethereum,tether".into());
+    let rows: Vec<Value> = ids
+        .split(',')
+        .filter(|id| !id.starts_with("unknown"))
+        .enumerate()
+        .map(|(i, id)| {
+            json!({
+                "id": id, "symbol": id, "name": id, "current_price": 100.5 + i as f64,
+                "market_cap": 1_000_000.0 - i as f64, "market_cap_rank": i + 1,
+                "total_volume": 10.0, "price_change_percentage_24h": 2.5,
+                "last_updated": "2026-11-21T10:00:00.000Z"
+            })
+        })
+        .collect();
+    poem::web::Json(rows).into_response()
+}
+
+async fn start_upstream() -> (Upstream, String) {
+    let upstream = Upstream::default();
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind fake coingecko");
+    let addr = *acceptor.local_addr()[0]
+        .as_socket_addr()
+        .expect("socket address");
+    let app = Route::new()
+        .at("/api/v3/coins/markets", get(markets))
+        .data(upstream.clone());
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    (upstream, format!("http://{addr}/api/v3"))
+}
+
+/// A Redis server of the test's own, so it can be stopped and started again.
+struct OwnRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            child: None,
+        };
+        redis.resume().await;
+        redis
+    }
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+    async fn resume(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        wait_until("own redis up", Duration::from_secs(10), || {
+            let addr = addr.clone();
+            async move { tokio::net::TcpStream::connect(addr).await.is_ok() }
+        })
+        .await;
+    }
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Postgres, Redis, the fake upstream, the api, and workers started on demand.
+struct Stack {
+    db: TestDatabase,
+    prefix: String,
+    redis_url: String,
+    upstream: Upstream,
+    upstream_url: String,
+    api: RunningBinary,
+    token: String,
+}
+
+impl Stack {
+    async fn start() -> Self {
+        Self::start_with_redis(redis_url()).await
+    }
+
+    async fn start_with_redis(redis_url: String) -> Self {
+        let db = TestDatabase::create().await;
+        let prefix = redis_prefix();
+        let (upstream, upstream_url) = start_upstream().await;
+        let port = free_port();
+        let env = vec![
+            ("DATABASE_URL", db.url().to_owned()),
+            ("REDIS_URL", redis_url.clone()),
+            ("REDIS_KEY_PREFIX", prefix.clone()),
+            ("REDIS_TIMEOUT", "300ms".to_owned()),
+            ("API_ADDR", format!("127.0.0.1:{port}")),
+            ("PASSWORD_HASH_MEMORY_KIB", "1024".into()),
+            ("PASSWORD_HASH_ITERATIONS", "1".into()),
+            ("PRICE_PROVIDER", "coingecko".into()),
+            ("COINGECKO_BASE_URL", upstream_url.clone()),
+        ];
+        let api = RunningBinary::start(&workspace_binary("api"), &env, port, "/health/live").await;
+        let registered: Value = http_client()
+            .post(format!("{}/api/v1/auth/register", api.base_url))
+            .json(&json!({"email": "jobs@example.com", "username": "jobs", "password": "correct-horse-1"}))
+            .send()
+            .await
+            .expect("register")
+            .json()
+            .await
+            .expect("json");
+        let token = registered["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        Self {
+            db,
+            prefix,
+            redis_url,
+            upstream,
+            upstream_url,
+            api,
+            token,
+        }
+    }
+
+    async fn start_worker(&self, extra: &[(&str, &str)]) -> RunningBinary {
+        let port = free_port();
+        let mut env = vec![
+            ("DATABASE_URL", self.db.url().to_owned()),
+            ("REDIS_URL", self.redis_url.clone()),
+            ("REDIS_KEY_PREFIX", self.prefix.clone()),
+            ("REDIS_TIMEOUT", "300ms".to_owned()),
+            ("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}")),
+            ("WORKER_LEASE", "1s".into()),
+            ("WORKER_RETRY_BASE", "100ms".into()),
+            ("WORKER_RETRY_MAX", "1s".into()),
+            ("WORKER_REDIS_GRACE", "30s".into()),
+            ("WORKER_SHUTDOWN_TIMEOUT", "10s".into()),
+            ("OUTBOX_RELAY_INTERVAL", "200ms".into()),
+            ("PRICE_REFRESH_INTERVAL", "1h".into()),
+            // Refresh jobs are still scheduled, but only tests that want them run them, so
+            // the upstream sees nothing but the test's own jobs.
+            ("WORKER_QUEUES", "bulk_fetch".into()),
+            ("PRICE_PROVIDER", "coingecko".into()),
+            ("COINGECKO_BASE_URL", self.upstream_url.clone()),
+            ("COINGECKO_MAX_ATTEMPTS", "1".into()),
+            ("COINGECKO_CALLS_PER_MINUTE", "60000".into()),
+        ];
+        for (key, value) in extra {
+            env.retain(|(existing, _)| existing != key);
+            env.push((key, (*value).to_owned()));
+        }
+        RunningBinary::start(
+            Path::new(env!("CARGO_BIN_EXE_worker")),
+            &env,
+            port,
+            "/health/live",
+        )
+        .await
+    }
+
+    async fn bulk(&self, coins: &[String]) -> String {
+        let response = http_client()
+            .post(format!("{}/api/v1/crypto/bulk", self.api.base_url))
+            .bearer_auth(&self.token)
+            .json(&json!({ "coins": coins, "vs_currency": "usd" }))
+            .send()
+            .await
+            .expect("bulk");
+        assert_eq!(response.status(), 202, "{:?}", response.text().await);
+        let job: Value = response.json().await.expect("json");
+        job["id"].as_str().expect("id").to_owned()
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        http_client()
+            .get(format!("{}/api/v1/jobs/{id}", self.api.base_url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("job")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    async fn wait_for_status(&self, id: &str, status: &str, deadline: Duration) -> Value {
+        wait_until(&format!("job {id} {status}"), deadline, || async {
+            self.job(id).await["status"] == status
+        })
+        .await;
+        self.job(id).await
+    }
+}
+
+async fn metrics_of(worker: &RunningBinary) -> String {
+    http_client()
+        .get(format!("{}/metrics", worker.base_url))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+fn coins(names: &[&str]) -> Vec<String> {
+    names.iter().map(|name| (*name).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_bulk_fetch_of_250_coins_takes_one_upstream_call_and_reports_each_coin() {
+    let stack = Stack::start().await;
+    let _worker = stack.start_worker(&[]).await;
+    let mut ids: Vec<String> = (0..249).map(|i| format!("coin-{i}")).collect();
+    ids.push("unknown-coin".into());
+    let id = stack.bulk(&ids).await;
+    let job = stack
+        .wait_for_status(&id, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(job["attempts"], 1);
+    assert!(
+        job["started_at"].is_string() && job["finished_at"].is_string(),
+        "{job}"
+    );
+    let result = &job["result"];
+    assert_eq!(result["found"], 249);
+    assert_eq!(result["coins"][0]["coin_id"], "coin-0");
+    assert_eq!(result["coins"][0]["price"], "100.5");
+    assert!(
+        result["coins"][249]["error"]
+            .as_str()
+            .expect("error")
+            .contains("unknown")
+    );
+    assert_eq!(stack.upstream.calls(), 1, "250 ids in one upstream call");
+    // The quotes were stored: the price endpoint answers from them.
+    let price: Value = http_client()
+        .get(format!(
+            "{}/api/v1/crypto/prices/coin-1",
+            stack.api.base_url
+        ))
+        .send()
+        .await
+        .expect("price")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(price["price"], "101.5", "{price}");
+}
+
+#[tokio::test]
+async fn failures_are_retried_until_success_or_dead() {
+    let stack = Stack::start().await;
+    let worker = stack.start_worker(&[]).await;
+    let fail = Step {
+        status: 503,
+        delay_ms: 0,
+    };
+    stack.upstream.script([fail, fail]);
+    let recovers = stack.bulk(&coins(&["bitcoin"])).await;
+    let job = stack
+        .wait_for_status(&recovers, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(job["attempts"], 3, "{job}");
+    assert!(job["error"].is_null(), "{job}");
+
+    stack.upstream.script([fail; 10]);
+    let doomed = stack.bulk(&coins(&["ethereum"])).await;
+    let job = stack
+        .wait_for_status(&doomed, "dead", Duration::from_secs(20))
+        .await;
+    assert_eq!(job["attempts"], 5, "bulk_fetch allows 5 attempts: {job}");
+    assert!(
+        job["error"].as_str().expect("error").contains("503"),
+        "{job}"
+    );
+    assert!(job["finished_at"].is_string());
+    let metrics = metrics_of(&worker).await;
+    assert!(
+        metrics.contains(r#"jobs_dead_total{queue="bulk_fetch"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"jobs_completed_total{queue="bulk_fetch",outcome="failed"} 6"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_over_the_timeout_fails_and_is_retried() {
+    let stack = Stack::start().await;
+    let worker = stack.start_worker(&[("WORKER_JOB_TIMEOUT", "500ms")]).await;
+    stack.upstream.script([Step {
+        status: 200,
+        delay_ms: 3000,
+    }]);
+    let id = stack.bulk(&coins(&["bitcoin"])).await;
+    let job = stack
+        .wait_for_status(&id, "succeeded", Duration::from_secs(15))
+        .await;
+    assert_eq!(job["attempts"], 2, "{job}");
+    let metrics = metrics_of(&worker).await;
+    assert!(
+        metrics.contains(r#"jobs_completed_total{queue="bulk_fetch",outcome="failed"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancelled_job_never_runs() {
+    let stack = Stack::start().await;
+    let id = stack.bulk(&coins(&["bitcoin"])).await;
+    let cancelled = http_client()
+        .delete(format!("{}/api/v1/jobs/{id}", stack.api.base_url))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.status(), 200);
+    let worker = stack.start_worker(&[]).await;
+    wait_until(
+        "the cancelled job to be skipped",
+        Duration::from_secs(10),
+        || async {
+            metrics_of(&worker)
+                .await
+                .contains(r#"jobs_completed_total{queue="bulk_fetch",outcome="skipped"} 1"#)
+        },
+    )
+    .await;
+    assert_eq!(stack.job(&id).await["status"], "cancelled");
+    assert_eq!(stack.upstream.calls(), 0);
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_loses_nothing_and_the_lost_run_counts() {
+    let stack = Stack::start().await;
+    let doomed = stack.start_worker(&[]).await;
+    stack.upstream.script([Step {
+        status: 200,
+        delay_ms: 30_000,
+    }]);
+    let id = stack.bulk(&coins(&["bitcoin"])).await;
+    wait_until(
+        "the first run to call upstream",
+        Duration::from_secs(10),
+        || async { stack.upstream.calls() == 1 },
+    )
+    .await;
+    let _survivor = stack.start_worker(&[]).await;
+    doomed.kill_hard();
+    let killed = Instant::now();
+    let job = stack
+        .wait_for_status(&id, "succeeded", Duration::from_secs(10))
+        .await;
+    assert!(
+        killed.elapsed() < Duration::from_secs(10),
+        "re-run took {:?}",
+        killed.elapsed()
+    );
+    assert_eq!(job["attempts"], 2, "the lost run counts: {job}");
+    assert_eq!(stack.upstream.calls(), 2);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_running_job_finish_then_exits_zero() {
+    let stack = Stack::start().await;
+    let worker = stack.start_worker(&[]).await;
+    stack.upstream.script([Step {
+        status: 200,
+        delay_ms: 1500,
+    }]);
+    let id = stack.bulk(&coins(&["bitcoin"])).await;
+    wait_until("the job to start", Duration::from_secs(10), || async {
+        stack.upstream.calls() == 1
+    })
+    .await;
+    let status = worker.terminate().await;
+    assert!(status.success(), "{status:?}");
+    let job = stack.job(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 1);
+}
+
+#[tokio::test]
+async fn jobs_accepted_while_redis_is_down_complete_after_it_returns() {
+    let mut redis = OwnRedis::start().await;
+    let stack = Stack::start_with_redis(redis.url()).await;
+    let mut worker = stack.start_worker(&[]).await;
+    redis.stop();
+    let mut accepted = Vec::new();
+    for coin in ["bitcoin", "ethereum", "tether"] {
+        accepted.push(stack.bulk(&coins(&[coin])).await);
+    }
+    for id in &accepted {
+        assert_eq!(stack.job(id).await["status"], "queued");
+    }
+    redis.resume().await;
+    for id in &accepted {
+        stack
+            .wait_for_status(id, "succeeded", Duration::from_secs(20))
+            .await;
+    }
+    assert!(
+        worker.exit_status().is_none(),
+        "the worker rode out the outage"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_that_loses_redis_for_good_exits_non_zero() {
+    let mut redis = OwnRedis::start().await;
+    let stack = Stack::start_with_redis(redis.url()).await;
+    let mut worker = stack.start_worker(&[("WORKER_REDIS_GRACE", "1s")]).await;
+    redis.stop();
+    wait_until("the worker to give up", Duration::from_secs(20), || {
+        let exited = worker.exit_status().is_some();
+        async move { exited }
+    })
+    .await;
+    let status = worker.exit_status().expect("exited");
+    assert!(!status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn the_price_refresh_runs_once_per_interval_across_two_workers() {
+    let stack = Stack::start().await;
+    let settings = [
+        ("PRICE_REFRESH_INTERVAL", "1s"),
+        ("WORKER_QUEUES", "bulk_fetch,price_refresh"),
+    ];
+    let first = stack.start_worker(&settings).await;
+    let second = stack.start_worker(&settings).await;
+    let pool = stack.db.pool().await;
+    wait_until("three refreshes", Duration::from_secs(15), || async {
+        let done: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs WHERE kind = 'price_refresh' AND status = 'succeeded'",
+        )
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+        done >= 3
+    })
+    .await;
+    let _ = first.terminate().await;
+    let _ = second.terminate().await;
+    let (rows, slots, reruns): (i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(DISTINCT payload->>'slot'), count(*) FILTER (WHERE attempts > 1)
+         FROM jobs WHERE kind = 'price_refresh'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("refresh rows");
+    assert_eq!(rows, slots, "one refresh per interval slot");
+    assert_eq!(reruns, 0);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM latest_prices")
+        .fetch_one(&pool)
+        .await
+        .expect("prices");
+    assert!(stored >= 3, "the refresh stored the top of the market");
+}
+
+#[tokio::test]
+async fn the_upstream_budget_holds_across_two_workers() {
+    let stack = Stack::start().await;
+    // 600 calls a minute = 10 a second, with a burst of 10.
+    let settings = [
+        ("COINGECKO_CALLS_PER_MINUTE", "600"),
+        ("WORKER_CONCURRENCY", "8"),
+    ];
+    let _first = stack.start_worker(&settings).await;
+    let _second = stack.start_worker(&settings).await;
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        ids.push(stack.bulk(&[format!("coin-{n}")]).await);
+    }
+    for id in &ids {
+        stack
+            .wait_for_status(id, "succeeded", Duration::from_secs(30))
+            .await;
+    }
+    let times = stack.upstream.call_times();
+    assert_eq!(times.len(), 30);
+    let span = *times.last().expect("calls") - times[0];
+    // 10 at once, then 20 more at 10 a second: at least ~2 s for both workers together.
+    assert!(span >= Duration::from_millis(1800), "30 calls in {span:?}");
+}
