@@ -1,0 +1,97 @@
+//! The worker's job stack (row tracking around apalis's panic and timeout layers) with a
+//! handler of the test's own, against real Postgres and Redis.
+
+use std::time::Duration;
+
+use apalis::layers::catch_panic::{CatchPanicLayer, PanicError};
+use apalis::prelude::*;
+use common::config::RedisConfig;
+use common::jobs::Queue;
+use common::jobs::queues::{OutboxJob, QueueSettings, Queues};
+use common::jobs::store::{self, NewJob};
+use common::redis::Redis;
+use queue::{Delivery, RedisBackend};
+use serde_json::{Value, json};
+use test_support::{TestDatabase, redis_prefix, redis_url, wait_until};
+use worker::jobs::tracking::TrackingLayer;
+
+/// Panics on the first attempt, succeeds on the next; `{"always": true}` always panics.
+async fn flaky(payload: Value, delivery: Data<Delivery>) -> Result<Value, BoxDynError> {
+    if delivery.attempt == 1 || payload["always"] == true {
+        panic!("boom on attempt {}", delivery.attempt);
+    }
+    Ok(json!({ "attempt": delivery.attempt }))
+}
+
+#[tokio::test]
+async fn a_panic_is_a_failed_attempt_not_a_dead_worker() {
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let redis_config = RedisConfig {
+        url: redis_url().as_str().into(),
+        key_prefix: redis_prefix(),
+        timeout: Duration::from_secs(2),
+    };
+    let settings = QueueSettings {
+        retry_base: Duration::from_millis(50),
+        ..QueueSettings::default()
+    };
+    let queues = Queues::new(&redis_config, &settings).expect("queues");
+    let redis = Redis::new(&redis_config).expect("redis");
+
+    let mut outbox = Vec::new();
+    for payload in [json!({}), json!({ "always": true })] {
+        let row = store::insert(
+            &pool,
+            &NewJob {
+                user_id: None,
+                kind: Queue::Notify,
+                payload,
+            },
+        )
+        .await
+        .expect("insert");
+        outbox.push(OutboxJob::from(&row));
+    }
+    queues.dispatch(&pool, &outbox).await.expect("dispatch");
+
+    let backend = RedisBackend::<Value>::new(queues.get(Queue::Notify).clone());
+    let worker = WorkerBuilder::new("notify")
+        .backend(backend)
+        .concurrency(2)
+        .layer(TrackingLayer::new(
+            pool.clone(),
+            redis,
+            Queue::Notify,
+            Duration::from_secs(5),
+        ))
+        .timeout(Duration::from_secs(5))
+        .layer(CatchPanicLayer::with_panic_handler(
+            |_: &Box<dyn std::any::Any + Send>| PanicError("boom".into()),
+        ))
+        .build(flaky);
+    let running = tokio::spawn(worker.run());
+
+    let status = |id| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, i32, Option<String>)>(
+                "SELECT status, attempts, error FROM jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("row")
+        }
+    };
+    wait_until("both jobs final", Duration::from_secs(15), || async {
+        status(outbox[0].id).await.0 == "succeeded" && status(outbox[1].id).await.0 == "dead"
+    })
+    .await;
+    assert_eq!(status(outbox[0].id).await.1, 2);
+    let (_, attempts, error) = status(outbox[1].id).await;
+    assert_eq!(attempts, Queue::Notify.max_attempts());
+    assert!(error.expect("error").contains("panicked"));
+    assert!(!running.is_finished(), "the worker survived every panic");
+    running.abort();
+}
