@@ -50,7 +50,7 @@ fmt: ## Format all crates
 sqlx-prepare: services-up ## Regenerate the .sqlx offline query data from the migrations
 	DATABASE_URL='$(DATABASE_URL)' scripts/sqlx-prepare.sh
 
-bench: ## Benchmark api and worker against a bare Poem ceiling (target/bench/report.md)
+bench: ## Benchmark api, worker and job queue against same-session ceilings (target/bench/report.md)
 	scripts/bench.sh
 
 ci: ## What CI runs: lint and test, then stop the services

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks the release api and worker against a bare Poem hello-world (`bench-hello`) run in
-# the same session, and writes a markdown report to target/bench/report.md. Method and
-# results: docs/BENCHMARKS.md. `make bench` runs it.
+# the same session, then the job queue (`queue-bench`) against `redis-benchmark`, and writes a
+# markdown report to target/bench/report.md. Method and results: docs/BENCHMARKS.md.
+# `make bench` runs it.
 #
 # Absolute numbers depend on the machine and on whatever else runs on it; the ratio to the
 # ceiling measured minutes earlier on the same machine is what compares across machines. The
@@ -10,7 +11,9 @@
 # Settings: BENCH_SECONDS (10) per wrk run, WRK_THREADS (2), WRK_CONNECTIONS (64),
 # BENCH_READY_SECONDS (60) to wait for start-up, PG_PORT/REDIS_PORT (local services), and
 # for running two benches side by side: BENCH_HELLO_ADDR, BENCH_API_ADDR, BENCH_WORKER_ADDR,
-# BENCH_DB, BENCH_REDIS_DB (defaults below).
+# BENCH_DB, BENCH_REDIS_DB (defaults below). BENCH_ONLY=http or BENCH_ONLY=queue runs one
+# section. The queue section: REDIS_BENCH_REQUESTS (100000) per redis-benchmark run, and
+# QUEUE_BENCH_* (see bench/src/bin/queue-bench.rs) for jobs per run, samples, concurrency.
 #
 # To add a benchmark: write a bench_* function that records rows with `record_row` (or
 # writes its own lines with `report`), and call it from main after the HTTP section.
@@ -22,6 +25,8 @@ BENCH_SECONDS="${BENCH_SECONDS:-10}"
 WRK_THREADS="${WRK_THREADS:-2}"
 WRK_CONNECTIONS="${WRK_CONNECTIONS:-64}"
 READY_SECONDS="${BENCH_READY_SECONDS:-60}"
+BENCH_ONLY="${BENCH_ONLY:-}"
+REDIS_BENCH_REQUESTS="${REDIS_BENCH_REQUESTS:-100000}"
 PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 
@@ -38,6 +43,8 @@ BENCH_DATABASE_URL="postgres://coinpulse:coinpulse@127.0.0.1:$PG_PORT/$BENCH_DB"
 BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/$BENCH_REDIS_DB"
 
 OUT=target/bench
+# Where cargo puts the release binaries (CARGO_TARGET_DIR, as cargo itself reads it).
+BIN="${CARGO_TARGET_DIR:-target}/release"
 REPORT="$OUT/report.md"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
@@ -205,6 +212,49 @@ bench_ceiling() {
     bench_http "bench-hello GET / (ceiling, $1)" "http://$HELLO_ADDR/"
 }
 
+# redis_rps ARGS...: one redis-benchmark run on the bench Redis database; prints a line
+# "TEST<tab>REQUESTS PER SECOND" per test.
+redis_rps() {
+    redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" --dbnum "$BENCH_REDIS_DB" -q \
+        -n "$REDIS_BENCH_REQUESTS" "$@" 2>&1 |
+        tr '\r' '\n' |
+        awk -F': ' '/requests per second/ { split($2, v, " "); printf "%s\t%.0f\n", $1, v[1] }'
+}
+
+# The queue: no-op jobs through the queue alone and through the worker's whole stack (rows
+# in Postgres), and pickup latency, by `queue-bench` in one process; beside the ceiling of
+# the Redis operations it uses, measured by redis-benchmark first and last. The servers are
+# stopped first so that only the benchmark and the two services use the machine.
+bench_queue() {
+    local raw="$OUT/redis-benchmark.txt" first last clients pipeline name rps
+    stop_all
+    log "redis-benchmark: the raw ceiling"
+    first=$(redis_rps eval "return 1" 0 | cut -f2)
+    {
+        redis_rps -t lpush,rpop,lpop | sed 's/^/50\t1\t/'
+        redis_rps -P 16 -t lpush,rpop,lpop | sed 's/^/50\t16\t/'
+        redis_rps -c 1 eval "return 1" 0 | sed 's/^/1\t1\t/'
+    } >"$raw"
+    [[ -n $first && -s $raw ]] || die "redis-benchmark measured nothing"
+    log "queue-bench (about two minutes)"
+    if ! env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
+        QUEUE_BENCH_CEILING="$first" "$BIN"/queue-bench >"$OUT/queue.md" 2>"$OUT/queue.log"; then
+        tail -n 20 "$OUT/queue.log" >&2 || true
+        die "queue-bench failed (log: $OUT/queue.log)"
+    fi
+    last=$(redis_rps eval "return 1" 0 | cut -f2)
+    report ""
+    tee -a "$REPORT" <"$OUT/queue.md"
+    report "" "Raw ceiling: redis-benchmark -n $REDIS_BENCH_REQUESTS on the same Redis, in the same session." ""
+    report "| operation | clients | pipeline | ops/s |" "|---|---:|---:|---:|"
+    report "| EVAL \"return 1\" 0 (ceiling, first) | 50 | 1 | $first |"
+    while IFS=$'\t' read -r clients pipeline name rps; do
+        report "| $name | $clients | $pipeline | $rps |"
+    done <"$raw"
+    report "| EVAL \"return 1\" 0 (ceiling, last) | 50 | 1 | $last |"
+    report "" "The ratios divide by the first EVAL run ($first ops/s); last vs first: $(awk -v a="$first" -v b="$last" 'BEGIN { printf "%+.1f %%", (b - a) * 100 / a }')."
+}
+
 # Registers a throwaway user and prints its access token.
 register_user() {
     local suffix
@@ -215,31 +265,16 @@ register_user() {
         python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 
-main() {
-    local addr token api_idle worker_idle
-    ensure_commands wrk curl python3
-    mkdir -p "$OUT"
-    rm -f "$OUT"/*.log "$OUT"/wrk-*.txt "$REPORT"
-    for addr in "$HELLO_ADDR" "$API_ADDR" "$WORKER_ADDR"; do
-        port_free "$addr" || die "$addr is already in use (a previous bench still running?)"
-    done
-
-    scripts/services.sh up
-    log "building release binaries"
-    SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p api -p worker -p bench
-
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-    psql_admin -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB" >/dev/null
-    redis-cli -u "$BENCH_REDIS_URL" flushdb >/dev/null
-
-    start hello env BENCH_HELLO_ADDR="$HELLO_ADDR" target/release/bench-hello
+# The api and worker over HTTP against bench-hello, and their memory.
+bench_http_section() {
+    local token api_idle worker_idle
+    start hello env BENCH_HELLO_ADDR="$HELLO_ADDR" "$BIN"/bench-hello
     # Rate limits far above what wrk can send: this measures the request path, not the limiter.
     start api env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
         API_ADDR="$API_ADDR" RATE_LIMIT_PER_MINUTE=100000000 RATE_LIMIT_BURST=100000000 \
-        AUTH_RATE_LIMIT_PER_MINUTE=100000000 LOG_FORMAT=json RUST_LOG=warn target/release/api
+        AUTH_RATE_LIMIT_PER_MINUTE=100000000 LOG_FORMAT=json RUST_LOG=warn "$BIN"/api
     start worker env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
-        WORKER_METRICS_ADDR="$WORKER_ADDR" LOG_FORMAT=json RUST_LOG=warn target/release/worker
+        WORKER_METRICS_ADDR="$WORKER_ADDR" LOG_FORMAT=json RUST_LOG=warn "$BIN"/worker
     wait_ready hello "http://$HELLO_ADDR/"
     wait_ready api "http://$API_ADDR/health/ready"
     wait_ready worker "http://$WORKER_ADDR/health/ready"
@@ -253,13 +288,46 @@ main() {
         -H "Authorization: Bearer $token"
     bench_ceiling last
 
-    report "# Coinpulse benchmark" ""
-    report "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)."
     report_http_table
     report "" "## Memory (VmRSS)" ""
     report "| process | idle MB | after the HTTP runs MB |" "|---|---:|---:|"
     report "| api | $api_idle | $(rss_mb "${PIDS[api]}") |"
     report "| worker | $worker_idle | $(rss_mb "${PIDS[worker]}") |"
+}
+
+main() {
+    local addr
+    [[ -z $BENCH_ONLY || $BENCH_ONLY == http || $BENCH_ONLY == queue ]] ||
+        die "BENCH_ONLY must be http or queue (or unset for both)"
+    ensure_commands wrk curl python3
+    command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (it comes with redis-server: scripts/services.sh up)"
+    mkdir -p "$OUT"
+    rm -f "$OUT"/*.log "$OUT"/wrk-*.txt "$OUT"/queue.md "$OUT"/redis-benchmark.txt "$REPORT"
+    for addr in "$HELLO_ADDR" "$API_ADDR" "$WORKER_ADDR"; do
+        port_free "$addr" || die "$addr is already in use (a previous bench still running?)"
+    done
+
+    scripts/services.sh up
+    log "building release binaries"
+    if [[ $BENCH_ONLY == queue ]]; then
+        SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p bench
+    else
+        SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p api -p worker -p bench
+    fi
+
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    psql_admin -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" -c "CREATE DATABASE $BENCH_DB" >/dev/null
+    redis-cli -u "$BENCH_REDIS_URL" flushdb >/dev/null
+
+    report "# Coinpulse benchmark" ""
+    report "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)."
+    if [[ $BENCH_ONLY != queue ]]; then
+        bench_http_section
+    fi
+    if [[ $BENCH_ONLY != http ]]; then
+        bench_queue
+    fi
     log "report written to $REPORT"
 }
 
