@@ -24,6 +24,7 @@ use crate::platform::body_limit::BodyLimit;
 use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
 use crate::platform::route_templates::RouteTemplates;
+use crate::portfolios::PortfoliosApi;
 use crate::users::UsersApi;
 use crate::users::cache::UserCache;
 
@@ -80,6 +81,7 @@ pub type Apis = (
     MarketApi,
     MarketAdminApi,
     JobsApi,
+    PortfoliosApi,
 );
 
 /// The OpenAPI service: every operation of the API.
@@ -93,6 +95,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             MarketApi::new(state.clone()),
             MarketAdminApi::new(state.clone()),
             JobsApi::new(state.clone()),
+            PortfoliosApi::new(state.clone()),
         ),
         "Coinpulse API",
         common::VERSION,
