@@ -706,7 +706,7 @@ impl PortfoliosApi {
             && request.cost_basis_method.is_none()
         {
             problems.0.push(FieldError::new(
-                "name",
+                "body",
                 "give at least one of name, base_currency and cost_basis_method",
             ));
         }
