@@ -77,11 +77,11 @@ pub type Apis = (
     HealthApi,
     AuthApi,
     UsersApi,
+    PortfoliosApi,
     AdminApi,
     MarketApi,
     MarketAdminApi,
     JobsApi,
-    PortfoliosApi,
 );
 
 /// The OpenAPI service: every operation of the API.
@@ -91,11 +91,11 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             HealthApi::new(state.clone()),
             AuthApi::new(state.clone()),
             UsersApi::new(state.clone()),
+            PortfoliosApi::new(state.clone()),
             AdminApi::new(state.clone()),
             MarketApi::new(state.clone()),
             MarketAdminApi::new(state.clone()),
             JobsApi::new(state.clone()),
-            PortfoliosApi::new(state.clone()),
         ),
         "Coinpulse API",
         common::VERSION,

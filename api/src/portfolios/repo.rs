@@ -374,18 +374,27 @@ pub async fn list_transactions(
 
 /// Every transaction of a portfolio, grouped by coin (in coin order) and in ledger order
 /// within each coin: what valuation replays. One query.
+///
+/// The rows come unordered and are sorted here: Postgres sorting 10,000 rows by a text key
+/// took longer than the scan, the transfer and this sort together (docs/BENCHMARKS.md).
 pub async fn ledgers(
     db: impl PgExecutor<'_>,
     portfolio_id: Uuid,
 ) -> Result<Vec<(String, Vec<Entry>)>, ApiError> {
-    let rows = sqlx::query!(
-        "SELECT coin_id, side, quantity, price, fee FROM portfolio_transactions
-         WHERE portfolio_id = $1
-         ORDER BY coin_id, executed_at, seq",
+    let mut rows = sqlx::query!(
+        "SELECT coin_id, side, quantity, price, fee, executed_at, seq FROM portfolio_transactions
+         WHERE portfolio_id = $1",
         portfolio_id,
     )
     .fetch_all(db)
     .await?;
+    // `seq` is unique, so the order is total and an unstable sort is deterministic.
+    rows.sort_unstable_by(|a, b| {
+        a.coin_id
+            .cmp(&b.coin_id)
+            .then(a.executed_at.cmp(&b.executed_at))
+            .then(a.seq.cmp(&b.seq))
+    });
     let mut ledgers: Vec<(String, Vec<Entry>)> = Vec::new();
     for row in rows {
         let entry = Entry {
