@@ -151,9 +151,9 @@ fn parse_name(raw: &str) -> Result<String, FieldError> {
 
 /// Collects field errors, then fails with all of them at once.
 #[derive(Debug, Default)]
-struct Problems(Vec<FieldError>);
+struct FieldErrors(Vec<FieldError>);
 
-impl Problems {
+impl FieldErrors {
     fn take<T>(&mut self, result: Result<T, FieldError>) -> Option<T> {
         result.map_err(|err| self.0.push(err)).ok()
     }
@@ -354,7 +354,7 @@ fn parse_transaction(
     request: &CreateTransactionRequest,
     now: DateTime<Utc>,
 ) -> Result<(String, NewTransactionOwned), ApiError> {
-    let mut problems = Problems::default();
+    let mut problems = FieldErrors::default();
     let coin_id = problems.take_api(parse_coin_id("coin_id", &request.coin_id))?;
     let side = Side::from(request.side);
     let quantity = request.quantity.0;
@@ -598,7 +598,7 @@ impl PortfoliosApi {
         body: JsonBody<CreatePortfolioRequest>,
     ) -> ApiResult<PortfolioCreated, { status::AUTHED | status::BODY | status::CONFLICT }> {
         let request = body.0;
-        let mut problems = Problems::default();
+        let mut problems = FieldErrors::default();
         let name = problems.take(parse_name(&request.name));
         let base_currency =
             problems.take_api(self.parse_base_currency(request.base_currency.as_deref()))?;
@@ -692,7 +692,7 @@ impl PortfoliosApi {
         },
     > {
         let request = body.0;
-        let mut problems = Problems::default();
+        let mut problems = FieldErrors::default();
         let name = request
             .name
             .as_deref()
@@ -824,11 +824,11 @@ impl PortfoliosApi {
             request.offset(),
         )
         .await?;
-        Ok(Json(Page::new(
-            rows.into_iter().map(Transaction::from).collect(),
-            request,
-            total,
-        )))
+        let items = rows
+            .into_iter()
+            .map(Transaction::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Json(Page::new(items, request, total)))
     }
 
     /// Record a transaction.
@@ -891,7 +891,7 @@ impl PortfoliosApi {
             },
         )
         .await?;
-        let transaction = Transaction::from(row);
+        let transaction = Transaction::try_from(row)?;
         if let Some(key) = &key {
             idempotency::store(
                 &mut tx,
@@ -926,7 +926,7 @@ impl PortfoliosApi {
         let row = repo::find_transaction(&mut *conn, portfolio.id, tx_id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("transaction"))?;
-        Ok(Json(row.into()))
+        Ok(Json(row.try_into()?))
     }
 
     /// Delete a transaction.

@@ -312,12 +312,20 @@ impl Example for Transaction {
     }
 }
 
-impl From<TransactionRow> for Transaction {
-    fn from(row: TransactionRow) -> Self {
-        Self {
+impl TryFrom<TransactionRow> for Transaction {
+    type Error = crate::error::ApiError;
+
+    fn try_from(row: TransactionRow) -> Result<Self, Self::Error> {
+        let side = Side::from_db(&row.side).ok_or_else(|| {
+            crate::error::ApiError::Internal(anyhow::anyhow!(
+                "unknown transaction side {:?}",
+                row.side
+            ))
+        })?;
+        Ok(Self {
             id: row.id,
             portfolio_id: row.portfolio_id,
-            side: Side::from_db(&row.side).unwrap_or(Side::Buy).into(),
+            side: side.into(),
             coin_id: row.coin_id,
             quantity: Dec(row.quantity),
             price: Dec(row.price),
@@ -325,7 +333,7 @@ impl From<TransactionRow> for Transaction {
             executed_at: row.executed_at,
             note: row.note,
             created_at: row.created_at,
-        }
+        })
     }
 }
 
