@@ -265,6 +265,70 @@ register_user() {
         python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 
+# ---- portfolio valuation -----------------------------------------------------------------
+
+# bench_valuation TOKEN: seeds one portfolio per cost-basis method with 10,000 transactions
+# across 100 coins (straight into Postgres: buys of 1.5 and sells of 1 alternating, so every
+# sell is covered, with fees and a stored price per coin), then measures
+# GET /portfolios/{id}/valuation with one connection, so the percentiles are the latency of a
+# single valuation rather than queueing behind 64 others. Target: p50 <= 20 ms.
+bench_valuation() {
+    local token=$1 method portfolio raw total rps p50 p99 errors
+    local -a rows=()
+    for method in average fifo; do
+        portfolio=$(curl -sS --fail-with-body --max-time 10 -H 'Content-Type: application/json' \
+            -H "Authorization: Bearer $token" -d "{\"name\":\"bench $method\",\"cost_basis_method\":\"$method\"}" \
+            "http://$API_ADDR/api/v1/portfolios" |
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+        PGOPTIONS="-c client_min_messages=warning" psql "$BENCH_DATABASE_URL" -qX \
+            -v ON_ERROR_STOP=1 -v portfolio="$portfolio" >/dev/null <<'SQL'
+INSERT INTO coins (id, symbol, name)
+SELECT 'bench-coin-' || c, 'bc' || c, 'Bench coin ' || c FROM generate_series(1, 100) AS c
+ON CONFLICT DO NOTHING;
+INSERT INTO latest_prices (coin_id, vs_currency, price, change_24h_pct, source, quoted_at)
+SELECT 'bench-coin-' || c, 'usd', round(c * 1.2345678, 8), 1.25, 'simulated', now()
+FROM generate_series(1, 100) AS c
+ON CONFLICT DO NOTHING;
+INSERT INTO portfolio_transactions (id, portfolio_id, coin_id, side, quantity, price, fee, executed_at)
+SELECT gen_random_uuid(), :'portfolio', 'bench-coin-' || c,
+       CASE WHEN i % 2 = 1 THEN 'buy' ELSE 'sell' END,
+       CASE WHEN i % 2 = 1 THEN 1.5 ELSE 1 END,
+       round(c * (1 + i * 0.01), 8), 0.01,
+       now() - interval '1 hour' * (200 - i)
+FROM generate_series(1, 100) AS c, generate_series(1, 100) AS i;
+ANALYZE portfolio_transactions;
+SQL
+        total=$(curl -sS --fail-with-body --max-time 10 -H "Authorization: Bearer $token" \
+            "http://$API_ADDR/api/v1/portfolios/$portfolio/transactions?per_page=1" |
+            python3 -c 'import json, sys; print(json.load(sys.stdin)["total"])')
+        ((total == 10000)) || die "seeded $total transactions instead of 10000"
+        raw="$OUT/wrk-valuation-$method.txt"
+        log "wrk: valuation ($method, 10,000 transactions, 100 coins)"
+        wrk -t1 -c1 -d"${BENCH_SECONDS}s" --latency -H "Authorization: Bearer $token" \
+            "http://$API_ADDR/api/v1/portfolios/$portfolio/valuation" >"$raw"
+        read -r rps p50 p99 errors < <(awk '
+            function ms(v) {
+                if (v ~ /us$/) return v / 1000
+                if (v ~ /ms$/) return v + 0
+                if (v ~ /s$/) return v * 1000
+                return v + 0
+            }
+            /^Requests\/sec:/ { rps = $2 }
+            $1 == "50%" { p50 = ms($2) }
+            $1 == "99%" { p99 = ms($2) }
+            /Non-2xx or 3xx responses:/ { errors += $NF }
+            /Socket errors:/ { for (i = 4; i <= NF; i += 2) errors += $i }
+            END { printf "%.1f %.2f %.2f %d\n", rps, p50, p99, errors }
+        ' "$raw")
+        ((errors == 0)) || log "warning: valuation ($method) had $errors errors; see $raw"
+        rows+=("| $method | $rps | $p50 | $p99 | $errors |")
+    done
+    report "" "## Portfolio valuation (10,000 transactions, 100 coins; wrk -t1 -c1 -d${BENCH_SECONDS}s)" ""
+    report "| cost basis | valuations/s | p50 ms | p99 ms | errors |" "|---|---:|---:|---:|---:|"
+    report "${rows[@]}"
+    report "" "Target: p50 <= 20 ms."
+}
+
 # The api and worker over HTTP against bench-hello, and their memory.
 bench_http_section() {
     local token api_idle worker_idle
@@ -293,6 +357,7 @@ bench_http_section() {
     report "| process | idle MB | after the HTTP runs MB |" "|---|---:|---:|"
     report "| api | $api_idle | $(rss_mb "${PIDS[api]}") |"
     report "| worker | $worker_idle | $(rss_mb "${PIDS[worker]}") |"
+    bench_valuation "$token"
 }
 
 main() {

@@ -25,6 +25,7 @@ use crate::platform::body_limit::BodyLimit;
 use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
 use crate::platform::route_templates::RouteTemplates;
+use crate::portfolios::PortfoliosApi;
 use crate::users::UsersApi;
 use crate::users::cache::UserCache;
 
@@ -79,6 +80,7 @@ pub type Apis = (
     HealthApi,
     AuthApi,
     UsersApi,
+    PortfoliosApi,
     AdminApi,
     MarketApi,
     MarketAdminApi,
@@ -93,6 +95,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             HealthApi::new(state.clone()),
             AuthApi::new(state.clone()),
             UsersApi::new(state.clone()),
+            PortfoliosApi::new(state.clone()),
             AdminApi::new(state.clone()),
             MarketApi::new(state.clone()),
             MarketAdminApi::new(state.clone()),

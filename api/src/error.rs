@@ -110,6 +110,9 @@ pub enum ApiError {
         /// The field at fault, if one is.
         field: Option<&'static str>,
     },
+    /// A precondition (`If-Match`) does not hold: the caller's copy is stale.
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// The body is larger than the configured limit.
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -154,6 +157,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -172,6 +176,7 @@ impl ApiError {
             Self::NotFound(_) => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::Conflict { .. } => "CONFLICT",
+            Self::PreconditionFailed(_) => "PRECONDITION_FAILED",
             Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             Self::RateLimited { .. } => "RATE_LIMITED",
@@ -312,6 +317,8 @@ pub mod status {
     pub const INTERNAL: u32 = 1 << 8;
     /// 503: a dependency is unavailable.
     pub const UNAVAILABLE: u32 = 1 << 9;
+    /// 412: an `If-Match` precondition failed.
+    pub const PRECONDITION_FAILED: u32 = 1 << 10;
 
     /// What any operation can answer.
     pub const ALWAYS: u32 = BAD_REQUEST | RATE_LIMITED | INTERNAL | UNAVAILABLE;
@@ -320,7 +327,7 @@ pub mod status {
     /// What any operation with a JSON body can answer in addition.
     pub const BODY: u32 = PAYLOAD_TOO_LARGE | VALIDATION;
 
-    pub(super) const ALL: [(u32, u16, &str); 10] = [
+    pub(super) const ALL: [(u32, u16, &str); 11] = [
         (
             BAD_REQUEST,
             400,
@@ -337,6 +344,11 @@ pub mod status {
             CONFLICT,
             409,
             "The request conflicts with the current state.",
+        ),
+        (
+            PRECONDITION_FAILED,
+            412,
+            "`If-Match` does not match the current `ETag`: reload and retry.",
         ),
         (PAYLOAD_TOO_LARGE, 413, "The request body is too large."),
         (VALIDATION, 422, "Invalid fields; see `errors`."),

@@ -1,6 +1,6 @@
 //! The Coinpulse HTTP API.
 //!
-//! Features live in their own modules (`auth`, `users`, `admin`, `health`), each owning its
+//! Features live in their own modules (`auth`, `users`, `admin`, `health`, `portfolios`, …), each owning its
 //! routes, queries and types; `platform` holds the cross-cutting middleware and `app` wires it
 //! all together from configuration.
 
@@ -14,6 +14,7 @@ pub mod health;
 pub mod jobs;
 pub mod market;
 pub mod platform;
+pub mod portfolios;
 pub mod users;
 
 pub use app::{AppState, build_app};

@@ -20,6 +20,8 @@ pub enum ApiTags {
     Market,
     /// The caller's background jobs.
     Jobs,
+    /// The caller's portfolios, their transactions and valuation.
+    Portfolios,
     /// Liveness, readiness and metrics.
     Operations,
 }

@@ -10,5 +10,6 @@ mod jobs;
 mod market;
 mod openapi;
 mod platform;
+mod portfolios;
 mod tokens;
 mod users;

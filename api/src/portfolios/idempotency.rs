@@ -1,0 +1,195 @@
+//! `Idempotency-Key` on creates: a retry replays the first response.
+//!
+//! The first request with a key claims it by inserting its row inside the same database
+//! transaction as the resource it creates, and stores its response there before committing.
+//! A concurrent retry's insert blocks on the primary key until that transaction ends; then it
+//! either finds the committed row and replays it, or (the first one failed and rolled back)
+//! claims the key itself. So one key creates at most one resource, without advisory locks or
+//! polling. Only successful responses are stored: a request that failed changed nothing and
+//! may simply run again. Keys are per user and operation and expire after 24 hours.
+
+use poem_openapi::types::{ParseFromJSON, ToJSON};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The header's name, as problems name the field.
+pub const HEADER: &str = "Idempotency-Key";
+
+/// A validated key: 1–255 visible ASCII characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key(String);
+
+impl Key {
+    /// Validates the header's value.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        if (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ApiError::invalid(
+                HEADER,
+                "must be 1–255 visible ASCII characters, e.g. a UUID",
+            ))
+        }
+    }
+}
+
+/// An operation that takes keys, each with its own key space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    CreatePortfolio,
+    CreateTransaction,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::CreatePortfolio => "create_portfolio",
+            Self::CreateTransaction => "create_transaction",
+        }
+    }
+}
+
+/// The fingerprint of a request: its path and its body as parsed (so whitespace and key order
+/// do not matter, and `"1.50"` is the same amount as `"1.5"`).
+pub fn fingerprint(path: &str, body: &impl Serialize) -> Result<Vec<u8>, ApiError> {
+    let body = serde_json::to_vec(body).map_err(|err| ApiError::Internal(err.into()))?;
+    let mut hasher = Sha256::new();
+    hasher.update(path.as_bytes());
+    hasher.update([0]);
+    hasher.update(&body);
+    Ok(hasher.finalize().to_vec())
+}
+
+/// What a claim found.
+#[derive(Debug)]
+pub enum Claim<T> {
+    /// The key is ours: do the work, then [`store`] the response before committing.
+    Fresh,
+    /// The key was used for this very request: answer with its first response again.
+    Replay(T),
+}
+
+/// Claims `key` for this request inside `conn`'s transaction, or finds its first response.
+///
+/// The same key with a different request is a 422.
+pub async fn claim<T: ParseFromJSON>(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    scope: Scope,
+    key: &Key,
+    fingerprint: &[u8],
+) -> Result<Claim<T>, ApiError> {
+    // Inserts, or takes over a row older than 24 h; returns a row only if the key is now ours.
+    let claimed = sqlx::query_scalar!(
+        r#"INSERT INTO idempotency_keys (user_id, scope, key, request_hash)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (user_id, scope, key) DO UPDATE
+             SET request_hash = EXCLUDED.request_hash, response_status = NULL,
+                 response_body = NULL, created_at = now()
+             WHERE idempotency_keys.created_at < now() - interval '24 hours'
+           RETURNING true AS "claimed!""#,
+        user_id,
+        scope.as_str(),
+        &key.0,
+        fingerprint,
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_violation)?;
+    if claimed.is_some() {
+        // Keep each user's key table small: their expired keys go on every claim.
+        sqlx::query!(
+            "DELETE FROM idempotency_keys
+             WHERE user_id = $1 AND created_at < now() - interval '24 hours'",
+            user_id,
+        )
+        .execute(&mut *conn)
+        .await?;
+        return Ok(Claim::Fresh);
+    }
+    let stored = sqlx::query!(
+        "SELECT request_hash, response_body FROM idempotency_keys
+         WHERE user_id = $1 AND scope = $2 AND key = $3",
+        user_id,
+        scope.as_str(),
+        &key.0,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if stored.request_hash != fingerprint {
+        return Err(ApiError::invalid(
+            HEADER,
+            "this key was already used with a different request; use a new key",
+        ));
+    }
+    let body = T::parse_from_json(stored.response_body).map_err(|err| {
+        ApiError::Internal(anyhow::anyhow!(
+            "stored idempotent response: {}",
+            err.message()
+        ))
+    })?;
+    Ok(Claim::Replay(body))
+}
+
+/// Stores the response of a request that claimed its key (same transaction as its writes).
+pub async fn store<T: ToJSON>(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    scope: Scope,
+    key: &Key,
+    status: u16,
+    body: &T,
+) -> Result<(), ApiError> {
+    let status = i16::try_from(status).map_err(|err| ApiError::Internal(err.into()))?;
+    sqlx::query!(
+        "UPDATE idempotency_keys SET response_status = $4, response_body = $5
+         WHERE user_id = $1 AND scope = $2 AND key = $3",
+        user_id,
+        scope.as_str(),
+        &key.0,
+        status,
+        body.to_json(),
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+fn map_violation(err: sqlx::Error) -> ApiError {
+    match err.as_database_error() {
+        Some(db) if db.is_foreign_key_violation() => {
+            ApiError::Unauthorized("the account no longer exists".into())
+        }
+        _ => err.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_visible_ascii() {
+        assert!(Key::parse("0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d").is_ok());
+        assert!(Key::parse("").is_err());
+        assert!(Key::parse("has space").is_err());
+        assert!(Key::parse("é").is_err());
+        assert!(Key::parse(&"k".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn fingerprints_cover_path_and_body() {
+        #[derive(Serialize)]
+        struct Body {
+            name: &'static str,
+        }
+        let a = fingerprint("/a", &Body { name: "x" }).expect("hashes");
+        assert_eq!(a, fingerprint("/a", &Body { name: "x" }).expect("hashes"));
+        assert_ne!(a, fingerprint("/b", &Body { name: "x" }).expect("hashes"));
+        assert_ne!(a, fingerprint("/a", &Body { name: "y" }).expect("hashes"));
+    }
+}

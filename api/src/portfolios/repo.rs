@@ -1,0 +1,441 @@
+//! Queries on `portfolios` and `portfolio_transactions`. Every query is scoped to its owner:
+//! a portfolio is only ever found through `(user_id, id)` and never once deleted, and a
+//! transaction only through its (so found) portfolio.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::model::{PortfolioRow, TransactionRow};
+use super::valuation::{Entry, MarketPrice, Side};
+use crate::error::ApiError;
+
+/// Maps constraint violations a caller can cause to their problems; others pass through.
+fn map_violation(err: sqlx::Error) -> ApiError {
+    let Some(db) = err.as_database_error() else {
+        return err.into();
+    };
+    match db.constraint() {
+        Some("portfolios_user_name_key") if db.is_unique_violation() => ApiError::Conflict {
+            detail: "you already have a portfolio with this name".into(),
+            field: Some("name"),
+        },
+        // The account was deleted while its access token is still valid.
+        Some("portfolios_user_id_fkey" | "idempotency_keys_user_id_fkey")
+            if db.is_foreign_key_violation() =>
+        {
+            ApiError::Unauthorized("the account no longer exists".into())
+        }
+        Some("portfolio_transactions_coin_id_fkey") if db.is_foreign_key_violation() => {
+            ApiError::invalid("coin_id", "is not a known coin")
+        }
+        _ => err.into(),
+    }
+}
+
+/// Fields of a new portfolio, validated.
+#[derive(Debug)]
+pub struct NewPortfolio<'a> {
+    pub name: &'a str,
+    pub base_currency: &'a str,
+    pub cost_basis_method: &'a str,
+}
+
+/// Inserts a portfolio; a name the owner already uses is a 409.
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    new: &NewPortfolio<'_>,
+) -> Result<PortfolioRow, ApiError> {
+    sqlx::query_as!(
+        PortfolioRow,
+        "INSERT INTO portfolios (id, user_id, name, base_currency, cost_basis_method)
+         VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, name, base_currency, cost_basis_method, version, created_at, updated_at",
+        Uuid::now_v7(),
+        user_id,
+        new.name,
+        new.base_currency,
+        new.cost_basis_method,
+    )
+    .fetch_one(db)
+    .await
+    .map_err(map_violation)
+}
+
+/// The owner's portfolio, unless deleted.
+pub async fn find(
+    db: impl PgExecutor<'_>,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<PortfolioRow>, sqlx::Error> {
+    sqlx::query_as!(
+        PortfolioRow,
+        "SELECT id, name, base_currency, cost_basis_method, version, created_at, updated_at
+         FROM portfolios WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL",
+        id,
+        user_id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Like [`find`], and locks the row until the transaction ends: every write under one
+/// portfolio takes this lock first, so they run one at a time (two sells cannot both pass
+/// the over-sell check, a PATCH cannot interleave with a version check).
+pub async fn lock(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    id: Uuid,
+) -> Result<Option<PortfolioRow>, sqlx::Error> {
+    sqlx::query_as!(
+        PortfolioRow,
+        "SELECT id, name, base_currency, cost_basis_method, version, created_at, updated_at
+         FROM portfolios WHERE id = $1 AND user_id = $2 AND deleted_at IS NULL
+         FOR UPDATE",
+        id,
+        user_id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// One page of the owner's portfolios and how many there are.
+///
+/// `sort` is `created_at`, `name` or `updated_at`, `order` `asc` or `desc`; ties are broken by
+/// id in the same direction, so pages never overlap or skip.
+pub async fn list(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    sort: &str,
+    order: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<PortfolioRow>, i64), sqlx::Error> {
+    let rows = sqlx::query_as!(
+        PortfolioRow,
+        "SELECT id, name, base_currency, cost_basis_method, version, created_at, updated_at
+         FROM portfolios
+         WHERE user_id = $1 AND deleted_at IS NULL
+         ORDER BY
+           CASE WHEN $2 = 'name' AND $3 = 'asc' THEN lower(name) END ASC,
+           CASE WHEN $2 = 'name' AND $3 = 'desc' THEN lower(name) END DESC,
+           CASE WHEN $2 = 'created_at' AND $3 = 'asc' THEN created_at END ASC,
+           CASE WHEN $2 = 'created_at' AND $3 = 'desc' THEN created_at END DESC,
+           CASE WHEN $2 = 'updated_at' AND $3 = 'asc' THEN updated_at END ASC,
+           CASE WHEN $2 = 'updated_at' AND $3 = 'desc' THEN updated_at END DESC,
+           CASE WHEN $3 = 'asc' THEN id END ASC,
+           CASE WHEN $3 = 'desc' THEN id END DESC
+         LIMIT $4 OFFSET $5",
+        user_id,
+        sort,
+        order,
+        limit,
+        offset,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM portfolios WHERE user_id = $1 AND deleted_at IS NULL"#,
+        user_id,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((rows, total))
+}
+
+/// Changes to a portfolio; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub name: Option<String>,
+    pub base_currency: Option<String>,
+    pub cost_basis_method: Option<&'static str>,
+}
+
+/// Applies `changes` to a (locked) portfolio and bumps its version.
+pub async fn update(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    changes: &Changes,
+) -> Result<PortfolioRow, ApiError> {
+    sqlx::query_as!(
+        PortfolioRow,
+        "UPDATE portfolios SET
+             name = COALESCE($2, name),
+             base_currency = COALESCE($3, base_currency),
+             cost_basis_method = COALESCE($4, cost_basis_method),
+             version = version + 1,
+             updated_at = now()
+         WHERE id = $1
+         RETURNING id, name, base_currency, cost_basis_method, version, created_at, updated_at",
+        id,
+        changes.name.as_deref(),
+        changes.base_currency.as_deref(),
+        changes.cost_basis_method,
+    )
+    .fetch_one(db)
+    .await
+    .map_err(map_violation)
+}
+
+/// Soft-deletes a (locked) portfolio: it and everything under it answer 404 from now on.
+pub async fn soft_delete(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE portfolios SET deleted_at = now(), version = version + 1, updated_at = now()
+         WHERE id = $1",
+        id,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether the portfolio has any transaction.
+pub async fn has_transactions(
+    db: impl PgExecutor<'_>,
+    portfolio_id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM portfolio_transactions WHERE portfolio_id = $1) AS "exists!""#,
+        portfolio_id,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A transaction of a coin's ledger, with what an over-sell message needs.
+#[derive(Debug, Clone)]
+pub struct LedgerRow {
+    pub id: Uuid,
+    pub executed_at: DateTime<Utc>,
+    pub entry: Entry,
+}
+
+/// The ledger of one coin in one portfolio, in ledger order: `executed_at`, then creation.
+pub async fn coin_ledger(
+    db: impl PgExecutor<'_>,
+    portfolio_id: Uuid,
+    coin_id: &str,
+) -> Result<Vec<LedgerRow>, ApiError> {
+    let rows = sqlx::query!(
+        "SELECT id, side, quantity, price, fee, executed_at FROM portfolio_transactions
+         WHERE portfolio_id = $1 AND coin_id = $2
+         ORDER BY executed_at, seq",
+        portfolio_id,
+        coin_id,
+    )
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(LedgerRow {
+                id: row.id,
+                executed_at: row.executed_at,
+                entry: Entry {
+                    side: parse_side(&row.side)?,
+                    quantity: row.quantity,
+                    price: row.price,
+                    fee: row.fee,
+                },
+            })
+        })
+        .collect()
+}
+
+fn parse_side(side: &str) -> Result<Side, ApiError> {
+    Side::from_db(side)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown transaction side {side:?}")))
+}
+
+/// Fields of a new transaction, validated.
+#[derive(Debug)]
+pub struct NewTransaction<'a> {
+    pub coin_id: &'a str,
+    pub side: Side,
+    pub quantity: Decimal,
+    pub price: Decimal,
+    pub fee: Decimal,
+    pub executed_at: DateTime<Utc>,
+    pub note: Option<&'a str>,
+}
+
+/// Inserts a transaction.
+pub async fn insert_transaction(
+    db: impl PgExecutor<'_>,
+    portfolio_id: Uuid,
+    new: &NewTransaction<'_>,
+) -> Result<TransactionRow, ApiError> {
+    sqlx::query_as!(
+        TransactionRow,
+        "INSERT INTO portfolio_transactions
+             (id, portfolio_id, coin_id, side, quantity, price, fee, executed_at, note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         RETURNING id, portfolio_id, coin_id, side, quantity, price, fee, executed_at, note,
+                   created_at",
+        Uuid::now_v7(),
+        portfolio_id,
+        new.coin_id,
+        new.side.as_str(),
+        new.quantity,
+        new.price,
+        new.fee,
+        new.executed_at,
+        new.note,
+    )
+    .fetch_one(db)
+    .await
+    .map_err(map_violation)
+}
+
+/// A transaction of a portfolio.
+pub async fn find_transaction(
+    db: impl PgExecutor<'_>,
+    portfolio_id: Uuid,
+    id: Uuid,
+) -> Result<Option<TransactionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TransactionRow,
+        "SELECT id, portfolio_id, coin_id, side, quantity, price, fee, executed_at, note,
+                created_at
+         FROM portfolio_transactions WHERE id = $1 AND portfolio_id = $2",
+        id,
+        portfolio_id,
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Deletes a transaction.
+pub async fn delete_transaction(db: impl PgExecutor<'_>, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!("DELETE FROM portfolio_transactions WHERE id = $1", id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// What a transaction list is narrowed to.
+#[derive(Debug)]
+pub struct TransactionFilter<'a> {
+    pub coin_id: Option<&'a str>,
+    pub side: Option<Side>,
+    /// `asc` (ledger order) or `desc`.
+    pub order: &'a str,
+}
+
+/// One page of a portfolio's transactions by `executed_at` (then creation order), and how
+/// many match.
+pub async fn list_transactions(
+    conn: &mut PgConnection,
+    portfolio_id: Uuid,
+    filter: &TransactionFilter<'_>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<TransactionRow>, i64), sqlx::Error> {
+    let side = filter.side.map(Side::as_str);
+    let rows = sqlx::query_as!(
+        TransactionRow,
+        "SELECT id, portfolio_id, coin_id, side, quantity, price, fee, executed_at, note,
+                created_at
+         FROM portfolio_transactions
+         WHERE portfolio_id = $1
+           AND ($2::text IS NULL OR coin_id = $2)
+           AND ($3::text IS NULL OR side = $3)
+         ORDER BY
+           CASE WHEN $4 = 'asc' THEN executed_at END ASC,
+           CASE WHEN $4 = 'asc' THEN seq END ASC,
+           CASE WHEN $4 = 'desc' THEN executed_at END DESC,
+           CASE WHEN $4 = 'desc' THEN seq END DESC
+         LIMIT $5 OFFSET $6",
+        portfolio_id,
+        filter.coin_id,
+        side,
+        filter.order,
+        limit,
+        offset,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM portfolio_transactions
+           WHERE portfolio_id = $1
+             AND ($2::text IS NULL OR coin_id = $2)
+             AND ($3::text IS NULL OR side = $3)"#,
+        portfolio_id,
+        filter.coin_id,
+        side,
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((rows, total))
+}
+
+/// Every transaction of a portfolio, grouped by coin (in coin order) and in ledger order
+/// within each coin: what valuation replays. One query.
+///
+/// The rows come unordered and are sorted here: Postgres sorting 10,000 rows by a text key
+/// took longer than the scan, the transfer and this sort together (docs/BENCHMARKS.md).
+pub async fn ledgers(
+    db: impl PgExecutor<'_>,
+    portfolio_id: Uuid,
+) -> Result<Vec<(String, Vec<Entry>)>, ApiError> {
+    let mut rows = sqlx::query!(
+        "SELECT coin_id, side, quantity, price, fee, executed_at, seq FROM portfolio_transactions
+         WHERE portfolio_id = $1",
+        portfolio_id,
+    )
+    .fetch_all(db)
+    .await?;
+    // `seq` is unique, so the order is total and an unstable sort is deterministic.
+    rows.sort_unstable_by(|a, b| {
+        a.coin_id
+            .cmp(&b.coin_id)
+            .then(a.executed_at.cmp(&b.executed_at))
+            .then(a.seq.cmp(&b.seq))
+    });
+    let mut ledgers: Vec<(String, Vec<Entry>)> = Vec::new();
+    for row in rows {
+        let entry = Entry {
+            side: parse_side(&row.side)?,
+            quantity: row.quantity,
+            price: row.price,
+            fee: row.fee,
+        };
+        match ledgers.last_mut() {
+            Some((coin, entries)) if *coin == row.coin_id => entries.push(entry),
+            _ => ledgers.push((row.coin_id, vec![entry])),
+        }
+    }
+    Ok(ledgers)
+}
+
+/// The latest stored prices of `coins` in `vs`, by coin id. One query.
+pub async fn latest_prices(
+    db: impl PgExecutor<'_>,
+    coins: &[&str],
+    vs: &str,
+) -> Result<HashMap<String, MarketPrice>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT coin_id, price, change_24h_pct, quoted_at FROM latest_prices
+         WHERE vs_currency = $1 AND coin_id = ANY($2)",
+        vs,
+        coins as &[&str],
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            (
+                row.coin_id,
+                MarketPrice {
+                    price: row.price,
+                    change_24h_pct: row.change_24h_pct,
+                    updated_at: row.quoted_at,
+                },
+            )
+        })
+        .collect())
+}

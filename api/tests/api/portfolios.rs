@@ -1,0 +1,1711 @@
+//! Portfolios, transactions and valuation against real Postgres (and Redis for the app's
+//! caches): exact decimals, over-sell rules, IDOR, pagination, ETags and idempotent creates.
+
+use std::collections::HashSet;
+
+use futures_util::future::join_all;
+use poem::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{Reply, Session, TestApp};
+
+/// Sends a request with extra headers (`If-Match`, `Idempotency-Key`).
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let mut request = app
+        .client
+        .request(method, path)
+        .header("authorization", format!("Bearer {token}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body_json(&body);
+    }
+    TestApp::reply(request.send().await).await
+}
+
+async fn create_portfolio(app: &TestApp, user: &Session, body: Value) -> Value {
+    let reply = app
+        .post("/api/v1/portfolios", Some(&user.access), body)
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    reply.body
+}
+
+fn id_of(body: &Value) -> String {
+    body["id"].as_str().expect("id").to_owned()
+}
+
+async fn add_tx(app: &TestApp, user: &Session, portfolio: &str, body: Value) -> Reply {
+    app.post(
+        &format!("/api/v1/portfolios/{portfolio}/transactions"),
+        Some(&user.access),
+        body,
+    )
+    .await
+}
+
+#[track_caller]
+fn created(reply: &Reply) -> String {
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    id_of(&reply.body)
+}
+
+/// Stores a coin, and its USD price when given (what the price refresh would have done).
+async fn seed_coin(app: &TestApp, id: &str, price: Option<(&str, Option<&str>)>) {
+    sqlx::query("INSERT INTO coins (id, symbol, name) VALUES ($1, $1, $1)")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .expect("coin");
+    if let Some((price, change)) = price {
+        sqlx::query(
+            "INSERT INTO latest_prices (coin_id, vs_currency, price, change_24h_pct, source,
+                                        quoted_at)
+             VALUES ($1, 'usd', $2::numeric, $3::numeric, 'simulated',
+                     '2026-11-21T09:00:00Z')",
+        )
+        .bind(id)
+        .bind(price)
+        .bind(change)
+        .execute(&app.pool)
+        .await
+        .expect("price");
+    }
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count")
+}
+
+fn tx(coin: &str, side: &str, quantity: &str, price: &str, fee: &str, day: u32) -> Value {
+    json!({
+        "coin_id": coin,
+        "side": side,
+        "quantity": quantity,
+        "price": price,
+        "fee": fee,
+        "executed_at": format!("2025-01-{day:02}T12:00:00Z"),
+    })
+}
+
+// ---- portfolios ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_portfolio_has_defaults_a_location_and_a_version_etag() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let reply = app
+        .post(
+            "/api/v1/portfolios",
+            Some(&user.access),
+            json!({"name": "  Long term  "}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let id = id_of(&reply.body);
+    assert_eq!(reply.body["name"], "Long term", "trimmed");
+    assert_eq!(reply.body["base_currency"], "usd");
+    assert_eq!(reply.body["cost_basis_method"], "average");
+    assert_eq!(reply.body["version"], 1);
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("/api/v1/portfolios/{id}").as_str())
+    );
+    assert_eq!(reply.header("etag"), Some("\"1\""));
+    assert_eq!(reply.header("idempotent-replayed"), None);
+
+    let got = app
+        .get(&format!("/api/v1/portfolios/{id}"), Some(&user.access))
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.header("etag"), Some("\"1\""));
+    assert_eq!(got.body, reply.body);
+
+    let fifo = create_portfolio(
+        &app,
+        &user,
+        json!({"name": "Trading", "base_currency": "USD", "cost_basis_method": "fifo"}),
+    )
+    .await;
+    assert_eq!(fifo["base_currency"], "usd");
+    assert_eq!(fifo["cost_basis_method"], "fifo");
+}
+
+#[tokio::test]
+async fn bad_portfolio_input_is_a_422_naming_the_field_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let cases = [
+        (json!({"name": ""}), "name"),
+        (json!({"name": "   "}), "name"),
+        (json!({"name": "x".repeat(101)}), "name"),
+        (json!({"name": "tab\there"}), "name"),
+        (
+            json!({"name": "A", "base_currency": "eur"}),
+            "base_currency",
+        ),
+        (
+            json!({"name": "A", "base_currency": "u$d"}),
+            "base_currency",
+        ),
+        (
+            json!({"name": "A", "cost_basis_method": "lifo"}),
+            "cost_basis_method",
+        ),
+        (json!({"name": "A", "owner": "someone"}), "owner"),
+        (json!({"base_currency": "usd"}), "name"),
+        (json!({"name": 5}), "name"),
+    ];
+    for (body, field) in cases {
+        let reply = app
+            .post("/api/v1/portfolios", Some(&user.access), body.clone())
+            .await;
+        reply.assert_problem(422, "VALIDATION_ERROR");
+        assert_eq!(reply.error_fields(), vec![field], "{body}");
+    }
+    assert_eq!(count(&app, "SELECT count(*) FROM portfolios").await, 0);
+    let unauthenticated = app
+        .post("/api/v1/portfolios", None, json!({"name": "A"}))
+        .await;
+    unauthenticated.assert_problem(401, "UNAUTHORIZED");
+}
+
+#[tokio::test]
+async fn names_are_unique_per_owner_regardless_of_case_until_deleted() {
+    let app = TestApp::spawn().await;
+    let ada = app.register("ada").await;
+    let bob = app.register("bob").await;
+    let first = create_portfolio(&app, &ada, json!({"name": "Main"})).await;
+    let clash = app
+        .post(
+            "/api/v1/portfolios",
+            Some(&ada.access),
+            json!({"name": "MAIN"}),
+        )
+        .await;
+    clash.assert_problem(409, "CONFLICT");
+    assert_eq!(clash.error_fields(), vec!["name"]);
+    // Another owner may use the name.
+    create_portfolio(&app, &bob, json!({"name": "main"})).await;
+    // Renaming onto a taken name is refused too.
+    let other = create_portfolio(&app, &ada, json!({"name": "Other"})).await;
+    let rename = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/portfolios/{}", id_of(&other)),
+        &ada.access,
+        Some(json!({"name": "main"})),
+        &[],
+    )
+    .await;
+    rename.assert_problem(409, "CONFLICT");
+    // Once deleted, the name is free again.
+    let deleted = send(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/portfolios/{}", id_of(&first)),
+        &ada.access,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    create_portfolio(&app, &ada, json!({"name": "Main"})).await;
+}
+
+#[tokio::test]
+async fn if_match_guards_updates_and_deletes() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let id = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    let path = format!("/api/v1/portfolios/{id}");
+
+    let updated = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &user.access,
+        Some(json!({"name": "Renamed", "cost_basis_method": "fifo"})),
+        &[("if-match", "\"1\"")],
+    )
+    .await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.header("etag"), Some("\"2\""));
+    assert_eq!(updated.body["version"], 2);
+    assert_eq!(updated.body["name"], "Renamed");
+    assert_eq!(updated.body["cost_basis_method"], "fifo");
+
+    // A stale version (and a weak tag, which never matches) is refused; nothing changes.
+    for stale in ["\"1\"", "W/\"2\"", "2", "\"1\", \"3\""] {
+        let reply = send(
+            &app,
+            Method::PATCH,
+            &path,
+            &user.access,
+            Some(json!({"name": "Lost update"})),
+            &[("if-match", stale)],
+        )
+        .await;
+        reply.assert_problem(412, "PRECONDITION_FAILED");
+        let reply = send(
+            &app,
+            Method::DELETE,
+            &path,
+            &user.access,
+            None,
+            &[("if-match", stale)],
+        )
+        .await;
+        reply.assert_problem(412, "PRECONDITION_FAILED");
+    }
+    let current = app.get(&path, Some(&user.access)).await;
+    assert_eq!(current.body["name"], "Renamed");
+    assert_eq!(current.header("etag"), Some("\"2\""));
+
+    // A list naming the current version, or `*`, matches; no If-Match at all is allowed.
+    let listed = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &user.access,
+        Some(json!({"name": "Third"})),
+        &[("if-match", "\"1\", \"2\"")],
+    )
+    .await;
+    assert_eq!(listed.header("etag"), Some("\"3\""), "{}", listed.body);
+    let star = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &user.access,
+        Some(json!({"name": "Fourth"})),
+        &[("if-match", "*")],
+    )
+    .await;
+    assert_eq!(star.header("etag"), Some("\"4\""), "{}", star.body);
+    let unconditional = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &user.access,
+        Some(json!({"name": "Fifth"})),
+        &[],
+    )
+    .await;
+    assert_eq!(unconditional.header("etag"), Some("\"5\""));
+
+    let empty = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &user.access,
+        Some(json!({})),
+        &[],
+    )
+    .await;
+    empty.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(empty.error_fields(), vec!["body"]);
+
+    let deleted = send(
+        &app,
+        Method::DELETE,
+        &path,
+        &user.access,
+        None,
+        &[("if-match", "\"5\"")],
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    app.get(&path, Some(&user.access))
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    let again = send(&app, Method::DELETE, &path, &user.access, None, &[]).await;
+    again.assert_problem(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn concurrent_conditional_updates_let_exactly_one_through() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let id = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    let path = format!("/api/v1/portfolios/{id}");
+    let replies = join_all((0..4).map(|n| {
+        send(
+            &app,
+            Method::PATCH,
+            &path,
+            &user.access,
+            Some(json!({"name": format!("Writer {n}")})),
+            &[("if-match", "\"1\"")],
+        )
+    }))
+    .await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let stale = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::PRECONDITION_FAILED)
+        .count();
+    assert_eq!((ok, stale), (1, 3));
+    let current = app.get(&path, Some(&user.access)).await;
+    assert_eq!(current.body["version"], 2);
+}
+
+#[tokio::test]
+async fn the_base_currency_is_fixed_once_there_are_transactions() {
+    // CoinGecko quotes in any currency; nothing here calls it (the coin is stored already).
+    let app = TestApp::spawn_with(|config| {
+        config.market.provider = common::market::ProviderKind::Coingecko;
+        config.market.coingecko_base_url = "http://127.0.0.1:9".into();
+    })
+    .await;
+    let user = app.register("ada").await;
+    seed_coin(&app, "bitcoin", None).await;
+    let empty = id_of(&create_portfolio(&app, &user, json!({"name": "Empty"})).await);
+    let reply = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/portfolios/{empty}"),
+        &user.access,
+        Some(json!({"base_currency": "EUR"})),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["base_currency"], "eur");
+
+    let used = id_of(&create_portfolio(&app, &user, json!({"name": "Used"})).await);
+    created(&add_tx(&app, &user, &used, tx("bitcoin", "buy", "1", "10", "0", 1)).await);
+    let reply = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/portfolios/{used}"),
+        &user.access,
+        Some(json!({"base_currency": "eur"})),
+        &[],
+    )
+    .await;
+    reply.assert_problem(409, "CONFLICT");
+    assert_eq!(reply.error_fields(), vec!["base_currency"]);
+    let current = app
+        .get(&format!("/api/v1/portfolios/{used}"), Some(&user.access))
+        .await;
+    assert_eq!(current.body["base_currency"], "usd");
+    assert_eq!(current.body["version"], 1);
+}
+
+#[tokio::test]
+async fn portfolio_lists_page_and_sort_stably() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let other = app.register("bob").await;
+    create_portfolio(&app, &other, json!({"name": "Not mine"})).await;
+    for name in ["delta", "Alpha", "echo", "charlie", "Bravo"] {
+        create_portfolio(&app, &user, json!({"name": name})).await;
+    }
+    let names = |reply: &Reply| -> Vec<String> {
+        reply.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    // Default: newest first.
+    let all = app.get("/api/v1/portfolios", Some(&user.access)).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.body);
+    assert_eq!(names(&all), ["Bravo", "charlie", "echo", "Alpha", "delta"]);
+    assert_eq!(all.body["page"], 1);
+    assert_eq!(all.body["per_page"], 20);
+    assert_eq!(all.body["total"], 5);
+    assert_eq!(all.body["total_pages"], 1);
+
+    let by_name = app
+        .get("/api/v1/portfolios?sort=name", Some(&user.access))
+        .await;
+    assert_eq!(
+        names(&by_name),
+        ["Alpha", "Bravo", "charlie", "delta", "echo"]
+    );
+    let by_name_desc = app
+        .get(
+            "/api/v1/portfolios?sort=name&order=desc",
+            Some(&user.access),
+        )
+        .await;
+    assert_eq!(
+        names(&by_name_desc),
+        ["echo", "delta", "charlie", "Bravo", "Alpha"]
+    );
+    let oldest = app
+        .get(
+            "/api/v1/portfolios?sort=created_at&order=asc",
+            Some(&user.access),
+        )
+        .await;
+    assert_eq!(
+        names(&oldest),
+        ["delta", "Alpha", "echo", "charlie", "Bravo"]
+    );
+
+    // Edges: a partial last page, a page past the end, and out-of-range parameters.
+    let last = app
+        .get("/api/v1/portfolios?page=3&per_page=2", Some(&user.access))
+        .await;
+    assert_eq!(names(&last), ["delta"]);
+    assert_eq!(last.body["total"], 5);
+    assert_eq!(last.body["total_pages"], 3);
+    let beyond = app
+        .get("/api/v1/portfolios?page=4&per_page=2", Some(&user.access))
+        .await;
+    assert_eq!(beyond.status, StatusCode::OK);
+    assert_eq!(names(&beyond), Vec::<String>::new());
+    assert_eq!(beyond.body["total"], 5);
+    let max = app
+        .get("/api/v1/portfolios?per_page=100", Some(&user.access))
+        .await;
+    assert_eq!(max.status, StatusCode::OK);
+    for (query, field) in [
+        ("page=0", "page"),
+        ("per_page=0", "per_page"),
+        ("per_page=101", "per_page"),
+        ("page=-1", "page"),
+        ("page=abc", "page"),
+        ("sort=size", "sort"),
+        ("order=up", "order"),
+    ] {
+        let reply = app
+            .get(&format!("/api/v1/portfolios?{query}"), Some(&user.access))
+            .await;
+        reply.assert_problem(422, "VALIDATION_ERROR");
+        assert_eq!(reply.error_fields(), vec![field], "{query}");
+    }
+
+    // Equal sort keys: pages neither overlap nor skip (ties broken by id).
+    sqlx::query("UPDATE portfolios SET created_at = '2026-01-01T00:00:00Z'")
+        .execute(&app.pool)
+        .await
+        .expect("same time");
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let reply = app
+            .get(
+                &format!("/api/v1/portfolios?sort=created_at&order=asc&per_page=2&page={page}"),
+                Some(&user.access),
+            )
+            .await;
+        seen.extend(names(&reply));
+    }
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 5);
+}
+
+// ---- ownership ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn another_users_portfolio_is_404_on_every_route() {
+    let app = TestApp::spawn().await;
+    let owner = app.register("owner").await;
+    let intruder = app.register("intruder").await;
+    let portfolio = id_of(&create_portfolio(&app, &owner, json!({"name": "Mine"})).await);
+    let tx_id = created(
+        &add_tx(
+            &app,
+            &owner,
+            &portfolio,
+            tx("bitcoin", "buy", "1", "10", "0", 1),
+        )
+        .await,
+    );
+    let own = id_of(&create_portfolio(&app, &intruder, json!({"name": "Theirs"})).await);
+    let base = format!("/api/v1/portfolios/{portfolio}");
+    let body = tx("bitcoin", "buy", "1", "10", "0", 2);
+    let routes: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, base.clone(), None),
+        (Method::PATCH, base.clone(), Some(json!({"name": "Stolen"}))),
+        (Method::DELETE, base.clone(), None),
+        (Method::GET, format!("{base}/transactions"), None),
+        (
+            Method::POST,
+            format!("{base}/transactions"),
+            Some(body.clone()),
+        ),
+        (Method::GET, format!("{base}/transactions/{tx_id}"), None),
+        (Method::DELETE, format!("{base}/transactions/{tx_id}"), None),
+        (Method::GET, format!("{base}/valuation"), None),
+        // The owner's transaction through the intruder's own portfolio.
+        (
+            Method::GET,
+            format!("/api/v1/portfolios/{own}/transactions/{tx_id}"),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/portfolios/{own}/transactions/{tx_id}"),
+            None,
+        ),
+    ];
+    for (method, path, body) in routes {
+        let reply = send(
+            &app,
+            method.clone(),
+            &path,
+            &intruder.access,
+            body.clone(),
+            &[],
+        )
+        .await;
+        reply.assert_problem(404, "NOT_FOUND");
+        // Even with a key or a precondition.
+        let reply = send(
+            &app,
+            method.clone(),
+            &path,
+            &intruder.access,
+            body,
+            &[("if-match", "\"1\""), ("idempotency-key", "k")],
+        )
+        .await;
+        reply.assert_problem(404, "NOT_FOUND");
+    }
+    // Unknown ids are the same 404 to the owner.
+    let missing = "00000000-0000-7000-8000-000000000000";
+    app.get(
+        &format!("/api/v1/portfolios/{missing}"),
+        Some(&owner.access),
+    )
+    .await
+    .assert_problem(404, "NOT_FOUND");
+    app.get(
+        &format!("{base}/transactions/{missing}"),
+        Some(&owner.access),
+    )
+    .await
+    .assert_problem(404, "NOT_FOUND");
+    let bad = app
+        .get("/api/v1/portfolios/not-a-uuid", Some(&owner.access))
+        .await;
+    bad.assert_problem(422, "VALIDATION_ERROR");
+
+    // Nothing changed for the owner.
+    let mine = app.get(&base, Some(&owner.access)).await;
+    assert_eq!(mine.body["name"], "Mine");
+    assert_eq!(mine.body["version"], 1);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM portfolio_transactions").await,
+        1
+    );
+    let listed = app.get("/api/v1/portfolios", Some(&intruder.access)).await;
+    assert_eq!(listed.body["total"], 1, "only their own portfolio");
+}
+
+#[tokio::test]
+async fn a_deleted_portfolio_hides_everything_under_it() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    let tx_id = created(
+        &add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("bitcoin", "buy", "1", "10", "0", 1),
+        )
+        .await,
+    );
+    let base = format!("/api/v1/portfolios/{portfolio}");
+    let deleted = send(&app, Method::DELETE, &base, &user.access, None, &[]).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    for path in [
+        base.clone(),
+        format!("{base}/transactions"),
+        format!("{base}/transactions/{tx_id}"),
+        format!("{base}/valuation"),
+    ] {
+        app.get(&path, Some(&user.access))
+            .await
+            .assert_problem(404, "NOT_FOUND");
+    }
+    add_tx(
+        &app,
+        &user,
+        &portfolio,
+        tx("bitcoin", "buy", "1", "10", "0", 2),
+    )
+    .await
+    .assert_problem(404, "NOT_FOUND");
+    let listed = app.get("/api/v1/portfolios", Some(&user.access)).await;
+    assert_eq!(listed.body["total"], 0);
+    // Soft: the rows are kept.
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM portfolio_transactions").await,
+        1
+    );
+}
+
+// ---- transactions -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn decimals_round_trip_exactly() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Dust"})).await);
+    let reply = add_tx(
+        &app,
+        &user,
+        &portfolio,
+        json!({
+            "coin_id": "bitcoin",
+            "side": "buy",
+            "quantity": "0.000000000000000001",
+            "price": "123456789012.123456789",
+            "fee": "0.10",
+            "executed_at": "2025-01-01T00:00:00Z",
+        }),
+    )
+    .await;
+    let tx_id = created(&reply);
+    assert_eq!(reply.body["quantity"], "0.000000000000000001");
+    assert_eq!(reply.body["price"], "123456789012.123456789");
+    assert_eq!(reply.body["fee"], "0.1");
+    assert_eq!(reply.body["side"], "buy");
+    assert_eq!(reply.body["note"], Value::Null);
+    assert_eq!(
+        reply.header("location"),
+        Some(format!("/api/v1/portfolios/{portfolio}/transactions/{tx_id}").as_str())
+    );
+
+    let stored: (String, String) = sqlx::query_as(
+        "SELECT quantity::text, price::text FROM portfolio_transactions WHERE id = $1::uuid",
+    )
+    .bind(&tx_id)
+    .fetch_one(&app.pool)
+    .await
+    .expect("row");
+    assert_eq!(
+        stored,
+        (
+            "0.000000000000000001".into(),
+            "123456789012.123456789".into()
+        ),
+        "NUMERIC holds every digit"
+    );
+
+    let fetched = app
+        .get(
+            &format!("/api/v1/portfolios/{portfolio}/transactions/{tx_id}"),
+            Some(&user.access),
+        )
+        .await;
+    assert_eq!(fetched.body["quantity"], "0.000000000000000001");
+    assert_eq!(fetched.body["price"], "123456789012.123456789");
+
+    let valuation = app
+        .get(
+            &format!("/api/v1/portfolios/{portfolio}/valuation"),
+            Some(&user.access),
+        )
+        .await;
+    assert_eq!(valuation.status, StatusCode::OK, "{}", valuation.body);
+    let holding = &valuation.body["holdings"][0];
+    assert_eq!(holding["quantity"], "0.000000000000000001");
+    // 1e-18 × 123456789012.123456789 + 0.1 = 0.100000123456789…, to 8 places.
+    assert_eq!(holding["cost_basis"], "0.10000012");
+    assert_eq!(holding["avg_cost"], "100000123456789012.123456789");
+    assert!(holding["price"].is_string(), "{holding}");
+
+    let large = add_tx(
+        &app,
+        &user,
+        &portfolio,
+        json!({"coin_id": "ethereum", "side": "transfer_in",
+               "quantity": "123456789012.123456789", "executed_at": "2025-01-02T00:00:00Z"}),
+    )
+    .await;
+    created(&large);
+    assert_eq!(large.body["quantity"], "123456789012.123456789");
+    assert_eq!(large.body["price"], "0", "a transfer defaults to zero cost");
+}
+
+#[tokio::test]
+async fn bad_transactions_are_422_naming_the_field_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let base = json!({"coin_id": "bitcoin", "side": "buy", "quantity": "1", "price": "10"});
+    let with = |field: &str, value: Value| {
+        let mut body = base.clone();
+        body[field] = value;
+        body
+    };
+    let without = |field: &str| {
+        let mut body = base.clone();
+        body.as_object_mut().expect("object").remove(field);
+        body
+    };
+    let cases = [
+        (with("coin_id", json!("no-such-coin")), "coin_id"),
+        (with("coin_id", json!("BTC!")), "coin_id"),
+        (with("side", json!("short")), "side"),
+        (with("quantity", json!("0")), "quantity"),
+        (with("quantity", json!("-1")), "quantity"),
+        (with("quantity", json!(1.5)), "quantity"),
+        (with("quantity", json!("1e3")), "quantity"),
+        (with("quantity", json!("0.0000000000000000001")), "quantity"),
+        (with("quantity", json!("100000000000000000000")), "quantity"),
+        (with("price", json!("-0.01")), "price"),
+        (with("price", json!(10)), "price"),
+        (without("price"), "price"),
+        (with("fee", json!("-1")), "fee"),
+        (with("executed_at", json!(future)), "executed_at"),
+        (
+            with("executed_at", json!("2001-01-01T00:00:00Z")),
+            "executed_at",
+        ),
+        (with("executed_at", json!("yesterday")), "executed_at"),
+        (with("note", json!("n".repeat(1001))), "note"),
+        (with("leverage", json!("10")), "leverage"),
+        (without("quantity"), "quantity"),
+    ];
+    for (body, field) in cases {
+        let reply = add_tx(&app, &user, &portfolio, body.clone()).await;
+        reply.assert_problem(422, "VALIDATION_ERROR");
+        assert_eq!(reply.error_fields(), vec![field], "{body}");
+    }
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM portfolio_transactions").await,
+        0
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM coins WHERE id = 'no-such-coin'").await,
+        0
+    );
+    // A known coin is accepted without a stored price: the provider knows it.
+    created(&add_tx(&app, &user, &portfolio, base).await);
+}
+
+#[tokio::test]
+async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    created(
+        &add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("bitcoin", "buy", "1", "100", "0", 10),
+        )
+        .await,
+    );
+
+    // More than held now, or anything before the buy.
+    let over = add_tx(
+        &app,
+        &user,
+        &portfolio,
+        tx("bitcoin", "sell", "1.5", "120", "0", 11),
+    )
+    .await;
+    over.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(over.error_fields(), vec!["quantity"]);
+    let message = over.body["errors"][0]["message"].as_str().expect("message");
+    assert!(message.contains("holding of 1 bitcoin"), "{message}");
+    let early = add_tx(
+        &app,
+        &user,
+        &portfolio,
+        tx("bitcoin", "sell", "0.1", "120", "0", 9),
+    )
+    .await;
+    early.assert_problem(422, "VALIDATION_ERROR");
+    assert!(
+        early.body["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("holding of 0 bitcoin")
+    );
+    let transfer = add_tx(
+        &app,
+        &user,
+        &portfolio,
+        tx("bitcoin", "transfer_out", "2", "0", "0", 12),
+    )
+    .await;
+    transfer.assert_problem(422, "VALIDATION_ERROR");
+    // Another coin's holding does not count.
+    let other = add_tx(
+        &app,
+        &user,
+        &portfolio,
+        tx("ethereum", "sell", "1", "10", "0", 12),
+    )
+    .await;
+    other.assert_problem(422, "VALIDATION_ERROR");
+
+    // Exactly the holding is fine.
+    let sell = created(
+        &add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("bitcoin", "sell", "0.6", "120", "0", 20),
+        )
+        .await,
+    );
+    // A sell placed earlier that would leave the later one short is refused, naming it.
+    let squeeze = add_tx(
+        &app,
+        &user,
+        &portfolio,
+        tx("bitcoin", "sell", "0.5", "110", "0", 15),
+    )
+    .await;
+    squeeze.assert_problem(422, "VALIDATION_ERROR");
+    let message = squeeze.body["errors"][0]["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        message.contains("sell of 0.6 at 2025-01-20T12:00:00+00:00") && message.contains("0.5"),
+        "{message}"
+    );
+    created(
+        &add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("bitcoin", "sell", "0.4", "110", "0", 15),
+        )
+        .await,
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM portfolio_transactions").await,
+        3
+    );
+
+    // Deleting the buy would make both sells impossible: 409, nothing changes.
+    let buy_id: String =
+        sqlx::query_scalar("SELECT id::text FROM portfolio_transactions WHERE side = 'buy'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("buy");
+    let path = format!("/api/v1/portfolios/{portfolio}/transactions");
+    let conflict = send(
+        &app,
+        Method::DELETE,
+        &format!("{path}/{buy_id}"),
+        &user.access,
+        None,
+        &[],
+    )
+    .await;
+    conflict.assert_problem(409, "CONFLICT");
+    assert!(
+        conflict.body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("sell of 0.4")
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM portfolio_transactions").await,
+        3
+    );
+
+    // Deleting a sell is always possible; then the buy only once no sell needs it.
+    let gone = send(
+        &app,
+        Method::DELETE,
+        &format!("{path}/{sell}"),
+        &user.access,
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let still = send(
+        &app,
+        Method::DELETE,
+        &format!("{path}/{buy_id}"),
+        &user.access,
+        None,
+        &[],
+    )
+    .await;
+    still.assert_problem(409, "CONFLICT");
+    let again = send(
+        &app,
+        Method::DELETE,
+        &format!("{path}/{sell}"),
+        &user.access,
+        None,
+        &[],
+    )
+    .await;
+    again.assert_problem(404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn concurrent_sells_cannot_both_spend_one_holding() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    created(
+        &add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("bitcoin", "buy", "1", "100", "0", 1),
+        )
+        .await,
+    );
+    let replies = join_all((0..5).map(|_| {
+        add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("bitcoin", "sell", "0.4", "120", "0", 2),
+        )
+    }))
+    .await;
+    let ok = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    let refused = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::UNPROCESSABLE_ENTITY)
+        .count();
+    assert_eq!((ok, refused), (2, 3));
+    let sold: String = sqlx::query_scalar(
+        "SELECT sum(quantity)::text FROM portfolio_transactions WHERE side = 'sell'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("sum");
+    assert_eq!(sold, "0.8");
+}
+
+#[tokio::test]
+async fn transactions_list_by_execution_time_with_filters() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    // Recorded out of order on purpose.
+    for body in [
+        tx("ethereum", "buy", "2", "10", "0", 3),
+        tx("bitcoin", "buy", "1", "100", "0", 1),
+        tx("bitcoin", "sell", "0.5", "120", "0", 4),
+        tx("bitcoin", "transfer_in", "0.25", "0", "0", 2),
+    ] {
+        created(&add_tx(&app, &user, &portfolio, body).await);
+    }
+    let list = |query: &'static str| {
+        let app = &app;
+        let user = &user;
+        let portfolio = portfolio.clone();
+        async move {
+            let reply = app
+                .get(
+                    &format!("/api/v1/portfolios/{portfolio}/transactions{query}"),
+                    Some(&user.access),
+                )
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+            reply
+        }
+    };
+    let days = |reply: &Reply| -> Vec<String> {
+        reply.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|t| t["executed_at"].as_str().expect("at")[8..10].to_owned())
+            .collect()
+    };
+    let all = list("").await;
+    assert_eq!(days(&all), ["01", "02", "03", "04"]);
+    assert_eq!(all.body["total"], 4);
+    assert_eq!(days(&list("?order=desc").await), ["04", "03", "02", "01"]);
+    let btc = list("?coin_id=bitcoin").await;
+    assert_eq!(days(&btc), ["01", "02", "04"]);
+    assert_eq!(btc.body["total"], 3);
+    let sells = list("?side=sell").await;
+    assert_eq!(days(&sells), ["04"]);
+    assert_eq!(sells.body["items"][0]["quantity"], "0.5");
+    assert_eq!(days(&list("?coin_id=bitcoin&side=buy").await), ["01"]);
+    let paged = list("?per_page=3&page=2").await;
+    assert_eq!(days(&paged), ["04"]);
+    assert_eq!(paged.body["total_pages"], 2);
+    for query in ["?per_page=101", "?page=0", "?side=short", "?coin_id=BTC!"] {
+        let reply = app
+            .get(
+                &format!("/api/v1/portfolios/{portfolio}/transactions{query}"),
+                Some(&user.access),
+            )
+            .await;
+        reply.assert_problem(422, "VALIDATION_ERROR");
+    }
+}
+
+// ---- valuation ----------------------------------------------------------------------------
+
+/// The ledger of the unit tests' hand-computed fixture, through the API: two buys with fees, a
+/// partial sell with a fee, a zero-cost transfer in and a transfer out with a fee (bitcoin at
+/// 160), ten ethereum at 10 now worth 5, a closed position with a gain of 2, and a coin the
+/// price provider does not know.
+async fn fixture(app: &TestApp, user: &Session, method: &str) -> String {
+    seed_coin(app, "fixture-btc", Some(("160", Some("2.123456")))).await;
+    seed_coin(app, "fixture-eth", Some(("5", None))).await;
+    seed_coin(app, "fixture-closed", None).await;
+    seed_coin(app, "fixture-unpriced", None).await;
+    let portfolio = id_of(
+        &create_portfolio(
+            app,
+            user,
+            json!({"name": format!("Fixture {method}"), "cost_basis_method": method}),
+        )
+        .await,
+    );
+    for body in [
+        tx("fixture-btc", "buy", "2", "100", "2", 1),
+        tx("fixture-btc", "buy", "1", "130", "1", 2),
+        tx("fixture-btc", "sell", "1.5", "150", "1.5", 3),
+        json!({"coin_id": "fixture-btc", "side": "transfer_in", "quantity": "0.5",
+               "executed_at": "2025-01-04T12:00:00Z"}),
+        json!({"coin_id": "fixture-btc", "side": "transfer_out", "quantity": "0.25",
+               "fee": "0.1", "executed_at": "2025-01-05T12:00:00Z"}),
+        tx("fixture-eth", "buy", "10", "10", "0", 1),
+        tx("fixture-closed", "buy", "1", "10", "0", 1),
+        tx("fixture-closed", "sell", "1", "12", "0", 2),
+        tx("fixture-unpriced", "buy", "1", "7", "0", 1),
+    ] {
+        created(&add_tx(app, user, &portfolio, body).await);
+    }
+    portfolio
+}
+
+async fn valuation(app: &TestApp, user: &Session, portfolio: &str) -> Value {
+    let reply = app
+        .get(
+            &format!("/api/v1/portfolios/{portfolio}/valuation"),
+            Some(&user.access),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body
+}
+
+fn holding<'a>(valuation: &'a Value, coin: &str) -> &'a Value {
+    valuation["holdings"]
+        .as_array()
+        .expect("holdings")
+        .iter()
+        .find(|h| h["coin_id"] == coin)
+        .unwrap_or_else(|| panic!("{coin} is listed: {valuation}"))
+}
+
+#[tokio::test]
+async fn valuation_by_average_cost_matches_the_hand_computed_fixture() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = fixture(&app, &user, "average").await;
+    let v = valuation(&app, &user, &portfolio).await;
+    assert_eq!(v["portfolio_id"], portfolio.as_str());
+    assert_eq!(v["base_currency"], "usd");
+    assert_eq!(v["cost_basis_method"], "average");
+    let order: Vec<&str> = v["holdings"]
+        .as_array()
+        .expect("holdings")
+        .iter()
+        .map(|h| h["coin_id"].as_str().expect("coin"))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "fixture-btc",
+            "fixture-eth",
+            "fixture-closed",
+            "fixture-unpriced"
+        ]
+    );
+    assert_eq!(
+        holding(&v, "fixture-btc"),
+        &json!({
+            "coin_id": "fixture-btc",
+            "quantity": "1.75",
+            "avg_cost": "83.25",
+            "cost_basis": "145.6875",
+            "price": "160",
+            "value": "280",
+            "unrealized_pnl": "134.3125",
+            "unrealized_pnl_pct": "92.1922",
+            "realized_pnl": "56.9",
+            "change_24h_pct": "2.1235",
+            "allocation_pct": "84.8485",
+            "price_updated_at": "2026-11-21T09:00:00+00:00",
+            "price_missing": false,
+        })
+    );
+    let eth = holding(&v, "fixture-eth");
+    assert_eq!(eth["unrealized_pnl"], "-50");
+    assert_eq!(eth["unrealized_pnl_pct"], "-50");
+    assert_eq!(eth["allocation_pct"], "15.1515");
+    assert_eq!(eth["change_24h_pct"], Value::Null);
+    let closed = holding(&v, "fixture-closed");
+    assert_eq!(closed["quantity"], "0");
+    assert_eq!(closed["avg_cost"], Value::Null);
+    assert_eq!(closed["realized_pnl"], "2");
+    let unpriced = holding(&v, "fixture-unpriced");
+    assert_eq!(unpriced["price"], Value::Null);
+    assert_eq!(unpriced["value"], Value::Null);
+    assert_eq!(unpriced["unrealized_pnl"], Value::Null);
+    assert_eq!(unpriced["allocation_pct"], Value::Null);
+    assert_eq!(unpriced["price_missing"], true);
+    assert_eq!(unpriced["cost_basis"], "7");
+    assert_eq!(
+        v["totals"],
+        json!({
+            "total_value": "330",
+            "total_cost": "252.6875",
+            "unrealized_pnl": "84.3125",
+            "unrealized_pnl_pct": "34.317",
+            "realized_pnl": "58.9",
+            "partial": true,
+            "missing_prices": ["fixture-unpriced"],
+        })
+    );
+}
+
+#[tokio::test]
+async fn valuation_by_fifo_matches_the_hand_computed_fixture_and_follows_the_method() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = fixture(&app, &user, "fifo").await;
+    let v = valuation(&app, &user, &portfolio).await;
+    let btc = holding(&v, "fixture-btc");
+    assert_eq!(btc["cost_basis"], "156.25");
+    assert_eq!(btc["avg_cost"], "89.285714285714285714");
+    assert_eq!(btc["unrealized_pnl"], "123.75");
+    assert_eq!(btc["unrealized_pnl_pct"], "79.2");
+    assert_eq!(btc["realized_pnl"], "71.9");
+    assert_eq!(v["totals"]["total_cost"], "263.25");
+    assert_eq!(v["totals"]["unrealized_pnl"], "73.75");
+    assert_eq!(v["totals"]["unrealized_pnl_pct"], "28.7805");
+    assert_eq!(v["totals"]["realized_pnl"], "73.9");
+
+    // Switching the method revalues at once.
+    let switched = send(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/portfolios/{portfolio}"),
+        &user.access,
+        Some(json!({"cost_basis_method": "average"})),
+        &[],
+    )
+    .await;
+    assert_eq!(switched.status, StatusCode::OK);
+    let v = valuation(&app, &user, &portfolio).await;
+    assert_eq!(holding(&v, "fixture-btc")["cost_basis"], "145.6875");
+}
+
+#[tokio::test]
+async fn allocation_sums_to_exactly_100_and_missing_prices_are_fetched_once() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Thirds"})).await);
+    seed_coin(&app, "third-a", Some(("1", None))).await;
+    seed_coin(&app, "third-b", Some(("1", None))).await;
+    seed_coin(&app, "third-c", Some(("1", None))).await;
+    for (coin, day) in [("third-a", 1), ("third-b", 2), ("third-c", 3)] {
+        created(&add_tx(&app, &user, &portfolio, tx(coin, "buy", "1", "1", "0", day)).await);
+    }
+    // bitcoin has no stored price: the provider is asked once and the quote kept.
+    created(
+        &add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("bitcoin", "buy", "0.001", "50000", "0", 4),
+        )
+        .await,
+    );
+    sqlx::query("DELETE FROM latest_prices WHERE coin_id = 'bitcoin'")
+        .execute(&app.pool)
+        .await
+        .expect("forget");
+    let v = valuation(&app, &user, &portfolio).await;
+    assert_eq!(v["totals"]["partial"], false);
+    assert_eq!(holding(&v, "bitcoin")["price_missing"], false);
+    assert!(holding(&v, "bitcoin")["price"].is_string());
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) FROM latest_prices WHERE coin_id = 'bitcoin'"
+        )
+        .await,
+        1
+    );
+    let total: rust_decimal::Decimal = v["holdings"]
+        .as_array()
+        .expect("holdings")
+        .iter()
+        .map(|h| {
+            h["allocation_pct"]
+                .as_str()
+                .expect("allocation")
+                .parse::<rust_decimal::Decimal>()
+                .expect("decimal")
+        })
+        .sum();
+    assert_eq!(total, rust_decimal::Decimal::ONE_HUNDRED);
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_leaves_prices_missing_not_an_error() {
+    let app = TestApp::spawn_with(|config| {
+        config.market.provider = common::market::ProviderKind::Coingecko;
+        config.market.coingecko_base_url = "http://127.0.0.1:9".into();
+        config.market.coingecko_max_attempts = 1;
+    })
+    .await;
+    let user = app.register("ada").await;
+    seed_coin(&app, "bitcoin", None).await;
+    seed_coin(&app, "ethereum", Some(("2000", None))).await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    created(
+        &add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("bitcoin", "buy", "1", "100", "0", 1),
+        )
+        .await,
+    );
+    created(
+        &add_tx(
+            &app,
+            &user,
+            &portfolio,
+            tx("ethereum", "buy", "1", "1000", "0", 1),
+        )
+        .await,
+    );
+    let v = valuation(&app, &user, &portfolio).await;
+    assert_eq!(v["totals"]["partial"], true);
+    assert_eq!(v["totals"]["missing_prices"], json!(["bitcoin"]));
+    assert_eq!(v["totals"]["total_value"], "2000");
+    assert_eq!(v["totals"]["total_cost"], "1100");
+    assert_eq!(v["totals"]["unrealized_pnl"], "1000");
+    assert_eq!(holding(&v, "ethereum")["allocation_pct"], "100");
+    assert_eq!(holding(&v, "bitcoin")["price_missing"], true);
+    // An unknown coin cannot be added while the provider is unreachable: 503, not a guess.
+    add_tx(
+        &app,
+        &user,
+        &portfolio,
+        tx("solana", "buy", "1", "100", "0", 1),
+    )
+    .await
+    .assert_problem(503, "UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn an_empty_portfolio_values_to_zero() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Empty"})).await);
+    let v = valuation(&app, &user, &portfolio).await;
+    assert_eq!(v["holdings"], json!([]));
+    assert_eq!(
+        v["totals"],
+        json!({
+            "total_value": "0",
+            "total_cost": "0",
+            "unrealized_pnl": "0",
+            "unrealized_pnl_pct": null,
+            "realized_pnl": "0",
+            "partial": false,
+            "missing_prices": [],
+        })
+    );
+}
+
+// ---- idempotency --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_response() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let key = [("idempotency-key", "create-main-1")];
+    let body = json!({"name": "Main", "cost_basis_method": "fifo"});
+    let first = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(body.clone()),
+        &key,
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    // The same request again, with its JSON written differently.
+    let retry = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(json!({"cost_basis_method": "fifo", "name": "Main"})),
+        &key,
+    )
+    .await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
+    assert_eq!(retry.body, first.body, "same id, same body");
+    assert_eq!(retry.header("location"), first.header("location"));
+    assert_eq!(retry.header("etag"), first.header("etag"));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(count(&app, "SELECT count(*) FROM portfolios").await, 1);
+
+    // Same key, different request: refused, nothing created.
+    let mismatch = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(json!({"name": "Other"})),
+        &key,
+    )
+    .await;
+    mismatch.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(mismatch.error_fields(), vec!["Idempotency-Key"]);
+    assert_eq!(count(&app, "SELECT count(*) FROM portfolios").await, 1);
+
+    // Keys are per user: another user's same key creates their own portfolio.
+    let other = app.register("bob").await;
+    let theirs = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &other.access,
+        Some(body.clone()),
+        &key,
+    )
+    .await;
+    assert_eq!(theirs.status, StatusCode::CREATED);
+    assert_ne!(theirs.body["id"], first.body["id"]);
+
+    // A failed request is not remembered: fixing it under the same key works.
+    let bad_key = [("idempotency-key", "create-bad")];
+    let failed = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(json!({"name": "Main"})),
+        &bad_key,
+    )
+    .await;
+    failed.assert_problem(409, "CONFLICT");
+    let fixed = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(json!({"name": "Second"})),
+        &bad_key,
+    )
+    .await;
+    assert_eq!(fixed.status, StatusCode::CREATED, "{}", fixed.body);
+
+    // After 24 hours a key is forgotten.
+    sqlx::query("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
+        .execute(&app.pool)
+        .await
+        .expect("age keys");
+    let reused = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(json!({"name": "Third"})),
+        &key,
+    )
+    .await;
+    assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.body);
+    assert_ne!(reused.body["id"], first.body["id"]);
+    assert_eq!(reused.header("idempotent-replayed"), None);
+
+    let invalid = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(json!({"name": "Fourth"})),
+        &[("idempotency-key", "has space")],
+    )
+    .await;
+    invalid.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(invalid.error_fields(), vec!["Idempotency-Key"]);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_on_transactions_covers_the_portfolio_too() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let a = id_of(&create_portfolio(&app, &user, json!({"name": "A"})).await);
+    let b = id_of(&create_portfolio(&app, &user, json!({"name": "B"})).await);
+    let key = [("idempotency-key", "buy-1")];
+    let body = tx("bitcoin", "buy", "1.50", "100", "0", 1);
+    let path = |p: &str| format!("/api/v1/portfolios/{p}/transactions");
+    let first = send(
+        &app,
+        Method::POST,
+        &path(&a),
+        &user.access,
+        Some(body.clone()),
+        &key,
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    // "1.5" is the same amount as "1.50".
+    let mut same = body.clone();
+    same["quantity"] = json!("1.5");
+    let retry = send(
+        &app,
+        Method::POST,
+        &path(&a),
+        &user.access,
+        Some(same),
+        &key,
+    )
+    .await;
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(retry.body, first.body);
+    assert_eq!(retry.header("location"), first.header("location"));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    let elsewhere = send(
+        &app,
+        Method::POST,
+        &path(&b),
+        &user.access,
+        Some(body.clone()),
+        &key,
+    )
+    .await;
+    elsewhere.assert_problem(422, "VALIDATION_ERROR");
+    let mut different = body;
+    different["quantity"] = json!("2");
+    let mismatch = send(
+        &app,
+        Method::POST,
+        &path(&a),
+        &user.access,
+        Some(different),
+        &key,
+    )
+    .await;
+    mismatch.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM portfolio_transactions").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_key_create_one_resource() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let key = [("idempotency-key", "race")];
+    let replies = join_all((0..6).map(|_| {
+        send(
+            &app,
+            Method::POST,
+            "/api/v1/portfolios",
+            &user.access,
+            Some(json!({"name": "Raced"})),
+            &key,
+        )
+    }))
+    .await;
+    let ids: HashSet<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            id_of(&r.body)
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "every retry got the one portfolio");
+    let replayed = replies
+        .iter()
+        .filter(|r| r.header("idempotent-replayed") == Some("true"))
+        .count();
+    assert_eq!(replayed, 5);
+    assert_eq!(count(&app, "SELECT count(*) FROM portfolios").await, 1);
+
+    let portfolio = ids.into_iter().next().expect("one id");
+    let path = format!("/api/v1/portfolios/{portfolio}/transactions");
+    let tx_key = [("idempotency-key", "race-tx")];
+    let replies = join_all((0..6).map(|_| {
+        send(
+            &app,
+            Method::POST,
+            &path,
+            &user.access,
+            Some(tx("bitcoin", "buy", "1", "100", "0", 1)),
+            &tx_key,
+        )
+    }))
+    .await;
+    let ids: HashSet<String> = replies
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+            id_of(&r.body)
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM portfolio_transactions").await,
+        1
+    );
+}
+
+// ---- the OpenAPI document -----------------------------------------------------------------
+
+#[tokio::test]
+async fn the_openapi_document_describes_portfolios_with_decimal_strings() {
+    let app = TestApp::spawn().await;
+    let spec = app.get("/openapi.json", None).await.body;
+    let paths = &spec["paths"];
+    for (path, method) in [
+        ("/api/v1/portfolios", "get"),
+        ("/api/v1/portfolios", "post"),
+        ("/api/v1/portfolios/{id}", "get"),
+        ("/api/v1/portfolios/{id}", "patch"),
+        ("/api/v1/portfolios/{id}", "delete"),
+        ("/api/v1/portfolios/{id}/transactions", "get"),
+        ("/api/v1/portfolios/{id}/transactions", "post"),
+        ("/api/v1/portfolios/{id}/transactions/{tx_id}", "get"),
+        ("/api/v1/portfolios/{id}/transactions/{tx_id}", "delete"),
+        ("/api/v1/portfolios/{id}/valuation", "get"),
+    ] {
+        let operation = &paths[path][method];
+        assert!(operation["summary"].is_string(), "{method} {path}");
+        assert_eq!(operation["tags"][0], "Portfolios", "{method} {path}");
+        assert_eq!(operation["security"][0]["bearerAuth"], json!([]));
+        for status in ["400", "401", "404", "429", "500"] {
+            if path == "/api/v1/portfolios" && status == "404" {
+                continue;
+            }
+            assert!(
+                operation["responses"][status]["content"]["application/problem+json"].is_object(),
+                "{method} {path} documents {status}"
+            );
+        }
+    }
+    let patch = &paths["/api/v1/portfolios/{id}"]["patch"];
+    assert!(patch["responses"]["412"].is_object());
+    assert!(patch["responses"]["409"].is_object());
+    assert!(paths["/api/v1/portfolios/{id}"]["delete"]["responses"]["412"].is_object());
+    assert!(
+        paths["/api/v1/portfolios/{id}"]["get"]["responses"]["200"]["headers"]["ETAG"].is_object()
+    );
+    let params = |path: &str, method: &str| -> Vec<String> {
+        paths[path][method]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .map(|p| p["name"].as_str().expect("name").to_owned())
+            .collect()
+    };
+    assert!(params("/api/v1/portfolios", "post").contains(&"Idempotency-Key".to_owned()));
+    assert!(
+        params("/api/v1/portfolios/{id}/transactions", "post")
+            .contains(&"Idempotency-Key".to_owned())
+    );
+    assert!(params("/api/v1/portfolios/{id}", "patch").contains(&"If-Match".to_owned()));
+    for name in ["sort", "order", "page", "per_page"] {
+        assert!(params("/api/v1/portfolios", "get").contains(&name.to_owned()));
+    }
+
+    let schemas = &spec["components"]["schemas"];
+    for name in [
+        "Portfolio",
+        "CreatePortfolioRequest",
+        "UpdatePortfolioRequest",
+        "Transaction",
+        "CreateTransactionRequest",
+        "Holding",
+        "ValuationTotals",
+        "Valuation",
+    ] {
+        assert!(
+            schemas[name]["example"].is_object(),
+            "{name} has an example"
+        );
+    }
+    // Every amount is a string with format decimal, and examples write them as strings.
+    for (schema, fields) in [
+        ("Transaction", &["quantity", "price", "fee"][..]),
+        (
+            "CreateTransactionRequest",
+            &["quantity", "price", "fee"][..],
+        ),
+        (
+            "Holding",
+            &[
+                "quantity",
+                "avg_cost",
+                "cost_basis",
+                "price",
+                "value",
+                "unrealized_pnl",
+                "unrealized_pnl_pct",
+                "realized_pnl",
+                "change_24h_pct",
+                "allocation_pct",
+            ][..],
+        ),
+        (
+            "ValuationTotals",
+            &[
+                "total_value",
+                "total_cost",
+                "unrealized_pnl",
+                "realized_pnl",
+            ][..],
+        ),
+    ] {
+        for field in fields {
+            let property = &schemas[schema]["properties"][*field];
+            assert_eq!(property["type"], "string", "{schema}.{field}: {property}");
+            assert_eq!(property["format"], "decimal", "{schema}.{field}");
+            assert!(
+                property["example"].is_string(),
+                "{schema}.{field} has an example"
+            );
+            assert!(
+                schemas[schema]["example"][*field].is_string(),
+                "{schema}'s example writes {field} as a string"
+            );
+        }
+    }
+    let valuation_doc = paths["/api/v1/portfolios/{id}/valuation"]["get"]["description"]
+        .as_str()
+        .expect("description");
+    assert!(valuation_doc.contains("8 decimal places") && valuation_doc.contains("zero cost"));
+}
