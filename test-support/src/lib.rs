@@ -187,7 +187,9 @@ where
 }
 
 /// The path of another package's binary of this workspace (a test only gets its own package's
-/// binaries from cargo), built first if it is not there yet.
+/// binaries from cargo), built first if it is missing. `cargo test --workspace` (what
+/// `make test` runs) builds every binary before any test starts, so it is never stale there;
+/// when running one package's tests alone, build the other binary first.
 pub fn workspace_binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> → target/<profile>/<name>

@@ -508,6 +508,30 @@ async fn a_worker_that_loses_redis_for_good_exits_non_zero() {
 #[tokio::test]
 async fn the_price_refresh_runs_once_per_interval_across_two_workers() {
     let stack = Stack::start().await;
+    // A coin held in a portfolio is refreshed too, not only the top of the market.
+    let client = http_client();
+    let portfolio: Value = client
+        .post(format!("{}/api/v1/portfolios", stack.api.base_url))
+        .bearer_auth(&stack.token)
+        .json(&json!({ "name": "held" }))
+        .send()
+        .await
+        .expect("portfolio")
+        .json()
+        .await
+        .expect("json");
+    let added = client
+        .post(format!(
+            "{}/api/v1/portfolios/{}/transactions",
+            stack.api.base_url,
+            portfolio["id"].as_str().expect("id")
+        ))
+        .bearer_auth(&stack.token)
+        .json(&json!({ "coin_id": "held-coin", "side": "buy", "quantity": "2", "price": "10" }))
+        .send()
+        .await
+        .expect("transaction");
+    assert_eq!(added.status(), 201, "{:?}", added.text().await);
     let settings = [
         ("PRICE_REFRESH_INTERVAL", "1s"),
         ("WORKER_QUEUES", "bulk_fetch,price_refresh"),
@@ -540,7 +564,16 @@ async fn the_price_refresh_runs_once_per_interval_across_two_workers() {
         .fetch_one(&pool)
         .await
         .expect("prices");
-    assert!(stored >= 3, "the refresh stored the top of the market");
+    assert!(stored >= 4, "the refresh stored the top of the market");
+    let refreshed_after_purchase: bool = sqlx::query_scalar(
+        "SELECT p.fetched_at > t.created_at
+         FROM latest_prices p JOIN portfolio_transactions t USING (coin_id)
+         WHERE p.coin_id = 'held-coin'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("held coin price");
+    assert!(refreshed_after_purchase, "the held coin was refreshed");
 }
 
 #[tokio::test]

@@ -214,3 +214,23 @@ pub async fn coin_exists(db: impl PgExecutor<'_>, coin_id: &str) -> Result<bool,
     .fetch_one(db)
     .await
 }
+
+/// The coins held in live portfolios, per quote currency (the portfolios' base currencies):
+/// the scheduled refresh keeps their prices fresh so valuations are current.
+pub async fn held_coins_by_currency(
+    db: impl PgExecutor<'_>,
+) -> Result<Vec<(String, Vec<String>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT p.base_currency AS "currency!", array_agg(DISTINCT t.coin_id) AS "coins!"
+           FROM portfolio_transactions t
+           JOIN portfolios p ON p.id = t.portfolio_id
+           WHERE p.deleted_at IS NULL
+           GROUP BY p.base_currency"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.currency, row.coins))
+        .collect())
+}

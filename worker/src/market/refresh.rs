@@ -1,4 +1,5 @@
-//! `price_refresh`: keeps the prices people care about fresh, once per interval across all
+//! `price_refresh`: keeps the prices people care about (held in portfolios, asked for
+//! recently, the top of the market) fresh, once per interval across all
 //! worker processes.
 
 use std::collections::BTreeSet;
@@ -37,7 +38,18 @@ pub async fn run(ctx: &JobContext, payload: Value) -> Result<Value, JobError> {
     let mut quotes = ctx.prices.top(job.top, &job.vs_currency).await?;
     let have: BTreeSet<String> = quotes.iter().map(|quote| quote.id.clone()).collect();
 
+    let held = store::held_coins_by_currency(&ctx.db)
+        .await
+        .map_err(|err| JobError::Retry(format!("reading held coins: {err}")))?;
     let mut wanted = BTreeSet::new();
+    let mut other_currencies = Vec::new();
+    for (currency, coins) in held {
+        if currency == job.vs_currency {
+            wanted.extend(coins);
+        } else if ctx.prices.accepts_currency(&currency) {
+            other_currencies.push((currency, coins));
+        }
+    }
     match recent::since(&ctx.redis, RECENT_WINDOW).await {
         Ok(ids) => wanted.extend(ids),
         Err(err) => {
