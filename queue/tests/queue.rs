@@ -330,7 +330,7 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
 #[tokio::test]
 async fn a_busy_worker_keeps_its_lease_so_its_jobs_are_never_run_twice() {
     let mut config = config("busy");
-    config.lease = Duration::from_millis(300);
+    config.lease = Duration::from_millis(500);
     let queue = queue(config);
     let runs = Runs::default();
     // Each job lasts several leases; the heartbeat has to keep up while all slots are busy.
@@ -339,7 +339,7 @@ async fn a_busy_worker_keeps_its_lease_so_its_jobs_are_never_run_twice() {
         12,
         &Job {
             fail_first: 0,
-            sleep_ms: 1200,
+            sleep_ms: 2000,
         },
         None,
     )
