@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use common::market::{recent, store};
+use common::market::recent;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,10 +26,7 @@ pub async fn run(ctx: &JobContext, payload: Value) -> Result<Value, JobError> {
     recent::note(&ctx.redis, &job.coins).await;
     let batch = ctx.prices.markets(&job.coins, &job.vs_currency).await?;
     let source = ctx.prices.kind().as_str();
-    store::save_quotes(&ctx.db, &batch.quotes, &job.vs_currency, source)
-        .await
-        .map_err(|err| JobError::Retry(format!("storing quotes: {err}")))?;
-    super::publish_prices(ctx, &job.vs_currency, &batch.quotes).await;
+    super::store_and_publish(ctx, &job.vs_currency, &batch.quotes).await?;
 
     let by_id: HashMap<&str, _> = batch
         .quotes

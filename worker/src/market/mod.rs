@@ -4,7 +4,7 @@ pub mod bulk_fetch;
 pub mod refresh;
 
 use common::events::{self, Event};
-use common::market::{ProviderError, Quote};
+use common::market::{ProviderError, Quote, store};
 use serde_json::json;
 
 use crate::jobs::{JobContext, JobError};
@@ -17,6 +17,15 @@ impl From<ProviderError> for JobError {
             JobError::Permanent(err.to_string())
         }
     }
+}
+
+/// Stores `quotes` (latest prices and history) and publishes them as a `prices` tick.
+async fn store_and_publish(ctx: &JobContext, vs: &str, quotes: &[Quote]) -> Result<(), JobError> {
+    store::save_quotes(&ctx.db, quotes, vs, ctx.prices.kind().as_str())
+        .await
+        .map_err(|err| JobError::Retry(format!("storing quotes: {err}")))?;
+    publish_prices(ctx, vs, quotes).await;
+    Ok(())
 }
 
 /// Publishes a `prices` tick for `quotes`. Best effort: subscribers miss a tick at worst.

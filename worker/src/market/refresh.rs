@@ -63,19 +63,26 @@ pub async fn run(ctx: &JobContext, payload: Value) -> Result<Value, JobError> {
         quotes.extend(batch.quotes);
         missing = batch.missing;
     }
-    store::save_quotes(&ctx.db, &quotes, &job.vs_currency, source)
-        .await
-        .map_err(|err| JobError::Retry(format!("storing quotes: {err}")))?;
-    super::publish_prices(ctx, &job.vs_currency, &quotes).await;
+    super::store_and_publish(ctx, &job.vs_currency, &quotes).await?;
+    let mut refreshed = quotes.len();
+    // Portfolios valued in other currencies get their holdings refreshed in that currency.
+    for (currency, coins) in other_currencies {
+        let batch = ctx.prices.markets(&coins, &currency).await?;
+        super::store_and_publish(ctx, &currency, &batch.quotes).await?;
+        refreshed += batch.quotes.len();
+    }
     tracing::info!(
-        refreshed = quotes.len(),
+        refreshed,
         missing = missing.len(),
         slot = job.slot,
         "prices refreshed"
     );
-    Ok(
-        json!({ "vs_currency": job.vs_currency, "source": source, "refreshed": quotes.len(), "missing": missing }),
-    )
+    Ok(json!({
+        "vs_currency": job.vs_currency,
+        "source": source,
+        "refreshed": refreshed,
+        "missing": missing,
+    }))
 }
 
 /// The id of the refresh job of one interval slot: the same in every process, so the row's
