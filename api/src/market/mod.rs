@@ -36,16 +36,28 @@ pub const MAX_BULK_COINS: usize = 250;
 /// Longest history range one request may ask for.
 const MAX_HISTORY_DAYS: i64 = 365;
 
+/// How often one process tells Redis a coin was asked about. The refresh looks back a day,
+/// so once a minute is plenty, and a hot coin costs no Redis write per request.
+const RECENT_NOTE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Market data endpoints.
 #[derive(Debug)]
 pub struct MarketApi {
     state: AppState,
+    /// Coins this process noted as asked about within `RECENT_NOTE_INTERVAL`.
+    noted: moka::sync::Cache<String, ()>,
 }
 
 impl MarketApi {
     /// Creates the endpoints over shared state.
     pub fn new(state: AppState) -> Self {
-        Self { state }
+        Self {
+            state,
+            noted: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(RECENT_NOTE_INTERVAL)
+                .build(),
+        }
     }
 }
 
@@ -348,9 +360,12 @@ impl MarketApi {
         let coin_id = parse_coin_id("coin_id", &coin_id.0)?;
         let vs = parse_vs_currency(vs_currency.0.as_deref())?;
         let price = self.latest_price(&coin_id, &vs).await?;
-        let redis = self.state.redis.clone();
-        // Keeps the coin in the scheduled refresh; never delays the answer.
-        tokio::spawn(async move { common::market::recent::note(&redis, &[coin_id]).await });
+        if !self.noted.contains_key(&coin_id) {
+            self.noted.insert(coin_id.clone(), ());
+            let redis = self.state.redis.clone();
+            // Keeps the coin in the scheduled refresh; never delays the answer.
+            tokio::spawn(async move { common::market::recent::note(&redis, &[coin_id]).await });
+        }
         Ok(Json(price.into()))
     }
 
