@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use apalis_core::backend::finalize::Ephemeral;
-use apalis_core::backend::{Backend, BackendConfig, TryNewBackend};
+use apalis_core::backend::{Backend, BackendConfig};
 use apalis_core::task::Task;
 use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::TaskId;
@@ -452,15 +452,6 @@ impl<Args> BackendConfig for RedisBackend<Args> {
             self.worker.clone(),
             self.on_dead_letter.clone(),
         )
-    }
-}
-
-impl<Args: DeserializeOwned + Send + 'static> TryNewBackend for RedisBackend<Args> {
-    type Backend = Self;
-
-    fn try_new(config: Self::Config) -> Result<Self::Backend, Self::Error> {
-        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        Ok(Self::new(RedisQueue::new(&url, config)?))
     }
 }
 
