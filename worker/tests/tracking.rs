@@ -13,6 +13,7 @@ use common::redis::Redis;
 use queue::{Delivery, RedisBackend};
 use serde_json::{Value, json};
 use test_support::{TestDatabase, redis_prefix, redis_url, wait_until};
+use worker::jobs::rows::JobRows;
 use worker::jobs::tracking::TrackingLayer;
 
 /// Panics on the first attempt, succeeds on the next; `{"always": true}` always panics.
@@ -60,7 +61,7 @@ async fn a_panic_is_a_failed_attempt_not_a_dead_worker() {
         .backend(backend)
         .concurrency(2)
         .layer(TrackingLayer::new(
-            pool.clone(),
+            JobRows::spawn(pool.clone()),
             redis,
             Queue::Notify,
             Duration::from_secs(5),

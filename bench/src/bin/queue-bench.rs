@@ -43,6 +43,7 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
+use worker::jobs::rows::JobRows;
 use worker::jobs::tracking::TrackingLayer;
 
 // The worker binary's allocator, so the process costs what the worker's would.
@@ -223,7 +224,7 @@ fn tracked_worker(
         .data(probe.clone())
         .concurrency(concurrency)
         .layer(TrackingLayer::new(
-            env.db.clone(),
+            JobRows::spawn(env.db.clone()),
             env.redis.clone(),
             Queue::Notify,
             JOB_TIMEOUT,

@@ -198,6 +198,15 @@ pub async fn mark_enqueued(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(), 
     Ok(())
 }
 
+/// An attempt the queue handed to a worker: the job and the attempt number it counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Attempt {
+    /// The job's id.
+    pub id: Uuid,
+    /// The attempt's number, from 1.
+    pub attempt: i32,
+}
+
 /// A job whose attempt is starting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedJob {
@@ -207,72 +216,121 @@ pub struct StartedJob {
     pub created_at: DateTime<Utc>,
 }
 
-/// Moves a job to `running` for attempt `attempt`, unless it is final (succeeded, cancelled,
-/// dead) or already past this attempt: then `None`, and the attempt must not run.
-pub async fn start_attempt(
+/// Moves each job to `running` for its attempt, in one statement, unless it is final
+/// (succeeded, cancelled, dead) or already past that attempt. Returns the attempts that may
+/// run; any other must not.
+///
+/// Rows are visited in id order, so two batches sharing rows lock them in the same order.
+pub async fn start_attempts(
     db: impl PgExecutor<'_>,
-    id: Uuid,
-    attempt: i32,
-) -> Result<Option<StartedJob>, sqlx::Error> {
-    sqlx::query_as!(
-        StartedJob,
-        "UPDATE jobs
-         SET status = 'running', attempts = $2, started_at = now(), updated_at = now()
-         WHERE id = $1 AND status IN ('queued', 'failed', 'running') AND attempts < $2
-         RETURNING user_id, created_at",
-        id,
-        attempt,
+    attempts: &[Attempt],
+) -> Result<Vec<(Attempt, StartedJob)>, sqlx::Error> {
+    let (ids, numbers): (Vec<Uuid>, Vec<i32>) = sorted(attempts)
+        .map(|attempt| (attempt.id, attempt.attempt))
+        .unzip();
+    let rows = sqlx::query!(
+        r#"UPDATE jobs AS j
+           SET status = 'running', attempts = b.attempt, started_at = now(), updated_at = now()
+           FROM (SELECT DISTINCT ON (id) id, attempt
+                 FROM unnest($1::uuid[], $2::int4[]) AS b(id, attempt)
+                 ORDER BY id, attempt DESC) AS b
+           WHERE j.id = b.id AND j.status IN ('queued', 'failed', 'running')
+             AND j.attempts < b.attempt
+           RETURNING j.id, j.attempts, j.user_id, j.created_at"#,
+        &ids,
+        &numbers,
     )
-    .fetch_optional(db)
-    .await
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let attempt = Attempt {
+                id: row.id,
+                attempt: row.attempts,
+            };
+            let job = StartedJob {
+                user_id: row.user_id,
+                created_at: row.created_at,
+            };
+            (attempt, job)
+        })
+        .collect())
 }
 
-/// Records a successful attempt.
-pub async fn succeed(
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// It succeeded with this result.
+    Succeeded(Value),
+    /// It failed with this error and another attempt follows.
+    Failed(String),
+    /// It failed with this error and no attempt follows.
+    Dead(String),
+}
+
+impl Outcome {
+    /// The status the row takes.
+    pub fn status(&self) -> JobStatus {
+        match self {
+            Outcome::Succeeded(_) => JobStatus::Succeeded,
+            Outcome::Failed(_) => JobStatus::Failed,
+            Outcome::Dead(_) => JobStatus::Dead,
+        }
+    }
+}
+
+/// Records how attempts ended, in one statement. An attempt that is no longer the row's
+/// running one (superseded by a later attempt) changes nothing.
+pub async fn finish_attempts(
     db: impl PgExecutor<'_>,
-    id: Uuid,
-    attempt: i32,
-    result: &Value,
+    finished: &[(Attempt, Outcome)],
 ) -> Result<(), sqlx::Error> {
+    let mut finished: Vec<_> = finished.iter().collect();
+    finished.sort_by_key(|(attempt, _)| (attempt.id, attempt.attempt));
+    let mut ids = Vec::with_capacity(finished.len());
+    let mut numbers = Vec::with_capacity(finished.len());
+    let mut statuses = Vec::with_capacity(finished.len());
+    let mut results = Vec::with_capacity(finished.len());
+    let mut errors = Vec::with_capacity(finished.len());
+    for (attempt, outcome) in finished {
+        ids.push(attempt.id);
+        numbers.push(attempt.attempt);
+        statuses.push(outcome.status().as_str());
+        // The arrays carry no NULLs (the macros type them as non-null): the statement keeps
+        // only the field that goes with the status.
+        let (result, error) = match outcome {
+            Outcome::Succeeded(result) => (result.clone(), ""),
+            Outcome::Failed(error) | Outcome::Dead(error) => (Value::Null, error.as_str()),
+        };
+        results.push(result);
+        errors.push(error);
+    }
     sqlx::query!(
-        "UPDATE jobs
-         SET status = 'succeeded', result = $3, error = NULL, finished_at = now(), updated_at = now()
-         WHERE id = $1 AND status = 'running' AND attempts = $2",
-        id,
-        attempt,
-        result,
+        r#"UPDATE jobs AS j
+           SET status = b.status,
+               result = CASE WHEN b.status = 'succeeded' THEN b.result END,
+               error = CASE WHEN b.status <> 'succeeded' THEN b.error END,
+               updated_at = now(),
+               finished_at = CASE WHEN b.status IN ('succeeded', 'dead') THEN now() END
+           FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[])
+                AS b(id, attempt, status, result, error)
+           WHERE j.id = b.id AND j.status = 'running' AND j.attempts = b.attempt"#,
+        &ids,
+        &numbers,
+        &statuses as &[&str],
+        &results,
+        &errors as &[&str],
     )
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Records a failed attempt: `failed` (another attempt follows) or `dead`.
-pub async fn fail(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-    attempt: i32,
-    error: &str,
-    dead: bool,
-) -> Result<(), sqlx::Error> {
-    let status = if dead {
-        JobStatus::Dead
-    } else {
-        JobStatus::Failed
-    };
-    sqlx::query!(
-        "UPDATE jobs
-         SET status = $3, error = $4, updated_at = now(),
-             finished_at = CASE WHEN $3 = 'dead' THEN now() END
-         WHERE id = $1 AND status = 'running' AND attempts = $2",
-        id,
-        attempt,
-        status as JobStatus,
-        error,
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+fn sorted(attempts: &[Attempt]) -> impl Iterator<Item = &Attempt> {
+    let mut attempts: Vec<_> = attempts.iter().collect();
+    attempts.sort_by_key(|attempt| (attempt.id, attempt.attempt));
+    attempts.into_iter()
 }
 
 /// Marks a job dead that the queue gave up on without running (its last run was lost with

@@ -3,6 +3,7 @@
 
 mod metrics;
 pub mod relay;
+pub mod rows;
 pub mod tracking;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use self::rows::JobRows;
 use self::tracking::TrackingLayer;
 use crate::config::WorkerConfig;
 
@@ -82,6 +84,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let failed = Arc::new(Notify::new());
+    let rows = JobRows::spawn(ctx.db.clone());
     let mut monitor = Monitor::new();
     for spec in config.queues.clone() {
         let concurrency = config.concurrency_of(&spec);
@@ -89,6 +92,7 @@ pub async fn run(
         let timeout = config.job_timeout;
         let ctx = ctx.clone();
         let failed = failed.clone();
+        let rows = rows.clone();
         monitor = monitor.register(move |_restarts| {
             let queue = spec.queue;
             let dead_db = ctx.db.clone();
@@ -108,7 +112,7 @@ pub async fn run(
                 .data(ctx.clone())
                 .concurrency(concurrency)
                 .layer(TrackingLayer::new(
-                    ctx.db.clone(),
+                    rows.clone(),
                     ctx.redis.clone(),
                     queue,
                     timeout,

@@ -8,19 +8,19 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::{AbortError, BoxDynError, Task};
 use common::events::{self, Event};
-use common::jobs::store::{self, StartedJob};
+use common::jobs::store::{Attempt, Outcome, StartedJob};
 use common::jobs::{JobStatus, Queue};
 use common::redis::Redis;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use queue::Delivery;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use tower_layer::Layer;
 use tower_service::Service;
 use uuid::Uuid;
 
 use super::metrics::JobMetrics;
+use super::rows::JobRows;
 
 /// Wraps a queue's job handler with the row's status transitions and the job metrics.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ pub struct TrackingLayer {
 
 #[derive(Debug)]
 struct Shared {
-    db: PgPool,
+    rows: JobRows,
     redis: Redis,
     queue: Queue,
     timeout: Duration,
@@ -38,11 +38,12 @@ struct Shared {
 }
 
 impl TrackingLayer {
-    /// Tracks jobs of `queue`; `timeout` is only used to word timeout errors.
-    pub fn new(db: PgPool, redis: Redis, queue: Queue, timeout: Duration) -> Self {
+    /// Tracks jobs of `queue` through the process's row writer; `timeout` is only used to
+    /// word timeout errors.
+    pub fn new(rows: JobRows, redis: Redis, queue: Queue, timeout: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
-                db,
+                rows,
                 redis,
                 queue,
                 timeout,
@@ -103,44 +104,44 @@ where
             let Ok(job_id) = id.parse::<Uuid>() else {
                 return Err(AbortError::new(ForeignJob(id)).into());
             };
-            let attempt = i32::try_from(delivery.attempt).unwrap_or(i32::MAX);
-            let Some(started) = store::start_attempt(&shared.db, job_id, attempt).await? else {
+            let attempt = Attempt {
+                id: job_id,
+                attempt: i32::try_from(delivery.attempt).unwrap_or(i32::MAX),
+            };
+            let Some(started) = shared.rows.start(attempt).await? else {
                 // Cancelled, already finished, or a stale duplicate: never run.
-                tracing::info!(%job_id, attempt, "job is final or superseded; not running it");
+                tracing::info!(%job_id, attempt = attempt.attempt, "job is final or superseded; not running it");
                 shared.metrics.completed("skipped");
                 return Ok(Value::Null);
             };
             shared.metrics.started(delivery.wait());
             shared
-                .announce(&started, job_id, JobStatus::Running, attempt)
+                .announce(&started, attempt, JobStatus::Running)
                 .await;
             let began = Instant::now();
             let result = inner.call(task).await.map_err(Into::into);
             shared.metrics.finished(began.elapsed());
-            match &result {
-                Ok(value) => {
-                    store::succeed(&shared.db, job_id, attempt, value).await?;
-                    shared.metrics.completed("succeeded");
-                    shared
-                        .announce(&started, job_id, JobStatus::Succeeded, attempt)
-                        .await;
-                }
+            let outcome = match &result {
+                Ok(value) => Outcome::Succeeded(value.clone()),
                 Err(err) => {
                     let dead =
                         err.downcast_ref::<AbortError>().is_some() || delivery.is_last_attempt();
                     let message = shared.describe(err.as_ref());
-                    tracing::warn!(%job_id, attempt, dead, error = %message, "job attempt failed");
-                    store::fail(&shared.db, job_id, attempt, &message, dead).await?;
-                    let status = if dead {
-                        shared.metrics.dead();
-                        JobStatus::Dead
+                    tracing::warn!(%job_id, attempt = attempt.attempt, dead, error = %message, "job attempt failed");
+                    if dead {
+                        Outcome::Dead(message)
                     } else {
-                        JobStatus::Failed
-                    };
-                    shared.metrics.completed(status.as_str());
-                    shared.announce(&started, job_id, status, attempt).await;
+                        Outcome::Failed(message)
+                    }
                 }
+            };
+            let status = outcome.status();
+            shared.rows.finish(attempt, outcome).await?;
+            if status == JobStatus::Dead {
+                shared.metrics.dead();
             }
+            shared.metrics.completed(status.as_str());
+            shared.announce(&started, attempt, status).await;
             result
         }
         .boxed()
@@ -163,11 +164,11 @@ impl Shared {
     }
 
     /// Tells the job's owner (over their event channel) that its status changed.
-    async fn announce(&self, job: &StartedJob, id: Uuid, status: JobStatus, attempts: i32) {
+    async fn announce(&self, job: &StartedJob, attempt: Attempt, status: JobStatus) {
         let Some(user_id) = job.user_id else { return };
         let event = Event::new(
             "job",
-            json!({ "id": id, "kind": self.queue.as_str(), "status": status.as_str(), "attempts": attempts }),
+            json!({ "id": attempt.id, "kind": self.queue.as_str(), "status": status.as_str(), "attempts": attempt.attempt }),
         );
         if let Err(err) = events::publish(&self.redis, &events::user_channel(user_id), &event).await
         {
