@@ -65,6 +65,7 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
     let redis = Redis::new(&config.common.redis).context("REDIS_URL is not a valid Redis URL")?;
     let addr = config.addr;
     let shutdown_timeout = config.http.shutdown_timeout;
+    let housekeeping = crate::housekeeping::spawn(db.clone(), config.housekeeping_interval);
     let state = AppState::new(config, db.clone(), redis, metrics)?;
     let app = build_app(state);
 
@@ -73,6 +74,7 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
         .run_with_graceful_shutdown(app, common::shutdown::signal(), Some(shutdown_timeout))
         .await
         .with_context(|| format!("serving HTTP on {addr} (API_ADDR) failed"))?;
+    housekeeping.abort();
     db.close().await;
     tracing::info!("api stopped");
     Ok(())

@@ -38,6 +38,10 @@ pub struct ApiConfig {
     /// How old a stored price may be before a read fetches a fresh one from the provider.
     #[arg(long = "price-max-age", env = "PRICE_MAX_AGE", default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
     pub price_max_age: Duration,
+
+    /// How often expired idempotency keys and long-expired refresh tokens are deleted.
+    #[arg(long = "housekeeping-interval", env = "HOUSEKEEPING_INTERVAL", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub housekeeping_interval: Duration,
 }
 
 /// Token and password settings.
@@ -193,6 +197,12 @@ impl ApiConfig {
                 problems.push(ConfigProblem::new("JWT_SECRET", "must not be empty"));
             }
             _ => {}
+        }
+        if self.housekeeping_interval.is_zero() {
+            problems.push(ConfigProblem::new(
+                "HOUSEKEEPING_INTERVAL",
+                "must be positive",
+            ));
         }
         if self.auth.access_ttl.is_zero() {
             problems.push(ConfigProblem::new("JWT_ACCESS_TTL", "must be positive"));

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod housekeeping;
 pub mod jobs;
 pub mod market;
 pub mod platform;

@@ -127,3 +127,26 @@ pub async fn revoke_all(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<u64, s
     .await?;
     Ok(result.rows_affected())
 }
+
+/// How long an expired refresh token is kept: presenting it within this time still counts as
+/// reuse and revokes its family; afterwards it is only an unknown token (refused).
+pub const EXPIRED_TOKEN_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// Deletes up to `limit` refresh tokens that expired more than [`EXPIRED_TOKEN_RETENTION`]
+/// ago; returns how many.
+pub async fn purge_expired(db: &PgPool, limit: i64) -> Result<u64, sqlx::Error> {
+    let cutoff = Utc::now() - EXPIRED_TOKEN_RETENTION;
+    let purged = sqlx::query!(
+        "DELETE FROM refresh_tokens
+         WHERE id = ANY(ARRAY(
+             SELECT id FROM refresh_tokens WHERE expires_at < $1
+             ORDER BY expires_at
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED))",
+        cutoff,
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(purged.rows_affected())
+}

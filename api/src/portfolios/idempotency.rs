@@ -168,6 +168,25 @@ fn map_violation(err: sqlx::Error) -> ApiError {
     }
 }
 
+/// Deletes up to `limit` keys of any user that expired (older than 24 h); returns how many.
+/// Keys already locked by a request taking them over are skipped.
+pub async fn purge_expired(db: &sqlx::PgPool, limit: i64) -> Result<u64, sqlx::Error> {
+    let purged = sqlx::query!(
+        "DELETE FROM idempotency_keys
+         WHERE ctid = ANY(ARRAY(
+             SELECT ctid FROM idempotency_keys
+             WHERE created_at < now() - interval '24 hours'
+             ORDER BY created_at
+             LIMIT $1
+             FOR UPDATE SKIP LOCKED))
+           AND created_at < now() - interval '24 hours'",
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(purged.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod binary;
 mod helpers;
+mod housekeeping;
 mod jobs;
 mod market;
 mod openapi;

@@ -1,0 +1,70 @@
+//! Periodic deletion of rows that can never be used again, so tables stay the size of what is
+//! live: idempotency keys past their 24 h (a user who never comes back would otherwise keep
+//! theirs forever) and refresh tokens long expired. Each API process runs it; the deletes
+//! skip rows another process is deleting, so running several at once is harmless.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::auth::sessions;
+use crate::portfolios::idempotency;
+
+/// Rows deleted per statement, so a large backlog never holds many locks or one long
+/// transaction.
+const BATCH: i64 = 1_000;
+
+/// Rows deleted by one round, per table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Expired idempotency keys.
+    pub idempotency_keys: u64,
+    /// Refresh tokens past their retention.
+    pub refresh_tokens: u64,
+}
+
+/// One round: deletes everything expired, in batches.
+pub async fn purge(db: &PgPool) -> Result<Purged, sqlx::Error> {
+    Ok(Purged {
+        idempotency_keys: drain(|| idempotency::purge_expired(db, BATCH)).await?,
+        refresh_tokens: drain(|| sessions::purge_expired(db, BATCH)).await?,
+    })
+}
+
+async fn drain<F, Fut>(mut batch: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, sqlx::Error>>,
+{
+    let mut total = 0;
+    loop {
+        let deleted = batch().await?;
+        total += deleted;
+        if deleted < BATCH.unsigned_abs() {
+            return Ok(total);
+        }
+    }
+}
+
+/// Runs [`purge`] every `interval`, the first round shortly after start-up. Failures are
+/// logged and retried at the next round.
+pub fn spawn(db: PgPool, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match purge(&db).await {
+                Ok(purged) if purged != Purged::default() => {
+                    tracing::info!(
+                        idempotency_keys = purged.idempotency_keys,
+                        refresh_tokens = purged.refresh_tokens,
+                        "purged expired rows"
+                    );
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "purge of expired rows failed"),
+            }
+        }
+    })
+}

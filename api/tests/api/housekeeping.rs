@@ -1,0 +1,92 @@
+//! The periodic purge: expired idempotency keys and long-expired refresh tokens of every user
+//! go, in batches, and nothing live is touched.
+
+use api::housekeeping::{self, Purged};
+use poem::http::StatusCode;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn expired_rows_of_every_user_are_purged_and_live_ones_kept() {
+    let app = TestApp::spawn().await;
+    let gone = app.register("gone").await;
+    let active = app.register("active").await;
+    let gone_id: Uuid = gone.id.parse().expect("id");
+
+    // A key the active user just used, through the API.
+    let created = app
+        .client
+        .post("/api/v1/portfolios")
+        .header("authorization", format!("Bearer {}", active.access))
+        .header("idempotency-key", "fresh-key")
+        .body_json(&json!({"name": "Main"}))
+        .send()
+        .await;
+    created.assert_status(StatusCode::CREATED);
+
+    // 2,500 keys of a user who never came back, 25 h old: more than one purge batch.
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, scope, key, request_hash, created_at)
+         SELECT $1, 'create_portfolio', 'old-' || n, '\\x00', now() - interval '25 hours'
+         FROM generate_series(1, 2500) AS n",
+    )
+    .bind(gone_id)
+    .execute(&app.pool)
+    .await
+    .expect("old keys");
+
+    // Refresh tokens: the gone user's expired 8 days ago (past retention) and 1 day ago
+    // (still kept, so a replay of it is still recognised as reuse); the active user's live.
+    sqlx::query(
+        "UPDATE refresh_tokens SET expires_at = now() - interval '8 days' WHERE user_id = $1",
+    )
+    .bind(gone_id)
+    .execute(&app.pool)
+    .await
+    .expect("expire");
+    sqlx::query(
+        "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, expires_at)
+         VALUES ($1, $2, $1, '\\x01', now() - interval '1 day')",
+    )
+    .bind(Uuid::now_v7())
+    .bind(gone_id)
+    .execute(&app.pool)
+    .await
+    .expect("recently expired token");
+
+    let purged = housekeeping::purge(&app.pool).await.expect("purge");
+    assert_eq!(
+        purged,
+        Purged {
+            idempotency_keys: 2500,
+            refresh_tokens: 1,
+        }
+    );
+    let count = |sql: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM idempotency_keys WHERE key = 'fresh-key'").await,
+        1
+    );
+    assert_eq!(count("SELECT count(*) FROM idempotency_keys").await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM refresh_tokens WHERE expires_at > now()").await,
+        1,
+        "the active user's session is untouched"
+    );
+    assert_eq!(count("SELECT count(*) FROM refresh_tokens").await, 2);
+
+    // The active user's session still works; a second round finds nothing.
+    assert_eq!(app.refresh(&active.refresh).await.status, StatusCode::OK);
+    let again = housekeeping::purge(&app.pool).await.expect("purge");
+    assert_eq!(again, Purged::default());
+}
