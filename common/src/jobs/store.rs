@@ -219,9 +219,10 @@ pub struct StartedJob {
 /// Moves each job to `running` for its attempt, unless it is final (succeeded, cancelled,
 /// dead) or already past that attempt. Returns the attempts that may run; any other must not.
 ///
-/// A batch is one statement; rows are visited in id order, so two batches sharing rows lock
-/// them in the same order. A batch of one uses the single-row statement, which Postgres plans
-/// in a fraction of the time (an idle worker writes one row at a time).
+/// A batch is one statement, its rows sent in id order so that two batches sharing rows tend
+/// to lock them in the same order (the caller retries the rare deadlock). A batch of one uses
+/// the single-row statement, which Postgres plans in a fraction of the time (an idle worker
+/// writes one row at a time).
 pub async fn start_attempts(
     db: impl PgExecutor<'_>,
     attempts: &[Attempt],

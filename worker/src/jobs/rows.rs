@@ -46,14 +46,15 @@ impl JobRows {
             Batcher::spawn(move |attempts: Vec<Attempt>| {
                 let db = db.clone();
                 async move {
-                    let started: HashMap<_, _> =
+                    let mut started: HashMap<_, _> =
                         retry_deadlocks(|| store::start_attempts(&db, &attempts))
                             .await?
                             .into_iter()
                             .collect();
+                    // `remove`: should one attempt come twice, only the first copy runs.
                     Ok(attempts
                         .iter()
-                        .map(|attempt| started.get(attempt).cloned())
+                        .map(|attempt| started.remove(attempt))
                         .collect())
                 }
             })
