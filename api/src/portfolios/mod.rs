@@ -24,9 +24,8 @@ use uuid::Uuid;
 use self::amount::Dec;
 use self::idempotency::{Claim, Key, Scope};
 use self::model::{
-    CreatePortfolioRequest, CreateTransactionRequest, Holding, Portfolio, PortfolioRow,
-    PortfolioSort, SortOrder, Transaction, TransactionSide, UpdatePortfolioRequest, Valuation,
-    ValuationTotals,
+    CreatePortfolioRequest, CreateTransactionRequest, Portfolio, PortfolioRow, PortfolioSort,
+    SortOrder, Transaction, TransactionSide, UpdatePortfolioRequest, Valuation, ValuationTotals,
 };
 use self::repo::{LedgerRow, NewTransaction};
 use self::valuation::{Entry, LedgerError, MarketPrice, Side};
@@ -1002,7 +1001,7 @@ impl PortfoliosApi {
             base_currency: portfolio.base_currency,
             cost_basis_method: method,
             valued_at: Utc::now(),
-            holdings: valued.holdings.into_iter().map(Holding::from).collect(),
+            holdings: valued.holdings,
             totals: ValuationTotals {
                 total_value: valued.total_value,
                 total_cost: valued.total_cost,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::amount::Dec;
-use super::valuation::{self, Method, Side};
+use super::valuation::{Method, Side};
 use crate::platform::example_time;
 
 /// How the cost of units sold or transferred out is measured.
@@ -380,7 +380,7 @@ impl Example for CreateTransactionRequest {
 
 /// One holding's figures. Quantities and prices are exact; money is rounded to 8 decimal
 /// places, `avg_cost` to 18 and percentages to 4, half away from zero.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, PartialEq, Object)]
 #[oai(example)]
 pub struct Holding {
     /// Coin id.
@@ -427,26 +427,6 @@ impl Example for Holding {
             allocation_pct: Some(Dec(Decimal::new(848_485, 4))),
             price_updated_at: Some(example_time()),
             price_missing: false,
-        }
-    }
-}
-
-impl From<valuation::HoldingValue> for Holding {
-    fn from(h: valuation::HoldingValue) -> Self {
-        Self {
-            coin_id: h.coin_id,
-            quantity: h.quantity,
-            avg_cost: h.avg_cost,
-            cost_basis: h.cost_basis,
-            price: h.price,
-            value: h.value,
-            unrealized_pnl: h.unrealized_pnl,
-            unrealized_pnl_pct: h.unrealized_pnl_pct,
-            realized_pnl: h.realized_pnl,
-            change_24h_pct: h.change_24h_pct,
-            allocation_pct: h.allocation_pct,
-            price_updated_at: h.price_updated_at,
-            price_missing: h.price_missing,
         }
     }
 }

@@ -20,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use rust_decimal::Decimal;
 
 use super::amount::Dec;
+use super::model::Holding;
 
 /// Decimal places of money figures (cost basis, value, P&L, totals).
 pub const MONEY_PLACES: u32 = 8;
@@ -232,29 +233,11 @@ pub struct MarketPrice {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// One holding as presented: rounded, with market figures when a price is known.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HoldingValue {
-    pub coin_id: String,
-    pub quantity: Dec,
-    pub avg_cost: Option<Dec>,
-    pub cost_basis: Dec,
-    pub price: Option<Dec>,
-    pub value: Option<Dec>,
-    pub unrealized_pnl: Option<Dec>,
-    pub unrealized_pnl_pct: Option<Dec>,
-    pub realized_pnl: Dec,
-    pub change_24h_pct: Option<Dec>,
-    pub allocation_pct: Option<Dec>,
-    pub price_updated_at: Option<chrono::DateTime<chrono::Utc>>,
-    pub price_missing: bool,
-}
-
 /// The whole portfolio.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortfolioValue {
     /// Largest value first; holdings without a price last; then by coin id.
-    pub holdings: Vec<HoldingValue>,
+    pub holdings: Vec<Holding>,
     pub total_value: Dec,
     pub total_cost: Dec,
     pub unrealized_pnl: Dec,
@@ -329,7 +312,7 @@ pub fn value_positions(
         }
         total_cost = checked(total_cost.checked_add(cost_basis.0))?;
         realized = checked(realized.checked_add(realized_pnl.0))?;
-        holdings.push(HoldingValue {
+        holdings.push(Holding {
             coin_id,
             quantity: Dec(position.quantity),
             avg_cost,
@@ -370,7 +353,7 @@ pub fn value_positions(
 
 /// Sets `allocation_pct` on priced holdings so that the shares sum to exactly 100 (when
 /// there is any value at all; otherwise every share is 0).
-fn allocate(holdings: &mut [HoldingValue], total_value: Decimal) -> Result<(), LedgerError> {
+fn allocate(holdings: &mut [Holding], total_value: Decimal) -> Result<(), LedgerError> {
     let mut sum = Decimal::ZERO;
     let mut largest: Option<(usize, Dec)> = None;
     for (index, holding) in holdings.iter_mut().enumerate() {
