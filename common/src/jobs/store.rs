@@ -289,6 +289,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The row's new status, result and error. Both statements keep only the field that goes
+    /// with the status, so the unused one is a placeholder rather than NULL (the batch's arrays
+    /// carry no NULLs: the macros type them as non-null).
+    fn columns(&self) -> (&'static str, Value, &str) {
+        let status = self.status().as_str();
+        match self {
+            Outcome::Succeeded(result) => (status, result.clone(), ""),
+            Outcome::Failed(error) | Outcome::Dead(error) => (status, Value::Null, error),
+        }
+    }
+
     /// The status the row takes.
     pub fn status(&self) -> JobStatus {
         match self {
@@ -306,33 +317,8 @@ pub async fn finish_attempts(
     db: impl PgExecutor<'_>,
     finished: &[(Attempt, Outcome)],
 ) -> Result<(), sqlx::Error> {
-    let mut finished: Vec<_> = finished.iter().collect();
-    finished.sort_by_key(|(attempt, _)| (attempt.id, attempt.attempt));
-    let mut ids = Vec::with_capacity(finished.len());
-    let mut numbers = Vec::with_capacity(finished.len());
-    let mut statuses = Vec::with_capacity(finished.len());
-    let mut results = Vec::with_capacity(finished.len());
-    let mut errors = Vec::with_capacity(finished.len());
-    for (attempt, outcome) in finished {
-        ids.push(attempt.id);
-        numbers.push(attempt.attempt);
-        statuses.push(outcome.status().as_str());
-        // The statements keep only the field that goes with the status (the batch's arrays
-        // carry no NULLs: the macros type them as non-null).
-        let (result, error) = match outcome {
-            Outcome::Succeeded(result) => (result.clone(), ""),
-            Outcome::Failed(error) | Outcome::Dead(error) => (Value::Null, error.as_str()),
-        };
-        results.push(result);
-        errors.push(error);
-    }
-    if let ([id], [number], [status], [result], [error]) = (
-        &ids[..],
-        &numbers[..],
-        &statuses[..],
-        &results[..],
-        &errors[..],
-    ) {
+    if let [(attempt, outcome)] = finished {
+        let (status, result, error) = outcome.columns();
         sqlx::query!(
             "UPDATE jobs
              SET status = $3,
@@ -341,8 +327,8 @@ pub async fn finish_attempts(
                  updated_at = now(),
                  finished_at = CASE WHEN $3 IN ('succeeded', 'dead') THEN now() END
              WHERE id = $1 AND status = 'running' AND attempts = $2",
-            id,
-            number,
+            attempt.id,
+            attempt.attempt,
             status,
             result,
             error,
@@ -350,6 +336,21 @@ pub async fn finish_attempts(
         .execute(db)
         .await?;
         return Ok(());
+    }
+    let mut finished: Vec<_> = finished.iter().collect();
+    finished.sort_by_key(|(attempt, _)| (attempt.id, attempt.attempt));
+    let mut ids = Vec::with_capacity(finished.len());
+    let mut numbers = Vec::with_capacity(finished.len());
+    let mut statuses = Vec::with_capacity(finished.len());
+    let mut results = Vec::with_capacity(finished.len());
+    let mut errors = Vec::with_capacity(finished.len());
+    for (attempt, outcome) in finished {
+        let (status, result, error) = outcome.columns();
+        ids.push(attempt.id);
+        numbers.push(attempt.attempt);
+        statuses.push(status);
+        results.push(result);
+        errors.push(error);
     }
     sqlx::query!(
         r#"UPDATE jobs AS j
@@ -371,6 +372,7 @@ pub async fn finish_attempts(
     .await?;
     Ok(())
 }
+
 /// Marks a job dead that the queue gave up on without running (its last run was lost with
 /// its worker). Final jobs are left alone.
 pub async fn dead_letter(
