@@ -14,10 +14,11 @@ use sqlx::PgPool;
 
 use crate::admin::AdminApi;
 use crate::auth::AuthApi;
+use crate::auth::lockout::LoginLockout;
 use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
-use crate::health::HealthApi;
+use crate::health::{HealthApi, metrics_endpoint};
 use crate::jobs::{JobsApi, QueuesAdminApi};
 use crate::market::cache::PriceCache;
 use crate::market::{MarketAdminApi, MarketApi};
@@ -37,6 +38,7 @@ pub struct AppState {
     pub redis: Redis,
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
+    pub lockout: LoginLockout,
     pub users: UserCache,
     pub prices: PriceProvider,
     pub price_cache: PriceCache,
@@ -62,6 +64,7 @@ impl AppState {
         Ok(Self {
             tokens: Arc::new(TokenKeys::new(&config.auth)),
             passwords: PasswordHasher::new(&config.auth)?,
+            lockout: LoginLockout::new(redis.clone(), &config.rate_limit),
             users: UserCache::new(config.auth.user_cache_ttl),
             prices: PriceProvider::from_config(&config.market, Some(redis.clone()))?,
             price_cache: PriceCache::new(redis.clone(), config.price_cache_ttl),
@@ -118,11 +121,14 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
     let api = openapi(&state);
     let templates = RouteTemplates::from_spec(&api.spec());
     let spec = api.spec_endpoint();
-    let docs = api.swagger_ui();
-    let routes = Route::new()
-        .nest("/", api)
-        .at("/openapi.json", spec)
-        .nest("/docs", docs);
+    let mut routes = Route::new();
+    if state.config.metrics_on_api_addr() {
+        routes = routes.at("/metrics", metrics_endpoint(&state));
+    }
+    if state.config.docs_enabled() {
+        routes = routes.nest("/docs", api.swagger_ui());
+    }
+    let routes = routes.at("/openapi.json", spec).nest("/", api);
 
     let http = &state.config.http;
     routes
@@ -131,13 +137,23 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
             http,
             state.tokens.clone(),
         ))
-        .with(BodyLimit::new(http.max_body_bytes))
+        // Compression inside BodyLimit: BodyLimit refuses encoded request bodies, so poem's
+        // Compression only ever compresses responses and never decodes a request.
         .with(Compression::new())
+        .with(BodyLimit::new(http.max_body_bytes))
         .with(cors(&http.cors_origins))
         .data(state.tokens.clone())
         .with(RequestContext::new(http.request_timeout, templates))
         // Outside the request context so that problem responses get the headers too.
         .with(security_headers())
+}
+
+/// What `METRICS_ADDR` serves: `/metrics` and liveness, with none of the API's middleware.
+pub fn build_metrics_app(state: &AppState) -> impl Endpoint<Output = poem::Response> + use<> {
+    Route::new().at("/metrics", metrics_endpoint(state)).at(
+        "/health/live",
+        poem::endpoint::make_sync(|_| "ok").map_to_response(),
+    )
 }
 
 fn cors(origins: &str) -> Cors {

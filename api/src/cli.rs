@@ -6,9 +6,9 @@ use anyhow::Context;
 use common::domain::Role;
 use common::redis::Redis;
 use poem::Server;
-use poem::listener::TcpListener;
+use poem::listener::{Listener, TcpListener};
 
-use crate::app::{AppState, build_app};
+use crate::app::{AppState, build_app, build_metrics_app};
 use crate::auth::passwords::PasswordHasher;
 use crate::config::ApiConfig;
 use crate::users::{repo, validate};
@@ -66,14 +66,40 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
     let addr = config.addr;
     let shutdown_timeout = config.http.shutdown_timeout;
     let housekeeping = crate::housekeeping::spawn(db.clone(), config.housekeeping_interval);
+    let metrics_addr = config.http.metrics_addr;
+    let docs = config.docs_enabled();
     let state = AppState::new(config, db.clone(), redis, metrics)?;
+    let metrics_server = match metrics_addr {
+        Some(metrics_addr) => {
+            let acceptor = TcpListener::bind(metrics_addr)
+                .into_acceptor()
+                .await
+                .with_context(|| format!("cannot listen on {metrics_addr} (METRICS_ADDR)"))?;
+            tracing::info!(%metrics_addr, "metrics listening");
+            let app = build_metrics_app(&state);
+            // Stopped with the process: scrapes need no draining.
+            Some(tokio::spawn(Server::new_with_acceptor(acceptor).run(app)))
+        }
+        None if state.config.common.app_env.is_production() => {
+            tracing::warn!("METRICS_ADDR is unset: production serves no /metrics");
+            None
+        }
+        None => None,
+    };
     let app = build_app(state);
 
-    tracing::info!(%addr, "api listening; docs at http://{addr}/docs");
+    if docs {
+        tracing::info!(%addr, "api listening; docs at http://{addr}/docs");
+    } else {
+        tracing::info!(%addr, "api listening");
+    }
     Server::new(TcpListener::bind(addr))
         .run_with_graceful_shutdown(app, common::shutdown::signal(), Some(shutdown_timeout))
         .await
         .with_context(|| format!("serving HTTP on {addr} (API_ADDR) failed"))?;
+    if let Some(server) = metrics_server {
+        server.abort();
+    }
     housekeeping.abort();
     db.close().await;
     tracing::info!("api stopped");

@@ -9,6 +9,10 @@ use common::secret::Secret;
 /// Signing key used when `JWT_SECRET` is unset outside production. Public, so never safe.
 const DEV_JWT_SECRET: &str = "coinpulse-development-only-jwt-secret-change-me";
 
+/// Marks the example secrets shipped in `deployments/` (e.g. `CHANGE-ME-to-at-least-…`). A
+/// secret containing it (any case) was copied from an example and is public.
+const PLACEHOLDER_MARK: &str = "change-me";
+
 /// Everything the API needs to start.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiConfig {
@@ -132,6 +136,16 @@ pub struct HttpConfig {
     )]
     pub trusted_proxy_hops: usize,
 
+    /// A separate address serving `/metrics` (keep it internal). In production `/metrics` is
+    /// served only there; in development also on `API_ADDR`.
+    #[arg(long = "metrics-addr", env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Whether `/docs` (the interactive documentation) is served: default true in
+    /// development, false in production. `/openapi.json` is always served.
+    #[arg(long = "docs-enabled", env = "DOCS_ENABLED")]
+    pub docs_enabled: Option<bool>,
+
     /// Upper bound on handling one request.
     #[arg(long = "request-timeout", env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -175,6 +189,44 @@ pub struct RateLimitConfig {
         default_value_t = 10
     )]
     pub auth_burst: u32,
+
+    /// IPv6 clients are keyed by this many leading bits of their address (one host usually
+    /// holds a whole /64).
+    #[arg(
+        long = "rate-limit-ipv6-prefix",
+        env = "RATE_LIMIT_IPV6_PREFIX",
+        default_value_t = 64,
+        value_parser = clap::value_parser!(u8).range(1..=128)
+    )]
+    pub ipv6_prefix: u8,
+
+    /// Callers tracked per scope before new anonymous callers share one bucket.
+    #[arg(
+        long = "rate-limit-max-keys",
+        env = "RATE_LIMIT_MAX_KEYS",
+        default_value_t = 100_000
+    )]
+    pub max_keys: usize,
+
+    /// Failed password checks (login or password change) one account may take within
+    /// `LOGIN_FAILURE_WINDOW`, from any address, before further attempts are refused (429).
+    #[arg(
+        long = "login-failures-per-account",
+        env = "LOGIN_FAILURES_PER_ACCOUNT",
+        default_value_t = 10
+    )]
+    pub login_failures_per_account: u32,
+
+    /// The window that failed password checks are counted in, from the first failure.
+    #[arg(long = "login-failure-window", env = "LOGIN_FAILURE_WINDOW", default_value = "15m", value_parser = parse_duration, value_name = "DURATION")]
+    pub login_failure_window: Duration,
+}
+
+/// Whether `secret` is the development default or one of the examples in `deployments/`.
+fn is_public_secret(secret: &str) -> bool {
+    secret == DEV_JWT_SECRET
+        || secret.contains(DEV_JWT_SECRET)
+        || secret.to_ascii_lowercase().contains(PLACEHOLDER_MARK)
 }
 
 impl ApiConfig {
@@ -187,6 +239,13 @@ impl ApiConfig {
                 "JWT_SECRET",
                 "is required in production (at least 32 bytes)",
             )),
+            Some(secret) if production && is_public_secret(secret.expose()) => {
+                problems.push(ConfigProblem::new(
+                    "JWT_SECRET",
+                    "is an example or development value, which is public: generate a random \
+                     one (e.g. `openssl rand -base64 48`)",
+                ));
+            }
             Some(secret) if secret.expose().len() < 32 && production => {
                 problems.push(ConfigProblem::new(
                     "JWT_SECRET",
@@ -247,10 +306,57 @@ impl ApiConfig {
         if self.http.max_body_bytes == 0 {
             problems.push(ConfigProblem::new("MAX_BODY_BYTES", "must be at least 1"));
         }
-        if production && self.http.cors_origins.trim() == "*" {
-            tracing::warn!("CORS_ORIGINS is * in production: any web origin may call the API");
+        if production
+            && self
+                .http
+                .cors_origins
+                .split(',')
+                .any(|origin| origin.trim() == "*")
+        {
+            problems.push(ConfigProblem::new(
+                "CORS_ORIGINS",
+                "must list the allowed origins in production (`*` lets any web page call the API)",
+            ));
+        }
+        if self.rate_limit.max_keys == 0 {
+            problems.push(ConfigProblem::new(
+                "RATE_LIMIT_MAX_KEYS",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.login_failures_per_account == 0 {
+            problems.push(ConfigProblem::new(
+                "LOGIN_FAILURES_PER_ACCOUNT",
+                "must be at least 1",
+            ));
+        }
+        if self.rate_limit.login_failure_window.is_zero() {
+            problems.push(ConfigProblem::new(
+                "LOGIN_FAILURE_WINDOW",
+                "must be positive",
+            ));
+        }
+        if let Some(metrics) = self.http.metrics_addr
+            && metrics == self.addr
+        {
+            problems.push(ConfigProblem::new(
+                "METRICS_ADDR",
+                "must differ from API_ADDR",
+            ));
         }
         problems
+    }
+
+    /// Whether `/metrics` is served on `API_ADDR` (never in production).
+    pub fn metrics_on_api_addr(&self) -> bool {
+        !self.common.app_env.is_production()
+    }
+
+    /// Whether `/docs` is served.
+    pub fn docs_enabled(&self) -> bool {
+        self.http
+            .docs_enabled
+            .unwrap_or(!self.common.app_env.is_production())
     }
 
     /// A configuration for tests and tools: development defaults, given database and Redis.
@@ -274,5 +380,66 @@ impl ApiConfig {
         config.auth.password_memory_kib = 1024;
         config.auth.password_iterations = 1;
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn production() -> ApiConfig {
+        let mut config = ApiConfig::for_tests("postgres://u:p@db/app", "redis://cache", "t:");
+        config.common.app_env = common::config::AppEnv::Production;
+        config.http.cors_origins = "https://app.example.com".into();
+        config.auth.password_memory_kib = 19_456;
+        config
+    }
+
+    fn variables(config: &ApiConfig) -> Vec<&'static str> {
+        config
+            .problems()
+            .iter()
+            .map(|problem| problem.variable)
+            .collect()
+    }
+
+    #[test]
+    fn production_refuses_public_secrets() {
+        let mut config = production();
+        assert!(variables(&config).is_empty(), "{:?}", variables(&config));
+        for public in [
+            DEV_JWT_SECRET.to_owned(),
+            "CHANGE-ME-to-at-least-32-random-bytes".to_owned(),
+            format!("prefix-{DEV_JWT_SECRET}-suffix"),
+            "a-long-enough-secret-but-Change-Me-please".to_owned(),
+        ] {
+            config.auth.jwt_secret = Some(Secret::new(public.clone()));
+            assert!(variables(&config).contains(&"JWT_SECRET"), "{public}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_any_origin() {
+        let mut config = production();
+        for origins in ["*", " * ", "https://app.example.com, *"] {
+            config.http.cors_origins = origins.into();
+            assert_eq!(variables(&config), vec!["CORS_ORIGINS"], "{origins}");
+        }
+        config.common.app_env = common::config::AppEnv::Development;
+        config.http.cors_origins = "*".into();
+        assert!(variables(&config).is_empty());
+    }
+
+    #[test]
+    fn docs_and_metrics_default_off_the_api_address_in_production() {
+        let mut config = production();
+        assert!(!config.docs_enabled());
+        assert!(!config.metrics_on_api_addr());
+        config.http.docs_enabled = Some(true);
+        assert!(config.docs_enabled());
+        config.common.app_env = common::config::AppEnv::Development;
+        config.http.docs_enabled = None;
+        assert!(config.docs_enabled());
+        assert!(config.metrics_on_api_addr());
     }
 }

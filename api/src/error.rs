@@ -319,15 +319,17 @@ pub mod status {
     pub const UNAVAILABLE: u32 = 1 << 9;
     /// 412: an `If-Match` precondition failed.
     pub const PRECONDITION_FAILED: u32 = 1 << 10;
+    /// 415: the body's media type or content coding is not accepted.
+    pub const UNSUPPORTED_MEDIA_TYPE: u32 = 1 << 11;
 
     /// What any operation can answer.
     pub const ALWAYS: u32 = BAD_REQUEST | RATE_LIMITED | INTERNAL | UNAVAILABLE;
     /// What any operation behind a bearer token can answer.
     pub const AUTHED: u32 = ALWAYS | UNAUTHORIZED;
     /// What any operation with a JSON body can answer in addition.
-    pub const BODY: u32 = PAYLOAD_TOO_LARGE | VALIDATION;
+    pub const BODY: u32 = PAYLOAD_TOO_LARGE | UNSUPPORTED_MEDIA_TYPE | VALIDATION;
 
-    pub(super) const ALL: [(u32, u16, &str); 11] = [
+    pub(super) const ALL: [(u32, u16, &str); 12] = [
         (
             BAD_REQUEST,
             400,
@@ -351,6 +353,12 @@ pub mod status {
             "`If-Match` does not match the current `ETag`: reload and retry.",
         ),
         (PAYLOAD_TOO_LARGE, 413, "The request body is too large."),
+        (
+            UNSUPPORTED_MEDIA_TYPE,
+            415,
+            "The body is not `application/json`, or is compressed (`Content-Encoding` other \
+             than `identity`).",
+        ),
         (VALIDATION, 422, "Invalid fields; see `errors`."),
         (RATE_LIMITED, 429, "Rate limited; see `Retry-After`."),
         (INTERNAL, 500, "Internal error; quote `request_id`."),

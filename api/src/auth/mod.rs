@@ -1,6 +1,8 @@
 //! Registration, login and the token lifecycle.
 
 pub mod extract;
+pub mod hmac_only;
+pub mod lockout;
 pub mod passwords;
 pub mod sessions;
 pub mod tokens;
@@ -210,6 +212,7 @@ impl AuthApi {
         body: JsonBody<LoginRequest>,
     ) -> ApiResult<Json<TokenResponse>, { status::AUTHED | status::BODY | status::FORBIDDEN }> {
         let request = body.0;
+        let attempt = self.state.lockout.begin(&request.email).await?;
         let user = repo::find_by_email(&self.state.db, request.email.trim()).await?;
         let verification = self
             .state
@@ -219,6 +222,9 @@ impl AuthApi {
                 user.as_ref().map(|u| u.password_hash.as_str()),
             )
             .await?;
+        if user.is_some() && verification != Verification::Mismatch {
+            self.state.lockout.succeeded(attempt).await;
+        }
         let user = match (user, verification) {
             (Some(user), Verification::Match | Verification::MatchRehashed(_))
                 if !user.is_active =>

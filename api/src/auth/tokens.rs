@@ -79,6 +79,7 @@ const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(60);
 impl TokenKeys {
     /// Builds the keys and validation rules from configuration.
     pub fn new(config: &AuthConfig) -> Self {
+        super::hmac_only::install();
         let secret = config.signing_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_audience(&[&config.jwt_audience]);

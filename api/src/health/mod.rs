@@ -1,8 +1,8 @@
 //! Liveness, readiness, version and metrics.
 
 use common::health;
-use poem_openapi::payload::{Json, PlainText};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
 
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, status};
@@ -64,13 +64,6 @@ pub struct Liveness {
     pub status: String,
 }
 
-#[derive(ApiResponse)]
-enum MetricsResponse {
-    /// Prometheus text exposition format.
-    #[oai(status = 200, content_type = "text/plain; version=0.0.4")]
-    Ok(PlainText<String>),
-}
-
 #[OpenApi(tag = "ApiTags::Operations")]
 impl HealthApi {
     /// Version and uptime.
@@ -108,11 +101,21 @@ impl HealthApi {
             redis: health::word(readiness.redis).into(),
         }))
     }
+}
 
-    /// Prometheus metrics of this process.
-    #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self) -> MetricsResponse {
-        common::telemetry::record_pool_gauges(&self.state.db);
-        MetricsResponse::Ok(PlainText(self.state.metrics.render()))
-    }
+/// `GET /metrics`: Prometheus text of this process. A plain route rather than an operation of
+/// the document: it is for the operator's scraper, and production serves it only on the
+/// internal `METRICS_ADDR`.
+pub fn metrics_endpoint(state: &AppState) -> impl poem::Endpoint<Output = poem::Response> + use<> {
+    use poem::{EndpointExt, IntoResponse};
+    let db = state.db.clone();
+    let handle = state.metrics.clone();
+    poem::endpoint::make_sync(move |_| {
+        common::telemetry::record_pool_gauges(&db);
+        handle
+            .render()
+            .with_content_type("text/plain; version=0.0.4; charset=utf-8")
+            .into_response()
+    })
+    .map_to_response()
 }

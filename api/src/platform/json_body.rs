@@ -13,6 +13,11 @@ use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, FieldError};
+use crate::platform::body_limit::MaxBodyBytes;
+
+/// The limit when no `BodyLimit` middleware told the request its own (the default of
+/// `MAX_BODY_BYTES`).
+const DEFAULT_MAX_BYTES: usize = 1_048_576;
 
 /// A JSON request body of type `T` (which derives both `poem_openapi::Object` and
 /// `serde::Deserialize`).
@@ -51,12 +56,17 @@ impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for JsonBody<T> {
             )
             .into());
         }
+        // A second guard behind `BodyLimit`: even where that middleware is missing, a JSON body
+        // is never read past the limit.
+        let limit = request
+            .data::<MaxBodyBytes>()
+            .map_or(DEFAULT_MAX_BYTES, |max| max.0);
         let bytes = body
             .take()
             .map_err(|err| ApiError::BadRequest(err.to_string()))?
-            .into_bytes()
+            .into_bytes_limit(limit)
             .await
-            .map_err(read_error)?;
+            .map_err(|err| read_error(err, limit))?;
         parse(&bytes).map(JsonBody).map_err(Into::into)
     }
 }
@@ -71,9 +81,9 @@ fn is_json(content_type: Option<&str>) -> bool {
         })
 }
 
-fn read_error(err: poem::error::ReadBodyError) -> ApiError {
+fn read_error(err: poem::error::ReadBodyError, limit: usize) -> ApiError {
     match err {
-        poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge { limit: 0 },
+        poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge { limit },
         other => ApiError::BadRequest(format!("the request body could not be read: {other}")),
     }
 }
@@ -180,6 +190,61 @@ mod tests {
             parse::<Login>(b"[1]"),
             Err(ApiError::BadRequest(_))
         ));
+    }
+
+    #[derive(Debug, serde::Deserialize, poem_openapi::Object)]
+    struct Note {
+        text: String,
+    }
+
+    struct NotesApi;
+
+    #[poem_openapi::OpenApi]
+    impl NotesApi {
+        #[oai(path = "/notes", method = "post")]
+        async fn create(&self, body: JsonBody<Note>) -> poem_openapi::payload::PlainText<String> {
+            poem_openapi::payload::PlainText(body.0.text)
+        }
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_with_a_limit_even_without_the_middleware() {
+        use poem::EndpointExt;
+        let service = poem_openapi::OpenApiService::new(NotesApi, "notes", "1");
+        let with_limit = |limit| {
+            poem::test::TestClient::new(
+                poem::Route::new()
+                    .nest(
+                        "/",
+                        poem_openapi::OpenApiService::new(NotesApi, "notes", "1"),
+                    )
+                    .data(MaxBodyBytes(limit)),
+            )
+        };
+        let body = format!(r#"{{"text": "{}"}}"#, "x".repeat(DEFAULT_MAX_BYTES));
+        let unguarded = poem::test::TestClient::new(poem::Route::new().nest("/", service));
+        unguarded
+            .post("/notes")
+            .content_type("application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .assert_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
+        with_limit(16)
+            .post("/notes")
+            .content_type("application/json")
+            .body(r#"{"text": "seventeen bytes?"}"#)
+            .send()
+            .await
+            .assert_status(poem::http::StatusCode::PAYLOAD_TOO_LARGE);
+        with_limit(64)
+            .post("/notes")
+            .content_type("application/json")
+            .body(r#"{"text": "fits"}"#)
+            .send()
+            .await
+            .assert_text("fits")
+            .await;
     }
 
     #[test]

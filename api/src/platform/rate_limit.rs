@@ -1,13 +1,26 @@
 //! Per-caller rate limits (GCRA token buckets from `governor`).
 //!
 //! Two scopes: `auth` for `/api/v1/auth/*` (keyed by client IP, strict, against credential
-//! stuffing) and `general` for everything else (keyed by user when the bearer token is valid,
-//! otherwise by client IP). Health and metrics endpoints are exempt so probes never fail.
+//! stuffing) and for `PUT /api/v1/users/me/password` (keyed by the token's user, so a stolen
+//! access token guesses the current password no faster than login allows); `general` for
+//! everything else (keyed by user when the bearer token is valid, otherwise by client IP).
+//! Health and metrics endpoints are exempt so probes never fail. IPv6 clients are keyed by
+//! their network prefix (`/64` by default): one host usually holds a whole `/64`, and keying by
+//! the full address would hand it 2^64 buckets.
+//!
 //! Limits are per process: with N API replicas a caller gets up to N times the rate, the usual
-//! trade for not putting Redis on every request's path.
+//! trade for not putting Redis on every request's path. The per-account limit on failed
+//! password checks, which must hold across replicas, lives in Redis (`auth::lockout`).
+//!
+//! Memory: a key is a fixed-size value (no allocation), and a bucket that has refilled is
+//! forgotten every [`CLEANUP_INTERVAL`]. When more than `RATE_LIMIT_MAX_KEYS` callers are live
+//! in a scope at a cleanup, that scope keys new anonymous callers by one shared overflow key
+//! until the next cleanup finds it under the cap again, so key rotation cannot grow the table
+//! without bound.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -24,8 +37,36 @@ use crate::config::{HttpConfig, RateLimitConfig};
 use crate::error::ApiError;
 use crate::platform::request_context::ExtraHeaders;
 
-type KeyedLimiter =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+/// How often buckets that have refilled are forgotten and the key cap is checked.
+pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Who a bucket belongs to. Fixed-size, so a key costs no allocation of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallerKey {
+    /// A client address (IPv6: its network prefix).
+    Ip(IpAddr),
+    /// An authenticated user.
+    User(uuid::Uuid),
+    /// A request whose address is unknown.
+    Unknown,
+    /// Every new anonymous caller while the scope holds more keys than its cap.
+    Overflow,
+}
+
+/// A keyed token-bucket limiter over [`CallerKey`]s.
+pub type KeyedLimiter = RateLimiter<
+    CallerKey,
+    DefaultKeyedStateStore<CallerKey>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// A limiter of `per_minute` sustained requests and `burst` at once per key (each at least 1).
+pub fn keyed_limiter(per_minute: u32, burst: u32) -> KeyedLimiter {
+    let quota = Quota::per_minute(NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN));
+    RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>()
+}
 
 /// One scope's limiter and the figures it advertises in headers.
 struct Scope {
@@ -33,19 +74,46 @@ struct Scope {
     limiter: KeyedLimiter,
     per_minute: u32,
     burst: u32,
+    max_keys: usize,
+    /// Set by the cleanup when the table is over `max_keys`.
+    saturated: AtomicBool,
 }
 
 impl Scope {
-    fn new(name: &'static str, per_minute: u32, burst: u32) -> Self {
-        let per_minute = per_minute.max(1);
-        let burst = burst.max(1);
-        let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+    fn new(name: &'static str, per_minute: u32, burst: u32, max_keys: usize) -> Self {
         Self {
             name,
-            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
-            per_minute,
-            burst,
+            limiter: keyed_limiter(per_minute, burst),
+            per_minute: per_minute.max(1),
+            burst: burst.max(1),
+            max_keys,
+            saturated: AtomicBool::new(false),
+        }
+    }
+
+    /// Forgets refilled buckets, then decides whether new anonymous callers must share one key.
+    fn clean(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+        let saturated = self.limiter.len() > self.max_keys;
+        if saturated && !self.saturated.load(Ordering::Relaxed) {
+            tracing::warn!(
+                scope = self.name,
+                keys = self.limiter.len(),
+                max_keys = self.max_keys,
+                "rate-limit table over its cap: new anonymous callers share one bucket"
+            );
+        }
+        self.saturated.store(saturated, Ordering::Relaxed);
+    }
+
+    /// `key`, or the shared overflow key for an anonymous caller while the table is full.
+    fn admit(&self, key: CallerKey) -> CallerKey {
+        match key {
+            CallerKey::Ip(_) | CallerKey::Unknown if self.saturated.load(Ordering::Relaxed) => {
+                CallerKey::Overflow
+            }
+            key => key,
         }
     }
 
@@ -55,8 +123,8 @@ impl Scope {
     }
 
     /// Takes one token for `key`: the headers to send, and when refused, the seconds to wait.
-    fn check(&self, key: &String) -> (HeaderMap, Option<u64>) {
-        match self.limiter.check_key(key) {
+    fn check(&self, key: CallerKey) -> (HeaderMap, Option<u64>) {
+        match self.limiter.check_key(&self.admit(key)) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let refill =
@@ -88,6 +156,7 @@ pub struct RateLimit {
     auth: Arc<Scope>,
     tokens: Arc<TokenKeys>,
     trusted_proxy_hops: usize,
+    ipv6_prefix: u8,
 }
 
 impl std::fmt::Debug for RateLimit {
@@ -99,11 +168,17 @@ impl std::fmt::Debug for RateLimit {
 impl RateLimit {
     /// Builds both scopes and starts the task that forgets idle callers.
     pub fn new(limits: &RateLimitConfig, http: &HttpConfig, tokens: Arc<TokenKeys>) -> Self {
-        let general = Arc::new(Scope::new("general", limits.per_minute, limits.burst));
+        let general = Arc::new(Scope::new(
+            "general",
+            limits.per_minute,
+            limits.burst,
+            limits.max_keys,
+        ));
         let auth = Arc::new(Scope::new(
             "auth",
             limits.auth_per_minute,
             limits.auth_burst,
+            limits.max_keys,
         ));
         spawn_cleanup(Arc::downgrade(&general), Arc::downgrade(&auth));
         Self {
@@ -111,6 +186,7 @@ impl RateLimit {
             auth,
             tokens,
             trusted_proxy_hops: http.trusted_proxy_hops,
+            ipv6_prefix: limits.ipv6_prefix,
         }
     }
 }
@@ -122,43 +198,58 @@ fn spawn_cleanup(general: Weak<Scope>, auth: Weak<Scope>) {
         return;
     }
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(CLEANUP_INTERVAL);
         tick.tick().await;
         loop {
             tick.tick().await;
             let (Some(general), Some(auth)) = (general.upgrade(), auth.upgrade()) else {
                 return;
             };
-            for scope in [general, auth] {
-                scope.limiter.retain_recent();
-                scope.limiter.shrink_to_fit();
-            }
+            general.clean();
+            auth.clean();
         }
     });
 }
 
-/// The client's address: the peer, or with `hops` trusted proxies the entry they appended to
-/// `X-Forwarded-For` (entries further left are client-controlled and could be forged).
-fn client_ip(req: &Request, hops: usize) -> Option<IpAddr> {
+/// The client's address: the peer, or with `hops` trusted proxies the entry the outermost of
+/// them appended to `X-Forwarded-For` (entries further left are client-controlled and could be
+/// forged). With fewer entries than hops, or an entry there that is not an address, the header
+/// did not come through the proxies as configured and the peer address is used.
+fn client_ip(headers: &HeaderMap, peer: Option<IpAddr>, hops: usize) -> Option<IpAddr> {
     if hops > 0 {
-        let forwarded: Vec<IpAddr> = req
-            .headers()
+        let entries: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|value| value.to_str().ok())
             .flat_map(|value| value.split(','))
-            .filter_map(|entry| entry.trim().parse().ok())
+            .map(str::trim)
             .collect();
-        if let Some(ip) = forwarded
+        let forwarded = entries
             .len()
             .checked_sub(hops)
-            .and_then(|i| forwarded.get(i))
-        {
-            return Some(*ip);
+            .and_then(|i| entries.get(i))
+            .and_then(|entry| entry.parse::<IpAddr>().ok());
+        if let Some(ip) = forwarded {
+            return Some(ip);
         }
     }
-    req.remote_addr().as_socket_addr().map(|addr| addr.ip())
+    peer
 }
+
+/// The bucket key of an address: IPv4 as is, IPv6 (not IPv4-mapped) cut to `ipv6_prefix` bits.
+fn ip_key(ip: IpAddr, ipv6_prefix: u8) -> CallerKey {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u32::from(ipv6_prefix.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            CallerKey::Ip(IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)))
+        }
+        v4 => CallerKey::Ip(v4),
+    }
+}
+
+/// The one operation outside `/auth` that checks a password and so counts in the auth scope.
+const PASSWORD_CHANGE_PATH: &str = "/api/v1/users/me/password";
 
 fn is_exempt(path: &str) -> bool {
     path == "/metrics" || path == "/health" || path.starts_with("/health/")
@@ -195,24 +286,27 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
         if is_exempt(path) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
-        // The IP is only formatted when it is the key: most API traffic carries a token.
         let ip_key = |req: &Request| {
-            client_ip(req, self.limits.trusted_proxy_hops)
-                .map_or_else(|| "ip:unknown".to_owned(), |ip| format!("ip:{ip}"))
+            let peer = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
+            client_ip(req.headers(), peer, self.limits.trusted_proxy_hops)
+                .map_or(CallerKey::Unknown, |ip| ip_key(ip, self.limits.ipv6_prefix))
         };
         let verified = bearer_token(&req).map(|token| self.limits.tokens.verify(token));
+        let user_or_ip = |req: &Request| match &verified {
+            Some(Ok(claims)) => CallerKey::User(claims.sub),
+            _ => ip_key(req),
+        };
         let (scope, key) = if path.starts_with("/api/v1/auth/") {
             (&self.limits.auth, ip_key(&req))
+        } else if path == PASSWORD_CHANGE_PATH {
+            (&self.limits.auth, user_or_ip(&req))
         } else {
-            match &verified {
-                Some(Ok(claims)) => (&self.limits.general, format!("user:{}", claims.sub)),
-                _ => (&self.limits.general, ip_key(&req)),
-            }
+            (&self.limits.general, user_or_ip(&req))
         };
         if let Some(result) = verified {
             req.set_data(VerifiedBearer(result));
         }
-        let (headers, refused) = scope.check(&key);
+        let (headers, refused) = scope.check(key);
         if let Some(retry_after_secs) = refused {
             let mut error = poem::Error::from(ApiError::RateLimited { retry_after_secs });
             error.set_data(ExtraHeaders(headers));
@@ -229,5 +323,84 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
                 Err(error)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v6(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_prefix_share_a_key() {
+        let a = ip_key(v6("2001:db8:1:2:aaaa::1"), 64);
+        let b = ip_key(v6("2001:db8:1:2:ffff:ffff:ffff:ffff"), 64);
+        let other = ip_key(v6("2001:db8:1:3::1"), 64);
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        assert_eq!(a, CallerKey::Ip(v6("2001:db8:1:2::")));
+        assert_eq!(
+            ip_key(v6("2001:db8::1"), 128),
+            CallerKey::Ip(v6("2001:db8::1"))
+        );
+        assert_eq!(ip_key(v6("2001:db8::1"), 0), CallerKey::Ip(v6("::")));
+    }
+
+    #[test]
+    fn ipv4_and_mapped_ipv4_addresses_are_keyed_whole() {
+        let plain = ip_key(v6("203.0.113.7"), 64);
+        assert_eq!(plain, CallerKey::Ip(v6("203.0.113.7")));
+        assert_eq!(ip_key(v6("::ffff:203.0.113.7"), 64), plain);
+        assert_ne!(ip_key(v6("203.0.113.8"), 64), plain);
+    }
+
+    fn forwarded(values: &[&'static str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn forwarded_addresses_are_trusted_only_as_far_as_the_configured_hops() {
+        let peer = Some(v6("192.0.2.1"));
+        let two = forwarded(&["198.51.100.1, 203.0.113.9"]);
+        assert_eq!(client_ip(&two, peer, 0), peer);
+        assert_eq!(client_ip(&two, peer, 1), Some(v6("203.0.113.9")));
+        assert_eq!(client_ip(&two, peer, 2), Some(v6("198.51.100.1")));
+        // Fewer entries than hops: the header did not pass every proxy.
+        assert_eq!(client_ip(&two, peer, 3), peer);
+        assert_eq!(client_ip(&HeaderMap::new(), peer, 1), peer);
+        // Several headers read as one list, in order.
+        let split = forwarded(&["198.51.100.1", "203.0.113.9"]);
+        assert_eq!(client_ip(&split, peer, 1), Some(v6("203.0.113.9")));
+        // An entry that is not an address at the trusted position never shifts the choice to a
+        // client-written one.
+        let garbled = forwarded(&["198.51.100.1, unknown"]);
+        assert_eq!(client_ip(&garbled, peer, 1), peer);
+    }
+
+    #[test]
+    fn a_full_table_sends_new_anonymous_callers_to_one_bucket() {
+        let scope = Scope::new("test", 60, 1, 2);
+        for last in 1..=3u8 {
+            let (_, refused) = scope.check(CallerKey::Ip(IpAddr::from([10, 0, 0, last])));
+            assert!(refused.is_none());
+        }
+        scope.clean();
+        // Three buckets just used, none refilled: over the cap of two.
+        assert!(scope.saturated.load(Ordering::Relaxed));
+        let stranger = CallerKey::Ip(IpAddr::from([10, 0, 0, 99]));
+        assert_eq!(scope.admit(stranger), CallerKey::Overflow);
+        let user = CallerKey::User(uuid::Uuid::nil());
+        assert_eq!(scope.admit(user), user, "users keep their own bucket");
+        let (_, first) = scope.check(stranger);
+        let (_, second) = scope.check(CallerKey::Ip(IpAddr::from([10, 0, 0, 100])));
+        assert!(first.is_none());
+        assert!(second.is_some(), "the overflow bucket is shared");
     }
 }

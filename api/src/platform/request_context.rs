@@ -78,6 +78,24 @@ fn accept_request_id(value: &HeaderValue) -> Option<String> {
     valid.then(|| value.to_owned())
 }
 
+/// The `method` label: one of the standard methods, else `other`. Any method token is valid
+/// HTTP, so labelling with the raw method would let callers mint series without bound.
+fn method_label(method: &poem::http::Method) -> &'static str {
+    use poem::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     panic
         .downcast_ref::<&str>()
@@ -170,10 +188,10 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             || "unmatched".to_owned(),
             |pattern| self.templates.label(&pattern.0),
         );
-        let method_label = method.as_str().to_owned();
+        let method_label = method_label(&method);
         metrics::counter!(
             "http_requests_total",
-            "method" => method_label.clone(),
+            "method" => method_label,
             "route" => route.clone(),
             "status" => status.to_string(),
         )
@@ -249,6 +267,16 @@ mod tests {
         let response = client.get("/slow").send().await;
         response.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);
         response.assert_content_type("application/problem+json");
+    }
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        use poem::http::Method;
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let invented = Method::from_bytes(b"XMETH0").expect("a valid token");
+        assert_eq!(method_label(&invented), "other");
+        let lower = Method::from_bytes(b"get").expect("a valid token");
+        assert_eq!(method_label(&lower), "other");
     }
 
     #[test]

@@ -203,6 +203,9 @@ impl UsersApi {
             );
         }
         let user = current_user(&self.state.db, &auth.0).await?;
+        // A stolen access token must not make the current password cheaper to guess: this
+        // check counts against the same per-account limit as login.
+        let attempt = self.state.lockout.begin(&user.email).await?;
         let verification = self
             .state
             .passwords
@@ -211,6 +214,7 @@ impl UsersApi {
         if verification == Verification::Mismatch {
             return Err(ApiError::invalid("current_password", "is incorrect").into());
         }
+        self.state.lockout.succeeded(attempt).await;
         let new_hash = self.state.passwords.hash(&new_password).await?;
         let mut tx = self.state.db.begin().await?;
         repo::set_password_hash(&mut *tx, user.id, &new_hash).await?;

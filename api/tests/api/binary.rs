@@ -139,6 +139,7 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         .env("APP_ENV", "production")
         .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/db")
         .env("JWT_SECRET", "too-short")
+        .env("CORS_ORIGINS", "https://app.example.com")
         .output()
         .expect("run api");
     assert_eq!(output.status.code(), Some(2));

@@ -12,5 +12,6 @@ mod market;
 mod openapi;
 mod platform;
 mod portfolios;
+mod security;
 mod tokens;
 mod users;

@@ -215,3 +215,36 @@ async fn metrics_label_routes_by_template() {
     assert!(text.contains(r#"coinpulse_build_info{version="#));
     assert!(text.contains(r#"db_pool_connections{state="idle"}"#));
 }
+
+#[tokio::test]
+async fn password_changes_count_in_the_auth_scope_per_user() {
+    let app = TestApp::spawn_with(|config| {
+        config.rate_limit.auth_per_minute = 1;
+        config.rate_limit.auth_burst = 3;
+        // Out of the way, so the refusal below is the scope's.
+        config.rate_limit.login_failures_per_account = 100;
+    })
+    .await;
+    // Registering takes one auth token each from the client's (unknown) address.
+    let alice = app.register("alice").await;
+    let change = || {
+        app.call(
+            Method::PUT,
+            "/api/v1/users/me/password",
+            Some(&alice.access),
+            Some(json!({"current_password": "not-it", "new_password": "a-new-password"})),
+        )
+    };
+    for _ in 0..3 {
+        let wrong = change().await;
+        assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(wrong.header("x-ratelimit-limit"), Some("1"), "auth scope");
+    }
+    let refused = change().await;
+    refused.assert_problem(429, "RATE_LIMITED");
+    let metrics = app.metrics_text().await;
+    assert!(
+        metrics.contains("rate_limited_total{scope=\"auth\"}"),
+        "{metrics}"
+    );
+}

@@ -17,6 +17,7 @@ fn claims(app: &TestApp, sub: &str) -> Value {
 }
 
 fn sign(claims: &Value, secret: &str) -> String {
+    api::auth::hmac_only::install();
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
