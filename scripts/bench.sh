@@ -12,7 +12,7 @@
 # BENCH_READY_SECONDS (60) to wait for start-up, PG_PORT/REDIS_PORT (local services), and
 # for running two benches side by side: BENCH_HELLO_ADDR, BENCH_API_ADDR, BENCH_WORKER_ADDR,
 # BENCH_DB, BENCH_REDIS_DB (defaults below). BENCH_ONLY=http or BENCH_ONLY=queue runs one
-# section. The queue section: REDIS_BENCH_REQUESTS (100000) per redis-benchmark run, and
+# section (the rate-limit table's memory, a few seconds, always runs). The queue section: REDIS_BENCH_REQUESTS (100000) per redis-benchmark run, and
 # QUEUE_BENCH_* (see bench/src/bin/queue-bench.rs) for jobs per run, samples, concurrency.
 #
 # To add a benchmark: write a bench_* function that records rows with `record_row` (or
@@ -255,6 +255,14 @@ bench_queue() {
     report "" "The ratios divide by the first EVAL run ($first ops/s); last vs first: $(awk -v a="$first" -v b="$last" 'BEGIN { printf "%+.1f %%", (b - a) * 100 / a }')."
 }
 
+# The rate-limit table's memory per caller, against the String-keyed table it replaced, each
+# filled in a fresh process by `limiter-memory`. A few seconds; needs no services.
+bench_limiter() {
+    log "limiter-memory"
+    report ""
+    "$BIN"/limiter-memory | tee -a "$REPORT"
+}
+
 # Registers a throwaway user and prints its access token.
 register_user() {
     local suffix
@@ -393,6 +401,7 @@ main() {
     if [[ $BENCH_ONLY != http ]]; then
         bench_queue
     fi
+    bench_limiter
     log "report written to $REPORT"
 }
 

@@ -53,6 +53,9 @@ pub enum CallerKey {
     Overflow,
 }
 
+/// The size of a key, for the memory figures in docs/BENCHMARKS.md.
+pub const CALLER_KEY_BYTES: usize = std::mem::size_of::<CallerKey>();
+
 /// A keyed token-bucket limiter over [`CallerKey`]s.
 pub type KeyedLimiter = RateLimiter<
     CallerKey,
