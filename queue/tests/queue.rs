@@ -161,8 +161,12 @@ async fn jobs_run_once_and_a_repeated_push_is_ignored() {
 }
 
 #[tokio::test]
-async fn an_idle_worker_starts_a_new_job_within_milliseconds() {
-    let queue = queue(config("pickup"));
+async fn an_idle_worker_starts_a_new_job_without_waiting_for_a_poll() {
+    let mut config = config("pickup");
+    // An idle worker that only noticed new jobs when its blocking wait timed out would take
+    // seconds; one woken by the push takes a round trip.
+    config.block_timeout = Duration::from_secs(10);
+    let queue = queue(config);
     let runs = Runs::default();
     let worker = spawn_worker(RedisBackend::new(queue.clone()), 1, &runs);
     // Let the worker go idle (blocked on Redis) first.
@@ -173,7 +177,6 @@ async fn an_idle_worker_starts_a_new_job_within_milliseconds() {
     .await;
     let mut latencies = Vec::new();
     for n in 0..30 {
-        tokio::time::sleep(Duration::from_millis(5)).await; // idle gap between jobs
         let pushed = Instant::now();
         let id = push_jobs(&queue, 1, &Job::quick(), None).await.remove(0);
         wait_until("job start", Duration::from_secs(5), || async {
@@ -185,11 +188,9 @@ async fn an_idle_worker_starts_a_new_job_within_milliseconds() {
     }
     latencies.sort();
     let median = latencies[latencies.len() / 2];
-    // A poll-based worker would take its poll interval; a blocking one takes a round trip.
-    assert!(
-        median < Duration::from_millis(50),
-        "median pickup {median:?}"
-    );
+    // Far below the 10 s wait whatever the machine's load; the benchmark measures the real
+    // figure (docs/BENCHMARKS.md: about half a millisecond).
+    assert!(median < Duration::from_secs(2), "median pickup {median:?}");
     worker.abort();
 }
 
@@ -246,13 +247,14 @@ async fn failures_are_retried_with_growing_backoff_then_dead() {
             second_gap >= Duration::from_millis(100),
             "{id}: {second_gap:?}"
         );
-        assert!(
-            second_gap < Duration::from_millis(1000),
-            "{id}: {second_gap:?}"
-        );
+        // Bounded by the backoff cap (2 s) plus however late a loaded machine runs it.
+        assert!(second_gap < Duration::from_secs(10), "{id}: {second_gap:?}");
     }
-    // Nothing runs again after success or death.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing runs again after success or death: nothing is left to run.
+    wait_until("the queue to drain", Duration::from_secs(10), || {
+        drained(&queue)
+    })
+    .await;
     assert_eq!(runs.total(), 6);
     worker.abort();
 }
@@ -300,7 +302,7 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
             Box::pin(async {})
         }));
     let survivor = spawn_worker(survivor_backend, 2, &runs);
-    wait_until("slow re-run", Duration::from_secs(10), || async {
+    wait_until("slow re-run", Duration::from_secs(30), || async {
         runs.of("slow").len() == 2
     })
     .await;
@@ -309,10 +311,7 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
         recovered_after >= lease / 2,
         "re-run only after the lease: {recovered_after:?}"
     );
-    assert!(
-        recovered_after < lease * 4,
-        "re-run soon after the lease: {recovered_after:?}"
-    );
+    // How soon after the lease is up to the machine's load; the wait above bounds it.
     assert_eq!(runs.of("slow")[1].1, 2, "the lost run counted as attempt 1");
 
     // `fatal` had one attempt and lost it: dead-lettered, not run again.
@@ -330,29 +329,31 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
 #[tokio::test]
 async fn a_busy_worker_keeps_its_lease_so_its_jobs_are_never_run_twice() {
     let mut config = config("busy");
-    config.lease = Duration::from_millis(500);
+    // Renewed every third of it: only a heartbeat starved for over a second loses it, which
+    // even a loaded debug build does not do to a task that only waits on timers.
+    config.lease = Duration::from_millis(1500);
     let queue = queue(config);
     let runs = Runs::default();
-    // Each job lasts several leases; the heartbeat has to keep up while all slots are busy.
+    // Each job lasts three leases; the heartbeat has to keep up while all slots are busy.
     push_jobs(
         &queue,
-        12,
+        8,
         &Job {
             fail_first: 0,
-            sleep_ms: 2000,
+            sleep_ms: 4500,
         },
         None,
     )
     .await;
     let first = spawn_worker(RedisBackend::new(queue.clone()), 4, &runs);
     let second = spawn_worker(RedisBackend::new(queue.clone()), 4, &runs);
-    wait_until("all done", Duration::from_secs(20), || async {
-        runs.jobs() == 12 && drained(&queue).await
+    wait_until("all done", Duration::from_secs(60), || async {
+        runs.jobs() == 8 && drained(&queue).await
     })
     .await;
     assert_eq!(
         runs.total(),
-        12,
+        8,
         "no job ran twice: {:?}",
         runs.0.lock().expect("runs lock")
     );
@@ -434,13 +435,33 @@ async fn a_backlog_of_50_000_ready_jobs_drains() {
 
 #[tokio::test]
 async fn fifty_thousand_delayed_jobs_falling_due_at_once_drain() {
-    let queue = queue(config("delayed"));
+    let config = config("delayed");
+    let delayed_key = format!("{}queue:{}:delayed", config.key_prefix, config.name);
+    let queue = queue(config);
     let runs = Runs::default();
-    let due = SystemTime::now() + Duration::from_millis(1500);
+    // Due an hour ahead, so however slowly the push goes none falls due before it is counted;
+    // then every due time is moved to the past at once (all scores to 0), which is the burst the
+    // test is about.
+    let due = SystemTime::now() + Duration::from_secs(3600);
     push_jobs(&queue, 50_000, &Job::quick(), Some(due)).await;
     assert_eq!(
         queue.stats().await.expect("queue operation").scheduled,
         50_000
     );
+    let client = redis::Client::open(redis_url()).expect("valid url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis");
+    let moved: u64 = redis::cmd("ZUNIONSTORE")
+        .arg(&delayed_key)
+        .arg(1)
+        .arg(&delayed_key)
+        .arg("WEIGHTS")
+        .arg(0)
+        .query_async(&mut conn)
+        .await
+        .expect("move the due times");
+    assert_eq!(moved, 50_000);
     drain_with_two_workers(&queue, 50_000, &runs).await;
 }

@@ -19,7 +19,13 @@ fn live() -> f64 {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0.0, |kib| kib * 1024.0)
 }
 
@@ -73,7 +79,9 @@ fn fill_in_child(kind: &str, keys: u32) -> (f64, f64) {
         .expect("run child");
     assert!(output.status.success(), "child failed: {output:?}");
     let text = String::from_utf8_lossy(&output.stdout);
-    let mut numbers = text.split_whitespace().map(|n| n.parse::<f64>().expect("number"));
+    let mut numbers = text
+        .split_whitespace()
+        .map(|n| n.parse::<f64>().expect("number"));
     (
         numbers.next().expect("bytes"),
         numbers.next().expect("rate"),
@@ -98,9 +106,7 @@ fn main() {
     println!("| rate-limit table, {keys} callers | bytes per caller | callers added per second |");
     println!("|---|---:|---:|");
     println!("| `String` keys (before) | {string_bytes:.0} | {string_rate:.0} |");
-    println!(
-        "| `CallerKey` ({CALLER_KEY_BYTES} bytes inline) | {key_bytes:.0} | {key_rate:.0} |"
-    );
+    println!("| `CallerKey` ({CALLER_KEY_BYTES} bytes inline) | {key_bytes:.0} | {key_rate:.0} |");
     println!(
         "| ratio `CallerKey` / `String` | {:.2} | {:.2} |",
         key_bytes / string_bytes,
