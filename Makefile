@@ -18,7 +18,7 @@ REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)
 # test and lint never need Postgres to compile. `make sqlx-prepare` regenerates that data.
 export SQLX_OFFLINE ?= true
 
-.PHONY: help services-up services-down build run test lint fmt sqlx-prepare bench ci
+.PHONY: help services-up services-down test-tools build run test lint fmt sqlx-prepare bench ci
 
 help: ## List the targets
 	@echo "usage: make TARGET"
@@ -30,6 +30,9 @@ services-up: ## Start local Postgres and Redis (installs them with apt when miss
 services-down: ## Stop the local Postgres and Redis and delete their data
 	scripts/services.sh down
 
+test-tools: ## Install the outside tools tests use as judges (promtool) when missing
+	scripts/test-tools.sh
+
 build: ## Build every crate (debug)
 	cargo build --workspace
 
@@ -37,7 +40,7 @@ run: services-up ## Run api and worker in the foreground; Ctrl-C stops both
 	cargo build -p api -p worker
 	scripts/run.sh
 
-test: services-up ## Run all tests against the local services (extra cargo args: TEST_ARGS='...')
+test: services-up test-tools ## Run all tests against the local services (extra cargo args: TEST_ARGS='...')
 	DATABASE_URL='$(DATABASE_URL)' REDIS_URL='$(REDIS_URL)' cargo test --workspace $(TEST_ARGS)
 
 lint: ## Check formatting, then clippy with warnings as errors

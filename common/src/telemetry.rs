@@ -15,7 +15,7 @@ use crate::config::LogFormat;
 
 /// Buckets for HTTP latencies: most requests take a few milliseconds, slow ones seconds.
 const HTTP_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Buckets for job run times: from no-op jobs to multi-minute fetches waiting on budget.
@@ -91,9 +91,77 @@ pub fn install_metrics(binary: &'static str) -> PrometheusHandle {
                 .expect("the Prometheus recorder is installed only here, once")
         })
         .clone();
+    describe_metrics();
     metrics::gauge!("coinpulse_build_info", "version" => crate::VERSION, "binary" => binary)
         .set(1.0);
     handle
+}
+
+/// Gives every metric either binary records its `# HELP` text. A description only shows once
+/// the metric has a value, so one list serves both binaries.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "coinpulse_build_info",
+        "Always 1; the labels name the running version and binary."
+    );
+    describe_gauge!(
+        "db_pool_connections",
+        "Postgres pool connections by state (idle, in_use, max), sampled at scrape time."
+    );
+    describe_counter!(
+        "http_requests_total",
+        "HTTP requests answered, by method (standard methods, else other), route template and status."
+    );
+    describe_histogram!(
+        "http_request_duration_seconds",
+        "Time to produce an HTTP response's head, by method and route template."
+    );
+    describe_gauge!(
+        "http_requests_in_flight",
+        "HTTP requests being handled now."
+    );
+    describe_counter!(
+        "rate_limited_total",
+        "Requests refused with 429, by scope (general, auth, account)."
+    );
+    describe_counter!(
+        "price_cache_requests_total",
+        "Price lookups in the Redis price cache, by result (hit or miss)."
+    );
+    describe_counter!(
+        "jobs_enqueued_total",
+        "Jobs handed to the Redis queue, by queue."
+    );
+    describe_counter!(
+        "jobs_completed_total",
+        "Job attempts finished, by queue and outcome."
+    );
+    describe_counter!(
+        "jobs_dead_total",
+        "Jobs that used their last attempt and were dead-lettered, by queue."
+    );
+    describe_histogram!(
+        "job_duration_seconds",
+        "Time one job attempt ran, by queue."
+    );
+    describe_histogram!(
+        "job_wait_seconds",
+        "Time from a job being enqueued to its attempt starting, by queue."
+    );
+    describe_gauge!("jobs_in_flight", "Job attempts running now, by queue.");
+    describe_gauge!(
+        "queue_depth",
+        "Jobs ready and waiting for a worker, by queue (sampled every 5 s)."
+    );
+    describe_counter!(
+        "upstream_requests_total",
+        "Calls to the price provider, by provider and status."
+    );
+    describe_histogram!(
+        "upstream_request_duration_seconds",
+        "Time one price-provider call took, by provider."
+    );
 }
 
 /// Records the state of a Postgres pool as `db_pool_connections{state="idle"|"in_use"|"max"}`.

@@ -294,3 +294,33 @@ impl Drop for RunningBinary {
         let _ = self.child.wait();
     }
 }
+
+/// Runs `promtool check metrics` (from Debian's `prometheus` package, which
+/// `scripts/test-tools.sh` installs) on a Prometheus text exposition; panics with its
+/// findings if it reports any.
+pub fn assert_promtool_accepts(exposition: &str) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool (scripts/test-tools.sh installs it; `make test` runs that)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(exposition.as_bytes())
+        .expect("write to promtool");
+    let output = child.wait_with_output().expect("promtool output");
+    let findings = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && findings.trim().is_empty(),
+        "promtool check metrics found:\n{findings}\nin:\n{exposition}"
+    );
+}

@@ -72,6 +72,25 @@ async fn the_api_binary_serves_registers_logs_in_and_stops_cleanly() {
         .expect("json");
     assert_eq!(me["username"], "e2e");
 
+    // Every metric the api has recorded by now (requests, errors, rate limits, the pool) is in a
+    // form Prometheus tooling accepts.
+    let refused = client
+        .get(format!("{base}/api/v1/users/me"))
+        .send()
+        .await
+        .expect("anonymous me");
+    assert_eq!(refused.status(), 401);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("# HELP http_requests_total"), "{metrics}");
+    test_support::assert_promtool_accepts(&metrics);
+
     let status = api.terminate().await;
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
