@@ -31,7 +31,7 @@ services-down: ## Stop the local Postgres and Redis and delete their data
 	scripts/services.sh down
 
 test-tools: ## Install the outside tools tests use as judges (promtool) when missing
-	scripts/test-tools.sh
+	scripts/services.sh tools
 
 build: ## Build every crate (debug)
 	cargo build --workspace

@@ -5,6 +5,8 @@
 #   scripts/services.sh down     stop what `up` started and delete its data
 #   scripts/services.sh status   say whether each service answers (exit 1 if one does not)
 #   scripts/services.sh env      print the export lines for DATABASE_URL and REDIS_URL
+#   scripts/services.sh tools    install the outside tools tests use as judges when missing:
+#                                promtool (Debian's `prometheus` package) checks /metrics
 #
 # Settings (environment): PG_PORT (5432), REDIS_PORT (6379), SERVICES_WAIT_SECONDS (30),
 # COINPULSE_SERVICES_DIR (/var/tmp/coinpulse-services). The data lives outside the repo on
@@ -252,13 +254,25 @@ cmd_env() {
     echo "export REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
 }
 
+cmd_tools() {
+    if ! command -v promtool >/dev/null; then
+        log "installing promtool (package prometheus) with apt"
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        # Without recommends: promtool and the server binary, not the exporters.
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends prometheus >/dev/null
+    fi
+    command -v promtool >/dev/null || die "apt installed prometheus but promtool is missing"
+}
+
 case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    tools) cmd_tools ;;
     *)
-        echo "usage: $0 {up|down|status|env}" >&2
+        echo "usage: $0 {up|down|status|env|tools}" >&2
         exit 2
         ;;
 esac

@@ -162,6 +162,18 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// The body of `GET url` as text; panics on any failure.
+pub async fn get_text(url: &str) -> String {
+    http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"))
+        .text()
+        .await
+        .unwrap_or_else(|err| panic!("GET {url} body: {err}"))
+}
+
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -296,7 +308,7 @@ impl Drop for RunningBinary {
 }
 
 /// Runs `promtool check metrics` (from Debian's `prometheus` package, which
-/// `scripts/test-tools.sh` installs) on a Prometheus text exposition; panics with its
+/// `scripts/services.sh tools` installs) on a Prometheus text exposition; panics with its
 /// findings if it reports any.
 pub fn assert_promtool_accepts(exposition: &str) {
     use std::io::Write;
@@ -306,7 +318,7 @@ pub fn assert_promtool_accepts(exposition: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run promtool (scripts/test-tools.sh installs it; `make test` runs that)");
+        .expect("run promtool (`scripts/services.sh tools` installs it; `make test` runs that)");
     child
         .stdin
         .take()

@@ -276,14 +276,7 @@ impl Stack {
 }
 
 async fn metrics_of(worker: &RunningBinary) -> String {
-    http_client()
-        .get(format!("{}/metrics", worker.base_url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
+    test_support::get_text(&format!("{}/metrics", worker.base_url)).await
 }
 
 fn coins(names: &[&str]) -> Vec<String> {

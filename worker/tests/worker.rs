@@ -30,14 +30,7 @@ async fn the_worker_serves_health_and_metrics_and_stops_on_sigterm() {
         .await
         .expect("live");
     assert_eq!(live.status(), 200);
-    let metrics = client
-        .get(format!("{}/metrics", worker.base_url))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = test_support::get_text(&format!("{}/metrics", worker.base_url)).await;
     assert!(
         metrics.contains(r#"coinpulse_build_info{version=""#)
             && metrics.contains(r#"binary="worker""#),

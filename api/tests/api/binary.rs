@@ -6,7 +6,8 @@ use std::process::Command;
 use serde_json::{Value, json};
 use test_support::{RunningBinary, TestDatabase, free_port, redis_prefix, redis_url};
 
-fn env(db: &TestDatabase, port: u16) -> Vec<(&'static str, String)> {
+/// The environment of an api binary in development mode, over `db`, listening on `port`.
+pub fn env(db: &TestDatabase, port: u16) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", db.url().to_owned()),
         ("REDIS_URL", redis_url()),
@@ -80,14 +81,7 @@ async fn the_api_binary_serves_registers_logs_in_and_stops_cleanly() {
         .await
         .expect("anonymous me");
     assert_eq!(refused.status(), 401);
-    let metrics = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = test_support::get_text(&format!("{base}/metrics")).await;
     assert!(metrics.contains("# HELP http_requests_total"), "{metrics}");
     test_support::assert_promtool_accepts(&metrics);
 

@@ -10,22 +10,12 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use test_support::{RunningBinary, TestDatabase, free_port, redis_prefix, redis_url};
+
+use crate::binary::env;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What a bomb expands to.
 const BOMB_BYTES: usize = 200 * 1024 * 1024;
-
-fn base_env(db: &TestDatabase, port: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("DATABASE_URL", db.url().to_owned()),
-        ("REDIS_URL", redis_url()),
-        ("REDIS_KEY_PREFIX", redis_prefix()),
-        ("API_ADDR", format!("127.0.0.1:{port}")),
-        ("PASSWORD_HASH_MEMORY_KIB", "1024".into()),
-        ("PASSWORD_HASH_ITERATIONS", "1".into()),
-        ("APP_ENV", "development".into()),
-    ]
-}
 
 async fn start(env: &[(&'static str, String)], port: u16) -> RunningBinary {
     RunningBinary::start(
@@ -89,7 +79,7 @@ fn bomb(coding: &str) -> Vec<u8> {
 async fn compressed_bodies_are_refused_before_a_byte_is_decoded() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let api = start(&base_env(&db, port), port).await;
+    let api = start(&env(&db, port), port).await;
     let client = test_support::http_client();
     let login = format!("{}/api/v1/auth/login", api.base_url);
 
@@ -218,7 +208,7 @@ async fn raw_status(base_url: &str, head: String, body: Vec<u8>) -> u16 {
 async fn oversized_bodies_get_413_whatever_they_declare() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let mut env = base_env(&db, port);
+    let mut env = env(&db, port);
     env.push(("MAX_BODY_BYTES", "65536".into()));
     let api = start(&env, port).await;
     let declared = format!(
@@ -266,22 +256,14 @@ fn http_series(metrics: &str) -> std::collections::BTreeSet<String> {
 async fn invented_methods_add_no_metric_series() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let mut env = base_env(&db, port);
+    let mut env = env(&db, port);
     // Room for every request below, so no 429 series appears halfway.
     env.push(("RATE_LIMIT_BURST", "1000".into()));
     env.push(("AUTH_RATE_LIMIT_BURST", "1000".into()));
     let api = start(&env, port).await;
     let client = test_support::http_client();
-    let metrics = || async {
-        client
-            .get(format!("{}/metrics", api.base_url))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    };
+    let metrics_url = format!("{}/metrics", api.base_url);
+    let metrics = || test_support::get_text(&metrics_url);
     let invent = |i: usize, path: &'static str| {
         let method = Method::from_bytes(format!("XMETH{i}").as_bytes()).expect("a method token");
         client
@@ -330,7 +312,7 @@ async fn login_from(
 async fn rotating_addresses_within_one_ipv6_prefix_shares_one_bucket() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let mut env = base_env(&db, port);
+    let mut env = env(&db, port);
     env.extend([
         ("TRUSTED_PROXY_HOPS", "1".into()),
         ("AUTH_RATE_LIMIT_PER_MINUTE", "1".into()),
@@ -369,7 +351,7 @@ async fn rotating_addresses_within_one_ipv6_prefix_shares_one_bucket() {
 async fn forwarded_for_with_fewer_entries_than_hops_is_keyed_by_the_socket() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let mut env = base_env(&db, port);
+    let mut env = env(&db, port);
     env.extend([
         ("TRUSTED_PROXY_HOPS", "2".into()),
         ("AUTH_RATE_LIMIT_PER_MINUTE", "1".into()),
@@ -391,7 +373,7 @@ async fn forwarded_for_with_fewer_entries_than_hops_is_keyed_by_the_socket() {
 async fn password_guesses_spread_over_addresses_lock_the_account_not_the_others() {
     let db = TestDatabase::create().await;
     let port = free_port();
-    let mut env = base_env(&db, port);
+    let mut env = env(&db, port);
     env.extend([
         ("TRUSTED_PROXY_HOPS", "1".into()),
         ("LOGIN_FAILURES_PER_ACCOUNT", "3".into()),
