@@ -14,6 +14,7 @@ use sqlx::PgPool;
 
 use crate::admin::AdminApi;
 use crate::auth::AuthApi;
+use crate::auth::extract::Accounts;
 use crate::auth::lockout::LoginLockout;
 use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
@@ -61,11 +62,15 @@ impl AppState {
         redis: Redis,
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
+        let users = UserCache::new(config.auth.user_cache_ttl, Some(redis.clone()));
+        // Runs for the life of the process (or test runtime): account changes made by other
+        // API processes reach this one's cache.
+        drop(users.spawn_listener());
         Ok(Self {
             tokens: Arc::new(TokenKeys::new(&config.auth)),
             passwords: PasswordHasher::new(&config.auth)?,
             lockout: LoginLockout::new(redis.clone(), &config.rate_limit),
-            users: UserCache::new(config.auth.user_cache_ttl),
+            users,
             prices: PriceProvider::from_config(&config.market, Some(redis.clone()))?,
             price_cache: PriceCache::new(redis.clone(), config.price_cache_ttl),
             queues: Queues::new(&config.common.redis, &QueueSettings::default())?,
@@ -142,7 +147,11 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
         .with(Compression::new())
         .with(BodyLimit::new(http.max_body_bytes))
         .with(cors(&http.cors_origins))
-        .data(state.tokens.clone())
+        .data(Accounts {
+            tokens: state.tokens.clone(),
+            db: state.db.clone(),
+            users: state.users.clone(),
+        })
         .with(RequestContext::new(http.request_timeout, templates))
         // Outside the request context so that problem responses get the headers too.
         .with(security_headers())

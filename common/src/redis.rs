@@ -54,6 +54,15 @@ impl Redis {
         Ok(manager.clone())
     }
 
+    /// A new dedicated connection for subscribing to channels (pub/sub needs its own).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, redis::RedisError> {
+        tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Io, "pub/sub connection timed out"))
+            })?
+    }
+
     /// The full key for `suffix`, with this deployment's prefix.
     pub fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.key_prefix)

@@ -8,15 +8,14 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::extract::BearerAuth;
+use crate::auth::extract::AdminUser;
 use crate::auth::sessions;
-use crate::auth::tokens::Claims;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
-use crate::users::model::{RoleName, UserProfile, UserRow};
-use crate::users::{current_user, parse_profile_changes, repo};
+use crate::users::model::{RoleName, UserProfile};
+use crate::users::{parse_profile_changes, repo};
 
 /// Admin endpoints.
 #[derive(Debug)]
@@ -28,21 +27,6 @@ impl AdminApi {
     /// Creates the endpoints over shared state.
     pub fn new(state: AppState) -> Self {
         Self { state }
-    }
-
-    async fn require_admin(&self, claims: &Claims) -> Result<UserRow, ApiError> {
-        require_admin(&self.state, claims).await
-    }
-}
-
-/// The caller, if they are an active admin *now*: the role is read from the database, not
-/// trusted from the token, so a demotion takes effect at once.
-pub async fn require_admin(state: &AppState, claims: &Claims) -> Result<UserRow, ApiError> {
-    let user = current_user(&state.db, claims).await?;
-    if user.role == Role::Admin {
-        Ok(user)
-    } else {
-        Err(ApiError::Forbidden("administrator role required".into()))
     }
 }
 
@@ -95,7 +79,7 @@ impl AdminApi {
     #[allow(clippy::too_many_arguments)]
     async fn list_users(
         &self,
-        auth: BearerAuth,
+        _admin: AdminUser,
         /// Page number, from 1.
         page: Query<Option<u32>>,
         /// Items per page, 1–100 (default 20).
@@ -107,7 +91,6 @@ impl AdminApi {
         /// Only active (`true`) or disabled (`false`) users.
         active: Query<Option<bool>>,
     ) -> ApiResult<Json<Page<UserProfile>>, { ADMIN | status::VALIDATION }> {
-        self.require_admin(&auth.0).await?;
         let request = PageRequest::parse(page.0, per_page.0)?;
         let search =
             q.0.map(|text| text.trim().to_owned())
@@ -133,11 +116,10 @@ impl AdminApi {
     #[oai(path = "/users/:id", method = "get")]
     async fn get_user(
         &self,
-        auth: BearerAuth,
+        _admin: AdminUser,
         /// The user's id.
         id: Path<Uuid>,
     ) -> ApiResult<Json<UserProfile>, { ADMIN | status::NOT_FOUND }> {
-        self.require_admin(&auth.0).await?;
         let user = repo::find(&self.state.db, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
@@ -150,13 +132,12 @@ impl AdminApi {
     #[oai(path = "/users/:id", method = "patch")]
     async fn update_user(
         &self,
-        auth: BearerAuth,
+        admin: AdminUser,
         /// The user's id.
         id: Path<Uuid>,
         body: JsonBody<AdminUpdateUser>,
     ) -> ApiResult<Json<UserProfile>, { ADMIN | status::BODY | status::NOT_FOUND | status::CONFLICT }>
     {
-        self.require_admin(&auth.0).await?;
         let request = body.0;
         let mut changes =
             parse_profile_changes(request.email.as_deref(), request.username.as_deref())?;
@@ -183,7 +164,7 @@ impl AdminApi {
         }
         tx.commit().await?;
         self.state.users.invalidate(user.id);
-        tracing::info!(admin_id = %auth.0.sub, user_id = %user.id, "user updated by admin");
+        tracing::info!(admin_id = %admin.0.id, user_id = %user.id, "user updated by admin");
         Ok(Json(user.into()))
     }
 
@@ -193,11 +174,10 @@ impl AdminApi {
     #[oai(path = "/users/:id", method = "delete")]
     async fn delete_user(
         &self,
-        auth: BearerAuth,
+        admin: AdminUser,
         /// The user's id.
         id: Path<Uuid>,
     ) -> ApiResult<NoContent, { ADMIN | status::NOT_FOUND | status::CONFLICT }> {
-        self.require_admin(&auth.0).await?;
         let mut tx = self.state.db.begin().await?;
         let target = repo::find(&mut *tx, id.0)
             .await?
@@ -211,7 +191,7 @@ impl AdminApi {
         repo::delete(&mut *tx, target.id).await?;
         tx.commit().await?;
         self.state.users.invalidate(target.id);
-        tracing::info!(admin_id = %auth.0.sub, user_id = %target.id, "user deleted by admin");
+        tracing::info!(admin_id = %admin.0.id, user_id = %target.id, "user deleted by admin");
         Ok(NoContent::Done)
     }
 }

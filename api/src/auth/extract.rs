@@ -1,41 +1,142 @@
-//! The bearer-token security scheme used by every authenticated operation.
+//! The bearer-token security schemes: every authenticated operation takes the caller as an
+//! [`ActiveUser`] (or an [`AdminUser`]), whose checker has verified the token *and* loaded the
+//! account, so a handler cannot forget that a valid token may belong to an account that was
+//! disabled or deleted since it was issued. No handler reads the token's claims.
 
 use std::sync::Arc;
 
+use common::domain::Role;
 use poem::Request;
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
+use sqlx::PgPool;
 
 use super::tokens::{Claims, TokenError, TokenKeys};
 use crate::error::ApiError;
+use crate::users::cache::UserCache;
+use crate::users::model::UserRow;
+use crate::users::repo;
 
-/// A verified access token. Operations that take this parameter require
-/// `Authorization: Bearer <access_token>`.
+/// The caller: an account that exists and is active now. Operations that take it require
+/// `Authorization: Bearer <access_token>`; a token of a disabled or deleted account gets 401.
+///
+/// Read from the per-process user cache when fresh (`USER_CACHE_TTL`); changes to an account
+/// reach every process's cache within a second through Redis (`users::cache`).
 #[derive(Debug, SecurityScheme)]
 #[oai(
     rename = "bearerAuth",
     ty = "bearer",
     bearer_format = "JWT",
-    checker = "verify_bearer"
+    checker = "active_user"
 )]
-pub struct BearerAuth(pub Arc<Claims>);
+pub struct ActiveUser(pub Arc<UserRow>);
+
+/// The caller, who must be an active administrator *now*: the account is read from Postgres on
+/// every request (never from a cache or the token's role claim), so a demotion takes effect at
+/// once. A non-admin gets 403.
+#[derive(Debug, SecurityScheme)]
+#[oai(
+    rename = "bearerAuth",
+    ty = "bearer",
+    bearer_format = "JWT",
+    checker = "active_admin"
+)]
+pub struct AdminUser(pub UserRow);
+
+/// What the checkers need, installed as request data by `build_app`.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// The keys that verify access tokens.
+    pub tokens: Arc<TokenKeys>,
+    /// Where accounts are read.
+    pub db: PgPool,
+    /// Recently read accounts.
+    pub users: UserCache,
+}
 
 /// The bearer token's verification result, computed once per request by the rate limiter
-/// (which needs the user id) and reused by [`BearerAuth`].
+/// (which needs the user id) and reused by the checkers.
 #[derive(Debug, Clone)]
 pub struct VerifiedBearer(pub Result<Arc<Claims>, TokenError>);
 
-async fn verify_bearer(req: &Request, bearer: Bearer) -> poem::Result<Arc<Claims>> {
+fn accounts(req: &Request) -> Result<&Accounts, ApiError> {
+    req.data::<Accounts>()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("account lookup is not installed")))
+}
+
+fn verified_claims(req: &Request, keys: &TokenKeys, token: &str) -> Result<Arc<Claims>, ApiError> {
     let result = match req.data::<VerifiedBearer>() {
         Some(VerifiedBearer(result)) => result.clone(),
+        None => keys.verify(token),
+    };
+    result.map_err(|err| ApiError::Unauthorized(err.to_string()))
+}
+
+fn refused() -> ApiError {
+    ApiError::Unauthorized("the account no longer exists or is disabled".into())
+}
+
+/// Whether the token was issued before the account's sessions were last ended (logout-all, a
+/// password change, disabling). Issue time is the token id's (UUIDv7) millisecond, so a token
+/// issued a moment after the cut-off is not taken for one issued in the same second before it.
+fn issued_before_cutoff(claims: &Claims, user: &UserRow) -> bool {
+    let Some(cutoff) = user.tokens_valid_after else {
+        return false;
+    };
+    let issued_ms = claims.jti.get_timestamp().map_or_else(
+        || claims.iat.saturating_mul(1000),
+        |stamp| {
+            let (secs, nanos) = stamp.to_unix();
+            i64::try_from(secs)
+                .unwrap_or(i64::MAX / 1000)
+                .saturating_mul(1000)
+                .saturating_add(i64::from(nanos / 1_000_000))
+        },
+    );
+    issued_ms < cutoff.timestamp_millis()
+}
+
+fn ended() -> ApiError {
+    ApiError::Unauthorized("the session was ended; log in again".into())
+}
+
+async fn active_user(req: &Request, bearer: Bearer) -> poem::Result<Arc<UserRow>> {
+    let accounts = accounts(req)?;
+    let claims = verified_claims(req, &accounts.tokens, &bearer.token)?;
+    let user = match accounts.users.get(claims.sub) {
+        Some(user) => user,
         None => {
-            let keys = req.data::<Arc<TokenKeys>>().ok_or_else(|| {
-                ApiError::Internal(anyhow::anyhow!("token keys are not installed"))
-            })?;
-            keys.verify(&bearer.token)
+            let user = repo::find(&accounts.db, claims.sub)
+                .await
+                .map_err(ApiError::from)?
+                .filter(|user| user.is_active)
+                .ok_or_else(refused)?;
+            let user = Arc::new(user);
+            accounts.users.insert(user.clone());
+            user
         }
     };
-    result.map_err(|err| ApiError::Unauthorized(err.to_string()).into())
+    if issued_before_cutoff(&claims, &user) {
+        return Err(ended().into());
+    }
+    Ok(user)
+}
+
+async fn active_admin(req: &Request, bearer: Bearer) -> poem::Result<UserRow> {
+    let accounts = accounts(req)?;
+    let claims = verified_claims(req, &accounts.tokens, &bearer.token)?;
+    let user = repo::find(&accounts.db, claims.sub)
+        .await
+        .map_err(ApiError::from)?
+        .filter(|user| user.is_active)
+        .ok_or_else(refused)?;
+    if issued_before_cutoff(&claims, &user) {
+        return Err(ended().into());
+    }
+    if user.role != Role::Admin {
+        return Err(ApiError::Forbidden("administrator role required".into()).into());
+    }
+    Ok(user)
 }
 
 /// The raw bearer token of a request, if it has one.

@@ -13,7 +13,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
-use self::extract::BearerAuth;
+use self::extract::ActiveUser;
 use self::passwords::Verification;
 use self::sessions::Rotation;
 use crate::app::AppState;
@@ -312,9 +312,10 @@ impl AuthApi {
 
     /// End every session of the caller.
     #[oai(path = "/logout-all", method = "post")]
-    async fn logout_all(&self, auth: BearerAuth) -> ApiResult<NoContent, { status::AUTHED }> {
-        let revoked = sessions::revoke_all(&self.state.db, auth.0.sub).await?;
-        tracing::info!(user_id = %auth.0.sub, revoked, "all sessions revoked");
+    async fn logout_all(&self, caller: ActiveUser) -> ApiResult<NoContent, { status::AUTHED }> {
+        let revoked = sessions::revoke_all(&self.state.db, caller.0.id).await?;
+        self.state.users.invalidate(caller.0.id);
+        tracing::info!(user_id = %caller.0.id, revoked, "all sessions revoked");
         Ok(NoContent::Done)
     }
 }

@@ -117,11 +117,18 @@ pub async fn revoke_session_of(db: &PgPool, presented: &str) -> Result<(), sqlx:
     Ok(())
 }
 
-/// Revokes every session of a user.
+/// Ends every session of a user: their refresh tokens are revoked and access tokens issued
+/// until now are refused (`users.tokens_valid_after`). Returns how many refresh tokens were
+/// revoked.
 pub async fn revoke_all(db: impl PgExecutor<'_>, user_id: Uuid) -> Result<u64, sqlx::Error> {
+    // One statement, so both halves happen or neither. The cut-off comes from this process's
+    // clock, the one that stamps access tokens, so a skewed database clock cannot refuse a
+    // token issued right after.
     let result = sqlx::query!(
-        "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        r#"WITH ended AS (UPDATE users SET tokens_valid_after = $2 WHERE id = $1)
+           UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL"#,
         user_id,
+        Utc::now(),
     )
     .execute(db)
     .await?;

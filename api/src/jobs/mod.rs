@@ -9,9 +9,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use uuid::Uuid;
 
-use crate::admin::require_admin;
 use crate::app::AppState;
-use crate::auth::extract::BearerAuth;
+use crate::auth::extract::{ActiveUser, AdminUser};
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
 use crate::platform::pagination::{Page, PageRequest};
@@ -213,7 +212,7 @@ impl JobsApi {
     #[oai(path = "/", method = "get")]
     async fn list(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// Page number, from 1.
         page: Query<Option<u32>>,
         /// Items per page, 1–100 (default 20).
@@ -226,7 +225,7 @@ impl JobsApi {
         let request = PageRequest::parse(page.0, per_page.0)?;
         let (rows, total) = store::list_for_user(
             &self.state.db,
-            auth.0.sub,
+            caller.0.id,
             status.0.map(Into::into),
             kind.0.map(Into::into),
             request.limit(),
@@ -244,11 +243,11 @@ impl JobsApi {
     #[oai(path = "/:id", method = "get")]
     async fn get(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The job's id.
         id: Path<Uuid>,
     ) -> ApiResult<Json<Job>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }> {
-        let job = store::find_for_user(&self.state.db, auth.0.sub, id.0)
+        let job = store::find_for_user(&self.state.db, caller.0.id, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("job"))?;
         Ok(Json(job.into()))
@@ -260,14 +259,14 @@ impl JobsApi {
     #[oai(path = "/:id", method = "delete")]
     async fn cancel(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The job's id.
         id: Path<Uuid>,
     ) -> ApiResult<
         Cancelled,
         { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::CONFLICT },
     > {
-        match store::cancel(&self.state.db, auth.0.sub, id.0).await? {
+        match store::cancel(&self.state.db, caller.0.id, id.0).await? {
             Cancellation::Cancelled(job) => Ok(Cancelled::Ok(Json(job.into()))),
             Cancellation::TooLate(status) => Err(ApiError::Conflict {
                 detail: format!("the job is {status}; only queued jobs can be cancelled"),
@@ -336,9 +335,8 @@ impl QueuesAdminApi {
     #[oai(path = "/queues", method = "get")]
     async fn queues(
         &self,
-        auth: BearerAuth,
+        _admin: AdminUser,
     ) -> ApiResult<Json<QueuesBody>, { status::AUTHED | status::FORBIDDEN }> {
-        require_admin(&self.state, &auth.0).await?;
         let stats =
             self.state.queues.stats().await.map_err(|err| {
                 ApiError::Unavailable(format!("the queues are unavailable: {err}"))

@@ -21,9 +21,8 @@ use common::market::PriceProvider;
 use poem_openapi::ApiResponse;
 use serde::Deserialize;
 
-use crate::admin::require_admin;
 use crate::app::AppState;
-use crate::auth::extract::BearerAuth;
+use crate::auth::extract::{ActiveUser, AdminUser};
 use crate::error::FieldError;
 use crate::error::{ApiError, ApiResult, status};
 use crate::jobs::{self, Job};
@@ -377,14 +376,14 @@ impl MarketApi {
     #[oai(path = "/bulk", method = "post")]
     async fn bulk(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         body: JsonBody<BulkFetchRequest>,
     ) -> ApiResult<BulkAccepted, { status::AUTHED | status::BODY }> {
         let (coins, vs) = parse_bulk(&body.0, &self.state.prices)?;
         let job = jobs_store::insert(
             &self.state.db,
             &NewJob {
-                user_id: Some(auth.0.sub),
+                user_id: Some(caller.0.id),
                 kind: Queue::BulkFetch,
                 payload: serde_json::json!({ "coins": coins, "vs_currency": vs }),
             },
@@ -509,9 +508,8 @@ impl MarketAdminApi {
     #[oai(path = "/cache/stats", method = "get")]
     async fn cache_stats(
         &self,
-        auth: BearerAuth,
+        _admin: AdminUser,
     ) -> ApiResult<Json<CacheStatsBody>, { status::AUTHED | status::FORBIDDEN }> {
-        require_admin(&self.state, &auth.0).await?;
         let stats = self
             .state
             .price_cache
@@ -535,9 +533,9 @@ impl MarketAdminApi {
     #[oai(path = "/cache", method = "delete")]
     async fn clear_cache(
         &self,
-        auth: BearerAuth,
+        admin: AdminUser,
     ) -> ApiResult<Json<CacheCleared>, { status::AUTHED | status::FORBIDDEN }> {
-        let admin = require_admin(&self.state, &auth.0).await?;
+        let admin = admin.0;
         let deleted = self
             .state
             .price_cache

@@ -30,13 +30,12 @@ use self::model::{
 use self::repo::{LedgerRow, NewTransaction};
 use self::valuation::{Entry, LedgerError, MarketPrice, Side};
 use crate::app::AppState;
-use crate::auth::extract::BearerAuth;
+use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, FieldError, status};
 use crate::market::{parse_coin_id, parse_vs_currency};
 use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
-use crate::users::current_user_cached;
 
 /// How long a request waits on the price provider before going on without it.
 const PROVIDER_WAIT: Duration = Duration::from_secs(3);
@@ -178,11 +177,6 @@ impl FieldErrors {
 }
 
 impl PortfoliosApi {
-    /// The caller's id, once their account is known to be active.
-    async fn caller(&self, auth: &BearerAuth) -> Result<Uuid, ApiError> {
-        Ok(current_user_cached(&self.state, &auth.0).await?.id)
-    }
-
     /// A currency the price provider quotes in.
     fn parse_base_currency(&self, raw: Option<&str>) -> Result<String, ApiError> {
         let vs = parse_vs_currency(raw).map_err(|_| {
@@ -548,7 +542,7 @@ impl PortfoliosApi {
     #[oai(path = "/", method = "get")]
     async fn list(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// Page number, from 1.
         page: Query<Option<u32>>,
         /// Items per page, 1–100 (default 20).
@@ -559,7 +553,7 @@ impl PortfoliosApi {
         order: Query<Option<SortOrder>>,
     ) -> ApiResult<Json<Page<Portfolio>>, { status::AUTHED | status::VALIDATION }> {
         let request = PageRequest::parse(page.0, per_page.0)?;
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
         let sort = sort.0.unwrap_or(PortfolioSort::CreatedAt);
         let order = order.0.unwrap_or(match sort {
             PortfolioSort::Name => SortOrder::Asc,
@@ -590,7 +584,7 @@ impl PortfoliosApi {
     #[oai(path = "/", method = "post")]
     async fn create(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// A unique value per intended create, e.g. a UUID (1–255 visible ASCII characters).
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
@@ -611,7 +605,7 @@ impl PortfoliosApi {
         let method = request
             .cost_basis_method
             .unwrap_or(model::CostBasisMethod::Average);
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
 
         let mut tx = self.state.db.begin().await?;
         if let Some(key) = &key {
@@ -651,12 +645,12 @@ impl PortfoliosApi {
     #[oai(path = "/:id", method = "get")]
     async fn get(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
     ) -> ApiResult<PortfolioFound, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
     {
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
         let row = repo::find(&self.state.db, user, id.0)
             .await?
             .ok_or_else(not_found)?;
@@ -673,7 +667,7 @@ impl PortfoliosApi {
     #[oai(path = "/:id", method = "patch")]
     async fn update(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
         /// The `ETag` last seen, e.g. `"3"`; `*` matches any version.
@@ -710,7 +704,7 @@ impl PortfoliosApi {
             ));
         }
         problems.finish()?;
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
 
         let mut tx = self.state.db.begin().await?;
         let current = repo::lock(&mut tx, user, id.0)
@@ -751,7 +745,7 @@ impl PortfoliosApi {
     #[oai(path = "/:id", method = "delete")]
     async fn delete(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
         /// The `ETag` last seen, e.g. `"3"`; `*` matches any version.
@@ -761,7 +755,7 @@ impl PortfoliosApi {
         NoContent,
         { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::PRECONDITION_FAILED },
     > {
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
         let mut tx = self.state.db.begin().await?;
         let current = repo::lock(&mut tx, user, id.0)
             .await?
@@ -783,7 +777,7 @@ impl PortfoliosApi {
     )]
     async fn list_transactions(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
         /// Page number, from 1.
@@ -806,7 +800,7 @@ impl PortfoliosApi {
             .as_deref()
             .map(|raw| parse_coin_id("coin_id", raw))
             .transpose()?;
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
         let mut conn = self.state.db.acquire().await?;
         let portfolio = repo::find(&mut *conn, user, id.0)
             .await?
@@ -838,7 +832,7 @@ impl PortfoliosApi {
     #[oai(path = "/:id/transactions", method = "post")]
     async fn create_transaction(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
         /// A unique value per intended create, e.g. a UUID (1–255 visible ASCII characters).
@@ -849,7 +843,7 @@ impl PortfoliosApi {
         let request = body.0;
         let key = idempotency_key.0.as_deref().map(Key::parse).transpose()?;
         let (coin_id, new) = parse_transaction(&request, Utc::now())?;
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
         let portfolio = repo::find(&self.state.db, user, id.0)
             .await?
             .ok_or_else(not_found)?;
@@ -910,14 +904,14 @@ impl PortfoliosApi {
     #[oai(path = "/:id/transactions/:tx_id", method = "get")]
     async fn get_transaction(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
         /// The transaction's id.
         tx_id: Path<Uuid>,
     ) -> ApiResult<Json<Transaction>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
     {
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
         let mut conn = self.state.db.acquire().await?;
         let portfolio = repo::find(&mut *conn, user, id.0)
             .await?
@@ -935,7 +929,7 @@ impl PortfoliosApi {
     #[oai(path = "/:id/transactions/:tx_id", method = "delete")]
     async fn delete_transaction(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
         /// The transaction's id.
@@ -944,7 +938,7 @@ impl PortfoliosApi {
         NoContent,
         { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::CONFLICT },
     > {
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
         let mut tx = self.state.db.begin().await?;
         let portfolio = repo::lock(&mut tx, user, id.0)
             .await?
@@ -972,12 +966,12 @@ impl PortfoliosApi {
     #[oai(path = "/:id/valuation", method = "get")]
     async fn valuation(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
     ) -> ApiResult<Json<Valuation>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
     {
-        let user = self.caller(&auth).await?;
+        let user = caller.0.id;
         let portfolio = repo::find(&self.state.db, user, id.0)
             .await?
             .ok_or_else(not_found)?;

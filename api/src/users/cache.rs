@@ -3,13 +3,18 @@
 //! Every authenticated request loads its user so that a deleted or disabled account is refused
 //! before its access token expires. Going to Postgres for that on every request caps the API at
 //! the database's point-lookup rate; this cache serves repeated requests from memory for at
-//! most `USER_CACHE_TTL`. Writes made through this process invalidate the entry immediately;
-//! another API process may serve the old record until the TTL runs out. Role checks for admin
+//! most `USER_CACHE_TTL`. A change to an account (disable, delete, demote, password change,
+//! logout-all) invalidates the entry in this process at once and is published on Redis
+//! (channel `user-changes`), where every API process's listener drops its copy within
+//! milliseconds. When Redis is unreachable the TTL is the bound; a listener that reconnects
+//! drops its whole cache, since it may have missed changes meanwhile. Role checks for admin
 //! routes bypass the cache and always read the database.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::redis::Redis;
+use futures_util::StreamExt;
 use moka::sync::Cache;
 use uuid::Uuid;
 
@@ -18,10 +23,14 @@ use super::model::UserRow;
 /// Upper bound on cached users per process (a few hundred bytes each).
 const MAX_ENTRIES: u64 = 100_000;
 
+/// The Redis channel (under the key prefix) that carries the ids of changed accounts.
+const CHANGES_CHANNEL: &str = "user-changes";
+
 /// Recently loaded users by id.
 #[derive(Clone)]
 pub struct UserCache {
     entries: Option<Cache<Uuid, Arc<UserRow>>>,
+    redis: Option<Redis>,
 }
 
 impl std::fmt::Debug for UserCache {
@@ -33,15 +42,16 @@ impl std::fmt::Debug for UserCache {
 }
 
 impl UserCache {
-    /// A cache whose entries live for `ttl`; a zero `ttl` caches nothing.
-    pub fn new(ttl: Duration) -> Self {
+    /// A cache whose entries live for `ttl` (a zero `ttl` caches nothing), sharing changes with
+    /// the other processes through `redis` when given.
+    pub fn new(ttl: Duration, redis: Option<Redis>) -> Self {
         let entries = (!ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(MAX_ENTRIES)
                 .time_to_live(ttl)
                 .build()
         });
-        Self { entries }
+        Self { entries, redis }
     }
 
     /// The cached record, if fresh.
@@ -56,10 +66,72 @@ impl UserCache {
         }
     }
 
-    /// Forgets a user after any change to their record.
+    /// Forgets a user after any change to their account, here and (through Redis) in every
+    /// other API process. Call it after the change is committed.
     pub fn invalidate(&self, id: Uuid) {
+        self.forget(id);
+        if let Some(redis) = self.redis.clone() {
+            tokio::spawn(async move {
+                let published = async {
+                    let mut conn = redis.conn().await?;
+                    redis::cmd("PUBLISH")
+                        .arg(redis.key(CHANGES_CHANNEL))
+                        .arg(id.to_string())
+                        .query_async::<()>(&mut conn)
+                        .await
+                };
+                if let Err(err) = published.await {
+                    tracing::warn!(error = %err, user_id = %id,
+                        "account change not published; other processes see it within USER_CACHE_TTL");
+                }
+            });
+        }
+    }
+
+    fn forget(&self, id: Uuid) {
         if let Some(entries) = &self.entries {
             entries.invalidate(&id);
         }
+    }
+
+    fn forget_all(&self) {
+        if let Some(entries) = &self.entries {
+            entries.invalidate_all();
+        }
+    }
+
+    /// Listens for other processes' account changes until the returned task is aborted,
+    /// reconnecting after a pause when Redis goes away. Nothing to do without a cache or Redis.
+    pub fn spawn_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
+        let redis = self.redis.clone()?;
+        self.entries.as_ref()?;
+        let cache = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                match cache.listen(&redis).await {
+                    Ok(()) => tracing::warn!("account-change subscription ended; reconnecting"),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "account-change subscription failed; retrying");
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
+    }
+
+    async fn listen(&self, redis: &Redis) -> Result<(), redis::RedisError> {
+        let mut pubsub = redis.pubsub().await?;
+        pubsub.subscribe(redis.key(CHANGES_CHANNEL)).await?;
+        // Whatever changed while no subscription was open was missed.
+        self.forget_all();
+        let mut messages = pubsub.into_on_message();
+        while let Some(message) = messages.next().await {
+            let payload: String = message.get_payload()?;
+            match payload.parse::<Uuid>() {
+                Ok(id) => self.forget(id),
+                Err(_) => tracing::warn!(%payload, "unreadable account-change message"),
+            }
+        }
+        Ok(())
     }
 }

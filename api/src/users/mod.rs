@@ -5,19 +5,16 @@ pub mod model;
 pub mod repo;
 pub mod validate;
 
-use std::sync::Arc;
-
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
-use sqlx::PgExecutor;
+use uuid::Uuid;
 
 use self::model::{UserProfile, UserRow};
 use crate::app::AppState;
-use crate::auth::extract::BearerAuth;
+use crate::auth::extract::ActiveUser;
 use crate::auth::passwords::Verification;
 use crate::auth::sessions;
-use crate::auth::tokens::Claims;
 use crate::error::{ApiError, ApiResult, FieldError, status};
 use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
@@ -35,27 +32,9 @@ impl UsersApi {
     }
 }
 
-/// The account behind a verified token, read from the database. A deleted or disabled account
-/// gets 401 even while its access token has not expired yet.
-pub async fn current_user(db: impl PgExecutor<'_>, claims: &Claims) -> Result<UserRow, ApiError> {
-    active(repo::find(db, claims.sub).await?)
-}
-
-/// Like [`current_user`], but may answer from the per-process cache (see [`cache`]); for reads.
-pub async fn current_user_cached(
-    state: &AppState,
-    claims: &Claims,
-) -> Result<Arc<UserRow>, ApiError> {
-    if let Some(user) = state.users.get(claims.sub) {
-        return Ok(user);
-    }
-    let user = Arc::new(current_user(&state.db, claims).await?);
-    state.users.insert(user.clone());
-    Ok(user)
-}
-
-fn active(user: Option<UserRow>) -> Result<UserRow, ApiError> {
-    match user {
+/// The caller's account read inside `tx`, still active; 401 when it went away meanwhile.
+async fn active_account_in(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserRow, ApiError> {
+    match repo::find(&mut *tx, id).await? {
         Some(user) if user.is_active => Ok(user),
         _ => Err(ApiError::Unauthorized(
             "the account no longer exists or is disabled".into(),
@@ -140,21 +119,19 @@ pub fn parse_profile_changes(
 impl UsersApi {
     /// The caller's profile.
     #[oai(path = "/me", method = "get")]
-    async fn me(&self, auth: BearerAuth) -> ApiResult<Json<UserProfile>, { status::AUTHED }> {
-        let user = current_user_cached(&self.state, &auth.0).await?;
-        Ok(Json(user.as_ref().into()))
+    async fn me(&self, caller: ActiveUser) -> ApiResult<Json<UserProfile>, { status::AUTHED }> {
+        Ok(Json(caller.0.as_ref().into()))
     }
 
     /// Change the caller's email or username.
     #[oai(path = "/me", method = "patch")]
     async fn update_me(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         body: JsonBody<UpdateProfileRequest>,
     ) -> ApiResult<Json<UserProfile>, { status::AUTHED | status::BODY | status::CONFLICT }> {
         let changes = parse_profile_changes(body.0.email.as_deref(), body.0.username.as_deref())?;
-        current_user(&self.state.db, &auth.0).await?;
-        let user = repo::update(&self.state.db, auth.0.sub, &changes)
+        let user = repo::update(&self.state.db, caller.0.id, &changes)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
         self.state.users.invalidate(user.id);
@@ -167,10 +144,11 @@ impl UsersApi {
     #[oai(path = "/me", method = "delete")]
     async fn delete_me(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
     ) -> ApiResult<NoContent, { status::AUTHED | status::CONFLICT }> {
         let mut tx = self.state.db.begin().await?;
-        let user = current_user(&mut *tx, &auth.0).await?;
+        // Read again inside the transaction: the role decides the last-admin check below.
+        let user = active_account_in(&mut tx, caller.0.id).await?;
         if user.role == common::domain::Role::Admin
             && repo::lock_active_admins(&mut *tx).await? <= 1
         {
@@ -191,7 +169,7 @@ impl UsersApi {
     #[oai(path = "/me/password", method = "put")]
     async fn change_password(
         &self,
-        auth: BearerAuth,
+        caller: ActiveUser,
         body: JsonBody<ChangePasswordRequest>,
     ) -> ApiResult<NoContent, { status::AUTHED | status::BODY }> {
         let request = body.0;
@@ -202,7 +180,7 @@ impl UsersApi {
                 ApiError::invalid("new_password", "must differ from the current password").into(),
             );
         }
-        let user = current_user(&self.state.db, &auth.0).await?;
+        let user = caller.0;
         // A stolen access token must not make the current password cheaper to guess: this
         // check counts against the same per-account limit as login.
         let attempt = self.state.lockout.begin(&user.email).await?;

@@ -17,6 +17,8 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// Access tokens issued before this are refused (set when every session is ended).
+    pub tokens_valid_after: Option<DateTime<Utc>>,
 }
 
 /// A user's role, as the API shows it.

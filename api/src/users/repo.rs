@@ -43,7 +43,7 @@ pub async fn insert(db: impl PgExecutor<'_>, user: &NewUser<'_>) -> Result<UserR
         r#"INSERT INTO users (id, email, username, password_hash, role)
            VALUES ($1, $2, $3, $4, $5)
            RETURNING id, email, username, password_hash, role AS "role: Role", is_active,
-                     created_at, updated_at, last_login_at"#,
+                     created_at, updated_at, last_login_at, tokens_valid_after"#,
         Uuid::now_v7(),
         user.email,
         user.username,
@@ -60,7 +60,7 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<UserRow>, 
     sqlx::query_as!(
         UserRow,
         r#"SELECT id, email, username, password_hash, role AS "role: Role", is_active,
-                  created_at, updated_at, last_login_at
+                  created_at, updated_at, last_login_at, tokens_valid_after
            FROM users WHERE id = $1"#,
         id,
     )
@@ -76,7 +76,7 @@ pub async fn find_by_email(
     sqlx::query_as!(
         UserRow,
         r#"SELECT id, email, username, password_hash, role AS "role: Role", is_active,
-                  created_at, updated_at, last_login_at
+                  created_at, updated_at, last_login_at, tokens_valid_after
            FROM users WHERE lower(email) = lower($1)"#,
         email,
     )
@@ -109,7 +109,7 @@ pub async fn update(
                updated_at = now()
            WHERE id = $1
            RETURNING id, email, username, password_hash, role AS "role: Role", is_active,
-                     created_at, updated_at, last_login_at"#,
+                     created_at, updated_at, last_login_at, tokens_valid_after"#,
         id,
         changes.email.as_deref(),
         changes.username.as_deref(),
@@ -200,7 +200,7 @@ pub async fn list(
     let rows = sqlx::query_as!(
         UserRow,
         r#"SELECT id, email, username, password_hash, role AS "role: Role", is_active,
-                  created_at, updated_at, last_login_at
+                  created_at, updated_at, last_login_at, tokens_valid_after
            FROM users
            WHERE ($1::text IS NULL OR email ILIKE $1 OR username ILIKE $1)
              AND ($2::text IS NULL OR role = $2)

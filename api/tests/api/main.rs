@@ -2,6 +2,7 @@
 //!
 //! One test binary (with modules) rather than one per file: it links the crate once.
 
+mod accounts;
 mod admin;
 mod auth;
 mod binary;
