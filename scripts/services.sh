@@ -166,9 +166,12 @@ start_redis() {
     make_services_dir
     mkdir -p "$REDIS_DIR"
     log "redis: starting on 127.0.0.1:$REDIS_PORT"
-    # No snapshots and no AOF: the data is as disposable as the Postgres cluster above.
+    # The settings every shipped configuration uses (deployments/redis.conf): an append-only
+    # file synced every second, so a restart keeps the queues, and no eviction, so a full
+    # Redis refuses writes rather than dropping queue keys.
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --dir "$REDIS_DIR" \
-        --save "" --appendonly no --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
+        --save "" --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
+        --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" \
         {LOCK_FD}>&- ||
         die "redis did not start; see $REDIS_DIR/redis.log"
     wait_until "redis on 127.0.0.1:$REDIS_PORT" redis_ready

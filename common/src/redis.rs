@@ -63,6 +63,28 @@ impl Redis {
             })?
     }
 
+    /// Logs a warning when the server may evict keys to make room (its `maxmemory-policy` is
+    /// not `noeviction`): queue keys could then vanish under memory pressure. Says nothing when
+    /// Redis is unreachable or hides its configuration (some managed services do).
+    pub async fn warn_if_evicting(&self) {
+        let policy = async {
+            let mut conn = self.conn().await?;
+            redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory-policy")
+                .query_async::<Vec<String>>(&mut conn)
+                .await
+        };
+        match policy.await.ok().and_then(|pair| pair.into_iter().nth(1)) {
+            Some(policy) if policy != "noeviction" => tracing::warn!(
+                %policy,
+                "Redis may evict keys under memory pressure, queue keys included: set \
+                 maxmemory-policy noeviction (deployments/redis.conf)"
+            ),
+            _ => {}
+        }
+    }
+
     /// The full key for `suffix`, with this deployment's prefix.
     pub fn key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.key_prefix)

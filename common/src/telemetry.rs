@@ -155,6 +155,14 @@ fn describe_metrics() {
         "Jobs ready and waiting for a worker, by queue (sampled every 5 s)."
     );
     describe_counter!(
+        "jobs_rescued_total",
+        "Jobs pushed again from their Postgres records after Redis lost them, by queue."
+    );
+    describe_counter!(
+        "rescue_rounds_total",
+        "Rescue rounds this worker completed (one process holds each round)."
+    );
+    describe_counter!(
         "upstream_requests_total",
         "Calls to the price provider, by provider and status."
     );

@@ -44,6 +44,7 @@ struct Scripts {
     release: Script,
     heartbeat: Script,
     stats: Script,
+    locate: Script,
 }
 
 impl Scripts {
@@ -57,6 +58,7 @@ impl Scripts {
             release: Script::new(include_str!("lua/release.lua")),
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             stats: Script::new(include_str!("lua/stats.lua")),
+            locate: Script::new(include_str!("lua/locate.lua")),
         }
     }
 }
@@ -81,6 +83,9 @@ pub struct NewJob {
     pub max_attempts: Option<u32>,
     /// Not before this instant; now when `None`.
     pub run_at: Option<SystemTime>,
+    /// Attempts already used: 0 for a new job; a job pushed again after Redis lost it keeps
+    /// the count its record holds, so its limit still applies.
+    pub attempts_used: u32,
 }
 
 impl NewJob {
@@ -91,7 +96,15 @@ impl NewJob {
             args: serde_json::to_string(args)?,
             max_attempts: None,
             run_at: None,
+            attempts_used: 0,
         })
+    }
+
+    /// Counts `attempts` as already used.
+    #[must_use]
+    pub fn attempts_used(mut self, attempts: u32) -> Self {
+        self.attempts_used = attempts;
+        self
     }
 
     /// Sets the attempt limit.
@@ -220,11 +233,28 @@ impl RedisQueue {
                     .arg(&job.id)
                     .arg(&job.args)
                     .arg(job.max_attempts.unwrap_or(default_max))
-                    .arg(job.run_at.map_or(0, unix_ms));
+                    .arg(job.run_at.map_or(0, unix_ms))
+                    .arg(job.attempts_used);
             }
             added += invocation.invoke_async::<usize>(&mut conn).await?;
         }
         Ok(added)
+    }
+
+    /// Which of `ids` Redis does not hold (see `lua/locate.lua`): jobs it lost, which their
+    /// owner's record should push again. Asks about 500 ids per script call.
+    pub async fn missing(&self, ids: &[String]) -> Result<Vec<String>, QueueError> {
+        let mut conn = self.conn().await?;
+        let mut missing = Vec::new();
+        for chunk in ids.chunks(ENQUEUE_CHUNK) {
+            let mut invocation = self.inner.scripts.locate.prepare_invoke();
+            invocation.arg(&self.inner.base);
+            for id in chunk {
+                invocation.arg(id);
+            }
+            missing.extend(invocation.invoke_async::<Vec<String>>(&mut conn).await?);
+        }
+        Ok(missing)
     }
 
     /// Counts for operators.

@@ -465,3 +465,101 @@ async fn fifty_thousand_delayed_jobs_falling_due_at_once_drain() {
     assert_eq!(moved, 50_000);
     drain_with_two_workers(&queue, 50_000, &runs).await;
 }
+
+/// Deletes every key of `queue`'s Redis prefix, as a restart without persistence would.
+async fn lose_everything(prefix: &str) {
+    let client = redis::Client::open(redis_url()).expect("valid url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: () = redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .expect("delete");
+    }
+}
+
+#[tokio::test]
+async fn jobs_redis_lost_are_found_and_run_again_with_the_attempts_they_used() {
+    let config = config("lost-data");
+    let prefix = config.key_prefix.clone();
+    let queue = queue(config);
+    let runs = Runs::default();
+    let waiting = NewJob::new("waiting", &Job::quick()).expect("queue operation");
+    let later = NewJob::new("later", &Job::quick())
+        .expect("queue operation")
+        .run_at(SystemTime::now() + Duration::from_secs(3600));
+    queue
+        .push(&[waiting.clone(), later.clone()])
+        .await
+        .expect("queue operation");
+    let asked = ["waiting", "later", "never-pushed"].map(str::to_owned);
+    assert_eq!(
+        queue.missing(&asked).await.expect("queue operation"),
+        vec!["never-pushed".to_owned()],
+        "jobs waiting or delayed are present"
+    );
+
+    lose_everything(&prefix).await;
+    assert_eq!(
+        queue.missing(&asked).await.expect("queue operation"),
+        asked.to_vec()
+    );
+
+    // Pushed again with two of three attempts used: it runs once more, as attempt 3.
+    let again = NewJob::new("waiting", &Job::quick())
+        .expect("queue operation")
+        .max_attempts(3)
+        .attempts_used(2);
+    assert_eq!(queue.push(&[again]).await.expect("queue operation"), 1);
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 1, &runs);
+    wait_until("the job to run again", Duration::from_secs(10), || async {
+        !runs.of("waiting").is_empty()
+    })
+    .await;
+    wait_until("the queue to drain", Duration::from_secs(10), || {
+        drained(&queue)
+    })
+    .await;
+    assert_eq!(runs.of("waiting")[0].1, 3);
+    assert!(
+        queue
+            .missing(&["waiting".to_owned()])
+            .await
+            .expect("queue operation")
+            .is_empty(),
+        "a finished job is present"
+    );
+
+    // A job running on a live worker is present too.
+    let slow = NewJob::new(
+        "slow",
+        &Job {
+            fail_first: 0,
+            sleep_ms: 60_000,
+        },
+    )
+    .expect("queue operation");
+    queue.push(&[slow]).await.expect("queue operation");
+    wait_until("the slow job to start", Duration::from_secs(10), || async {
+        !runs.of("slow").is_empty()
+    })
+    .await;
+    assert!(
+        queue
+            .missing(&["slow".to_owned()])
+            .await
+            .expect("queue operation")
+            .is_empty(),
+        "a running job is present"
+    );
+    worker.abort();
+}

@@ -59,6 +59,15 @@ pub struct WorkerConfig {
     #[arg(long = "relay-interval", env = "OUTBOX_RELAY_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub relay_interval: Duration,
 
+    /// How often one worker looks for handed-over jobs that Redis no longer holds (lost data)
+    /// and pushes them again from their Postgres records.
+    #[arg(long = "rescue-interval", env = "WORKER_RESCUE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub rescue_interval: Duration,
+
+    /// How long a job row must have been unchanged before the rescuer considers it.
+    #[arg(long = "rescue-grace", env = "WORKER_RESCUE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub rescue_grace: Duration,
+
     /// How often prices are refreshed (once per interval across all workers).
     #[arg(long = "price-refresh-interval", env = "PRICE_REFRESH_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub price_refresh_interval: Duration,
@@ -85,6 +94,12 @@ impl WorkerConfig {
             problems.push(ConfigProblem::new(
                 "PRICE_REFRESH_INTERVAL",
                 "must be at least 1s",
+            ));
+        }
+        if self.rescue_interval < Duration::from_millis(100) {
+            problems.push(ConfigProblem::new(
+                "WORKER_RESCUE_INTERVAL",
+                "must be at least 100ms",
             ));
         }
         if self.job_timeout.is_zero() {

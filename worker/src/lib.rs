@@ -25,6 +25,10 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let metrics = common::telemetry::install_metrics("worker");
     let db = common::db::connect_and_migrate(&config.common.database).await?;
     let redis = Redis::new(&config.common.redis).context("REDIS_URL is not a valid Redis URL")?;
+    tokio::spawn({
+        let redis = redis.clone();
+        async move { redis.warn_if_evicting().await }
+    });
     let queues = Queues::new(&config.common.redis, &config.queue)
         .context("REDIS_URL is not a valid Redis URL")?;
     let prices = PriceProvider::from_config(&config.market, Some(redis.clone()))

@@ -589,3 +589,107 @@ async fn the_upstream_budget_holds_across_two_workers() {
     // 10 at once, then 20 more at 10 a second: at least ~2 s for both workers together.
     assert!(span >= Duration::from_millis(1800), "30 calls in {span:?}");
 }
+
+/// The bulk-fetch job rows of `stack` that have been handed to Redis.
+async fn enqueued_rows(stack: &Stack) -> i64 {
+    sqlx::query_scalar::<_, i64>(
+        "SELECT count(*) FROM jobs WHERE enqueued_at IS NOT NULL AND queue = 'bulk_fetch'",
+    )
+    .fetch_one(&stack.db.pool().await)
+    .await
+    .expect("count enqueued rows")
+}
+
+/// A counter's value in a Prometheus text exposition, 0 when absent.
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+const RESCUE_FAST: [(&str, &str); 2] = [
+    ("WORKER_RESCUE_INTERVAL", "200ms"),
+    ("WORKER_RESCUE_GRACE", "100ms"),
+];
+
+#[tokio::test]
+async fn jobs_accepted_before_redis_lost_its_data_still_run_once() {
+    let mut redis = OwnRedis::start().await;
+    let stack = Stack::start_with_redis(redis.url()).await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        ids.push(stack.bulk(&coins(&["bitcoin"])).await);
+    }
+    wait_until(
+        "every job handed to Redis",
+        Duration::from_secs(30),
+        || async { enqueued_rows(&stack).await == 20 },
+    )
+    .await;
+    // A restart without persistence: every queued job is gone from Redis.
+    redis.stop();
+    redis.resume().await;
+
+    let worker = stack.start_worker(&RESCUE_FAST).await;
+    for id in &ids {
+        stack
+            .wait_for_status(id, "succeeded", Duration::from_secs(60))
+            .await;
+    }
+    assert_eq!(stack.upstream.calls(), 20, "each job ran once");
+    let metrics = metrics_of(&worker).await;
+    assert_eq!(
+        counter(&metrics, r#"jobs_rescued_total{queue="bulk_fetch"}"#),
+        20.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_rescuer_never_pushes_a_job_that_is_waiting_or_running() {
+    let stack = Stack::start().await;
+    // A worker that rescues but does not consume bulk_fetch: the jobs wait in Redis.
+    let bystander = stack
+        .start_worker(&[RESCUE_FAST[0], RESCUE_FAST[1], ("WORKER_QUEUES", "email")])
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(stack.bulk(&coins(&["bitcoin"])).await);
+    }
+    wait_until(
+        "every job handed to Redis",
+        Duration::from_secs(30),
+        || async { enqueued_rows(&stack).await == 5 },
+    )
+    .await;
+    let rounds = |metrics: &str| counter(metrics, "rescue_rounds_total");
+    let seen = rounds(&metrics_of(&bystander).await);
+    wait_until(
+        "five rescue rounds over waiting jobs",
+        Duration::from_secs(30),
+        || async { rounds(&metrics_of(&bystander).await) >= seen + 5.0 },
+    )
+    .await;
+
+    // Now they run, slowly, while the rounds go on over running jobs.
+    stack.upstream.script((0..5).map(|_| Step {
+        status: 200,
+        delay_ms: 1500,
+    }));
+    let consumer = stack.start_worker(&RESCUE_FAST).await;
+    for id in &ids {
+        stack
+            .wait_for_status(id, "succeeded", Duration::from_secs(60))
+            .await;
+    }
+    assert_eq!(stack.upstream.calls(), 5, "no job ran twice");
+    for worker in [&bystander, &consumer] {
+        let metrics = metrics_of(worker).await;
+        assert_eq!(
+            counter(&metrics, r#"jobs_rescued_total{queue="bulk_fetch"}"#),
+            0.0,
+            "{metrics}"
+        );
+    }
+}

@@ -187,6 +187,51 @@ pub async fn outbox_batch(
     .await
 }
 
+/// A job Redis should be holding: handed over (`enqueued_at` set) and not finished.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnfinishedJob {
+    /// The job's id (also its id in Redis).
+    pub id: Uuid,
+    /// Its queue.
+    pub queue: Queue,
+    /// Its input.
+    pub payload: Value,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+    /// Attempts started so far (a `running` job's current one included).
+    pub attempts: i32,
+    /// `queued` or `running`.
+    pub status: JobStatus,
+    /// Not before.
+    pub run_after: DateTime<Utc>,
+}
+
+/// Up to `limit` jobs Redis should be holding whose rows have not changed for `min_age`, with
+/// ids after `after`, in id order (a round walks them all a page at a time).
+pub async fn unfinished_after(
+    db: impl PgExecutor<'_>,
+    min_age: std::time::Duration,
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<UnfinishedJob>, sqlx::Error> {
+    let min_age_ms = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);
+    sqlx::query_as!(
+        UnfinishedJob,
+        r#"SELECT id, queue AS "queue: Queue", payload, max_attempts, attempts,
+                  status AS "status: JobStatus", run_after
+           FROM jobs
+           WHERE status IN ('queued', 'running') AND enqueued_at IS NOT NULL AND id > $2
+             AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0)
+           ORDER BY id
+           LIMIT $3"#,
+        min_age_ms,
+        after,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// Records that these jobs reached Redis.
 pub async fn mark_enqueued(db: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(), sqlx::Error> {
     sqlx::query!(

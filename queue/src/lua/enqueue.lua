@@ -1,20 +1,21 @@
 -- Adds jobs unless a job with the same id already exists (so a re-push by the outbox relay,
 -- or a retried request, is a no-op).
--- ARGV: base, then per job: id, args, max_attempts, due_ms (0 = now)
+-- ARGV: base, then per job: id, args, max_attempts, due_ms (0 = now), attempts already used
+-- (0 for a new job; more when a job Redis lost is pushed again).
 -- Returns how many jobs were added.
 local base = ARGV[1]
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local added = 0
-for i = 2, #ARGV, 4 do
-  local id, args, max, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+for i = 2, #ARGV, 5 do
+  local id, args, max, due, used = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
   local job = base .. 'job:' .. id
   if redis.call('EXISTS', job) == 0 then
     if due > now then
-      redis.call('HSET', job, 'args', args, 'attempts', 0, 'max', max, 'state', 'delayed', 'ready_at', due)
+      redis.call('HSET', job, 'args', args, 'attempts', used, 'max', max, 'state', 'delayed', 'ready_at', due)
       redis.call('ZADD', base .. 'delayed', due, id)
     else
-      redis.call('HSET', job, 'args', args, 'attempts', 0, 'max', max, 'state', 'ready', 'ready_at', now)
+      redis.call('HSET', job, 'args', args, 'attempts', used, 'max', max, 'state', 'ready', 'ready_at', now)
       redis.call('LPUSH', base .. 'ready', id)
     end
     added = added + 1

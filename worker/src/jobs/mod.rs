@@ -3,6 +3,7 @@
 
 mod metrics;
 pub mod relay;
+pub mod rescue;
 pub mod rows;
 pub mod tracking;
 
@@ -133,6 +134,11 @@ pub async fn run(
     let control = monitor.context();
     let background = [
         tokio::spawn(relay::run(ctx.clone(), config.relay_interval)),
+        tokio::spawn(rescue::run(
+            ctx.clone(),
+            config.rescue_interval,
+            config.rescue_grace,
+        )),
         tokio::spawn(crate::market::refresh::schedule(
             ctx.clone(),
             config.price_refresh_interval,
