@@ -124,8 +124,17 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
 /// The complete endpoint with every middleware, ready to serve.
 pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 'static {
     let api = openapi(&state);
-    let templates = RouteTemplates::from_spec(&api.spec());
-    let spec = api.spec_endpoint();
+    let raw_spec = api.spec();
+    let templates = RouteTemplates::from_spec(&raw_spec);
+    let document = bytes::Bytes::from(
+        crate::platform::openapi_doc::document(&raw_spec)
+            .expect("poem-openapi writes a JSON document"),
+    );
+    let spec = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.clone())
+    });
     let mut routes = Route::new();
     if state.config.metrics_on_api_addr() {
         routes = routes.at("/metrics", metrics_endpoint(&state));

@@ -2,6 +2,7 @@
 
 pub mod body_limit;
 pub mod json_body;
+pub mod openapi_doc;
 pub mod pagination;
 pub mod rate_limit;
 pub mod request_context;
