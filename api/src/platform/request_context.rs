@@ -164,6 +164,13 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
                     span.in_scope(|| tracing::error!(error = ?cause, "request failed"));
                 }
                 let mut response = api_error.to_response(Some(&request_id), Some(&path));
+                // RFC 9110: a 405 names the methods the resource does support.
+                if matches!(api_error, ApiError::MethodNotAllowed)
+                    && let Some(allowed) = self.templates.allowed_methods(&path)
+                    && let Ok(value) = HeaderValue::from_str(allowed)
+                {
+                    response.headers_mut().insert(poem::http::header::ALLOW, value);
+                }
                 if let Some(ExtraHeaders(headers)) = extra {
                     response.headers_mut().extend(headers);
                 }

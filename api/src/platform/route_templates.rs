@@ -7,10 +7,31 @@
 
 use std::collections::HashMap;
 
-/// Internal pattern → documented template, for every operation with path parameters.
+/// Internal pattern → documented template, for every operation with path parameters; and the
+/// documented methods of every path, for the `Allow` header of a 405.
 #[derive(Debug, Default, Clone)]
 pub struct RouteTemplates {
     templates: HashMap<String, Template>,
+    methods: Vec<(Vec<Segment>, String)>,
+}
+
+/// One segment of a documented path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Parameter,
+}
+
+fn segments(path: &str) -> Vec<Segment> {
+    path.split('/')
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                Segment::Parameter
+            } else {
+                Segment::Literal(segment.to_owned())
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -27,6 +48,7 @@ impl RouteTemplates {
             return Self::default();
         };
         let mut templates = HashMap::new();
+        let mut methods = Vec::new();
         let Some(paths) = spec["paths"].as_object() else {
             return Self::default();
         };
@@ -34,6 +56,10 @@ impl RouteTemplates {
             let Some(operations) = operations.as_object() else {
                 continue;
             };
+            let mut allowed: Vec<String> =
+                operations.keys().map(|method| method.to_uppercase()).collect();
+            allowed.sort();
+            methods.push((segments(path), allowed.join(", ")));
             for operation in operations.values() {
                 let params: Vec<String> = operation["parameters"]
                     .as_array()
@@ -58,7 +84,30 @@ impl RouteTemplates {
                 );
             }
         }
-        Self { templates }
+        Self { templates, methods }
+    }
+
+    /// The documented methods of the path a request named, as an `Allow` header value; `None`
+    /// when no documented path matches. A literal segment beats a parameter in the same place
+    /// (`/jobs/{id}` never answers for a documented `/jobs/stats`).
+    pub fn allowed_methods(&self, path: &str) -> Option<&str> {
+        let asked: Vec<&str> = path.split('/').collect();
+        self.methods
+            .iter()
+            .filter(|(template, _)| {
+                template.len() == asked.len()
+                    && template.iter().zip(&asked).all(|(segment, part)| match segment {
+                        Segment::Literal(literal) => literal == part,
+                        Segment::Parameter => !part.is_empty(),
+                    })
+            })
+            .max_by_key(|(template, _)| {
+                template
+                    .iter()
+                    .filter(|segment| matches!(segment, Segment::Literal(_)))
+                    .count()
+            })
+            .map(|(_, allowed)| allowed.as_str())
     }
 
     /// The template for a matched pattern: documented when known, else `:name` → `{name}`.
@@ -106,5 +155,20 @@ mod tests {
         );
         assert_eq!(templates.label("/plain"), "/plain");
         assert_eq!(templates.label("/docs/:file"), "/docs/{file}");
+    }
+
+    #[test]
+    fn allowed_methods_come_from_the_matching_documented_path() {
+        let spec = r#"{"paths": {
+            "/jobs/{id}": {"get": {}, "delete": {}},
+            "/jobs/stats": {"get": {}},
+            "/jobs": {"get": {}, "post": {}}
+        }}"#;
+        let templates = RouteTemplates::from_spec(spec);
+        assert_eq!(templates.allowed_methods("/jobs/42"), Some("DELETE, GET"));
+        assert_eq!(templates.allowed_methods("/jobs/stats"), Some("GET"));
+        assert_eq!(templates.allowed_methods("/jobs"), Some("GET, POST"));
+        assert_eq!(templates.allowed_methods("/jobs/42/x"), None);
+        assert_eq!(templates.allowed_methods("/jobs/"), None);
     }
 }

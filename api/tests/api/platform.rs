@@ -39,9 +39,16 @@ async fn unknown_routes_and_methods_are_problems() {
     app.get("/api/v1/nothing-here", None)
         .await
         .assert_problem(404, "NOT_FOUND");
-    app.call(Method::DELETE, "/api/v1/auth/login", None, None)
-        .await
-        .assert_problem(405, "METHOD_NOT_ALLOWED");
+    let refused = app
+        .call(Method::DELETE, "/api/v1/auth/login", None, None)
+        .await;
+    refused.assert_problem(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(refused.header("allow"), Some("POST"));
+    let trace = app
+        .call(Method::TRACE, "/api/v1/portfolios/0190f0f0-0000-7000-8000-000000000000", None, None)
+        .await;
+    trace.assert_problem(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(trace.header("allow"), Some("DELETE, GET, PATCH"));
 }
 
 #[tokio::test]
