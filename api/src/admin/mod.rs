@@ -81,8 +81,10 @@ impl AdminApi {
         &self,
         _admin: AdminUser,
         /// Page number, from 1.
+        #[oai(validator(minimum(value = "1")))]
         page: Query<Option<u32>>,
         /// Items per page, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         per_page: Query<Option<u32>>,
         /// Case-insensitive substring of email or username.
         q: Query<Option<String>>,

@@ -214,8 +214,10 @@ impl JobsApi {
         &self,
         caller: ActiveUser,
         /// Page number, from 1.
+        #[oai(validator(minimum(value = "1")))]
         page: Query<Option<u32>>,
         /// Items per page, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         per_page: Query<Option<u32>>,
         /// Only jobs with this status.
         status: Query<Option<JobState>>,

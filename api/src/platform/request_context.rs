@@ -169,7 +169,9 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
                     && let Some(allowed) = self.templates.allowed_methods(&path)
                     && let Ok(value) = HeaderValue::from_str(allowed)
                 {
-                    response.headers_mut().insert(poem::http::header::ALLOW, value);
+                    response
+                        .headers_mut()
+                        .insert(poem::http::header::ALLOW, value);
                 }
                 if let Some(ExtraHeaders(headers)) = extra {
                     response.headers_mut().extend(headers);

@@ -56,8 +56,10 @@ impl RouteTemplates {
             let Some(operations) = operations.as_object() else {
                 continue;
             };
-            let mut allowed: Vec<String> =
-                operations.keys().map(|method| method.to_uppercase()).collect();
+            let mut allowed: Vec<String> = operations
+                .keys()
+                .map(|method| method.to_uppercase())
+                .collect();
             allowed.sort();
             methods.push((segments(path), allowed.join(", ")));
             for operation in operations.values() {
@@ -96,10 +98,13 @@ impl RouteTemplates {
             .iter()
             .filter(|(template, _)| {
                 template.len() == asked.len()
-                    && template.iter().zip(&asked).all(|(segment, part)| match segment {
-                        Segment::Literal(literal) => literal == part,
-                        Segment::Parameter => !part.is_empty(),
-                    })
+                    && template
+                        .iter()
+                        .zip(&asked)
+                        .all(|(segment, part)| match segment {
+                            Segment::Literal(literal) => literal == part,
+                            Segment::Parameter => !part.is_empty(),
+                        })
             })
             .max_by_key(|(template, _)| {
                 template

@@ -544,8 +544,10 @@ impl PortfoliosApi {
         &self,
         caller: ActiveUser,
         /// Page number, from 1.
+        #[oai(validator(minimum(value = "1")))]
         page: Query<Option<u32>>,
         /// Items per page, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         per_page: Query<Option<u32>>,
         /// Sort key: `created_at` (default), `name` or `updated_at`.
         sort: Query<Option<PortfolioSort>>,
@@ -781,8 +783,10 @@ impl PortfoliosApi {
         /// The portfolio's id.
         id: Path<Uuid>,
         /// Page number, from 1.
+        #[oai(validator(minimum(value = "1")))]
         page: Query<Option<u32>>,
         /// Items per page, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         per_page: Query<Option<u32>>,
         /// Only this coin's transactions.
         coin_id: Query<Option<String>>,

@@ -45,7 +45,12 @@ async fn unknown_routes_and_methods_are_problems() {
     refused.assert_problem(405, "METHOD_NOT_ALLOWED");
     assert_eq!(refused.header("allow"), Some("POST"));
     let trace = app
-        .call(Method::TRACE, "/api/v1/portfolios/0190f0f0-0000-7000-8000-000000000000", None, None)
+        .call(
+            Method::TRACE,
+            "/api/v1/portfolios/0190f0f0-0000-7000-8000-000000000000",
+            None,
+            None,
+        )
         .await;
     trace.assert_problem(405, "METHOD_NOT_ALLOWED");
     assert_eq!(trace.header("allow"), Some("DELETE, GET, PATCH"));
