@@ -5,8 +5,12 @@
 //! comment as `{description, allOf: [{$ref}, {description}]}`. That is valid OpenAPI, but
 //! openapi-python-client cannot take `allOf` of an enum and drops every schema that contains
 //! one (a generated Python client could not read a login response). The rewrite keeps the
-//! reference and the field's description: `{$ref, description}`. Tests generate the Python and
-//! TypeScript clients from the served document and hold them to zero warnings.
+//! reference and the field's description: `{$ref, description}`.
+//!
+//! poem-openapi also leaves an `Option` field out of `required` but writes `None` as `null`,
+//! while its schema says only `type: string`: a validating client (or schemathesis) then
+//! refuses `"last_login_at": null`. Every optional property that is not a reference is marked
+//! `nullable: true`, which is what the server sends and accepts (serde reads `null` as `None`).
 
 use serde_json::{Map, Value};
 
@@ -19,14 +23,45 @@ pub fn document(spec: &str) -> Result<String, serde_json::Error> {
 
 fn normalize(value: &mut Value) {
     match value {
+        // Children first, so a property is already a plain reference (which takes no
+        // `nullable`) when its object is looked at.
         Value::Object(object) => {
+            object.values_mut().for_each(normalize);
             if let Some(plain) = described_reference(object) {
                 *object = plain;
             }
-            object.values_mut().for_each(normalize);
+            mark_optional_nullable(object);
         }
         Value::Array(items) => items.iter_mut().for_each(normalize),
         _ => {}
+    }
+}
+
+/// In an object schema, marks each property outside `required` (and not a `$ref`, which may not
+/// carry siblings in OpenAPI 3.0) as `nullable`.
+fn mark_optional_nullable(object: &mut Map<String, Value>) {
+    let required: Vec<String> = object
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|name| name.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Some(properties) = object.get_mut("properties").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (name, property) in properties.iter_mut() {
+        if required.contains(name) {
+            continue;
+        }
+        if let Some(property) = property.as_object_mut()
+            && !property.contains_key("$ref")
+        {
+            property.insert("nullable".into(), Value::Bool(true));
+        }
     }
 }
 
@@ -63,8 +98,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn optional_properties_are_nullable() {
+        let mut spec = json!({"type": "object", "required": ["id"], "properties": {
+            "id": {"type": "string"},
+            "last_login_at": {"type": "string", "format": "date-time"},
+            "role": {"$ref": "#/components/schemas/RoleName"},
+            "described": {"description": "New role.",
+                          "allOf": [{"$ref": "#/components/schemas/RoleName"},
+                                    {"description": "New role."}]},
+        }});
+        normalize(&mut spec);
+        assert_eq!(spec["properties"]["id"].get("nullable"), None);
+        assert_eq!(spec["properties"]["last_login_at"]["nullable"], true);
+        assert_eq!(spec["properties"]["role"].get("nullable"), None);
+        assert_eq!(
+            spec["properties"]["described"],
+            json!({"$ref": "#/components/schemas/RoleName", "description": "New role."})
+        );
+    }
+
+    #[test]
     fn described_references_become_plain_references() {
-        let mut spec = json!({"properties": {
+        let mut spec = json!({"required": ["role", "kept"], "properties": {
             "role": {"description": "What the user may do.",
                      "allOf": [{"$ref": "#/components/schemas/RoleName"},
                                {"description": "What the user may do."}]},
