@@ -352,8 +352,10 @@ impl MarketApi {
     async fn price(
         &self,
         /// Coin id, e.g. `bitcoin`.
+        #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}$"))]
         coin_id: Path<String>,
-        /// Currency, default `usd`.
+        /// Currency code, default `usd` (any case).
+        #[oai(validator(pattern = r"^[A-Za-z]{2,10}$"))]
         vs_currency: Query<Option<String>>,
     ) -> ApiResult<Json<Price>, { status::ALWAYS | status::VALIDATION | status::NOT_FOUND }> {
         let coin_id = parse_coin_id("coin_id", &coin_id.0)?;
@@ -400,8 +402,10 @@ impl MarketApi {
     async fn popular(
         &self,
         /// How many coins, 1–100 (default 10).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         limit: Query<Option<u32>>,
-        /// Currency, default `usd`.
+        /// Currency code, default `usd` (any case).
+        #[oai(validator(pattern = r"^[A-Za-z]{2,10}$"))]
         vs_currency: Query<Option<String>>,
     ) -> ApiResult<Json<Vec<Price>>, { status::ALWAYS | status::VALIDATION }> {
         let limit = limit.0.unwrap_or(10);
@@ -433,12 +437,14 @@ impl MarketApi {
     async fn history(
         &self,
         /// Coin id, e.g. `bitcoin`.
+        #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}$"))]
         coin_id: Path<String>,
         /// Start (RFC 3339); default `to` minus 7 days.
         from: Query<Option<DateTime<Utc>>>,
         /// End (RFC 3339); default now.
         to: Query<Option<DateTime<Utc>>>,
-        /// Currency, default `usd`.
+        /// Currency code, default `usd` (any case).
+        #[oai(validator(pattern = r"^[A-Za-z]{2,10}$"))]
         vs_currency: Query<Option<String>>,
     ) -> ApiResult<Json<PriceHistory>, { status::ALWAYS | status::VALIDATION | status::NOT_FOUND }>
     {

@@ -18,7 +18,38 @@ use serde_json::{Map, Value};
 pub fn document(spec: &str) -> Result<String, serde_json::Error> {
     let mut document: Value = serde_json::from_str(spec)?;
     normalize(&mut document);
+    close_request_bodies(&mut document);
     serde_json::to_string(&document)
+}
+
+/// Every request body type refuses unknown fields (`JsonBody` parses with serde's
+/// `deny_unknown_fields`, 422 naming the field), but poem-openapi does not say so in the schema;
+/// `additionalProperties: false` on each body schema does, so generated clients and fuzzers
+/// know an extra field is an error.
+fn close_request_bodies(document: &mut Value) {
+    let mut bodies: Vec<String> = Vec::new();
+    if let Some(paths) = document["paths"].as_object() {
+        for operation in paths
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|item| item.values())
+        {
+            if let Some(content) = operation["requestBody"]["content"].as_object() {
+                bodies.extend(
+                    content
+                        .values()
+                        .filter_map(|media| media["schema"]["$ref"].as_str())
+                        .filter_map(|reference| reference.strip_prefix("#/components/schemas/"))
+                        .map(str::to_owned),
+                );
+            }
+        }
+    }
+    for name in bodies {
+        if let Some(schema) = document["components"]["schemas"][&name].as_object_mut() {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
 }
 
 fn normalize(value: &mut Value) {
@@ -96,6 +127,29 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn request_body_schemas_refuse_unknown_fields() {
+        let spec = json!({
+            "paths": {"/login": {"post": {"requestBody": {"content": {"application/json":
+                {"schema": {"$ref": "#/components/schemas/Login"}}}}}}},
+            "components": {"schemas": {
+                "Login": {"type": "object", "properties": {}},
+                "Token": {"type": "object", "properties": {}},
+            }},
+        });
+        let served: Value =
+            serde_json::from_str(&document(&spec.to_string()).expect("a document")).expect("json");
+        assert_eq!(
+            served["components"]["schemas"]["Login"]["additionalProperties"],
+            false
+        );
+        assert_eq!(
+            served["components"]["schemas"]["Token"].get("additionalProperties"),
+            None,
+            "response schemas stay open, so new fields never break old clients"
+        );
+    }
 
     #[test]
     fn optional_properties_are_nullable() {
