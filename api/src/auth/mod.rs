@@ -43,9 +43,12 @@ impl AuthApi {
 pub struct RegisterRequest {
     /// Email address (unique, case-insensitive; at most 254 characters).
     pub email: String,
-    /// 3–32 letters, digits, `_`, `-` or `.`, starting with a letter or digit (unique).
+    /// 3–32 letters, digits, `_`, `-` or `.`, starting with a letter or digit (unique);
+    /// surrounding spaces are ignored.
+    #[oai(validator(pattern = r"^\s*[A-Za-z0-9][A-Za-z0-9_.-]{2,31}\s*$"))]
     pub username: String,
-    /// 8–128 characters.
+    /// 8–128 characters, not all spaces.
+    #[oai(validator(min_length = 8, max_length = 128, pattern = r"\S"))]
     pub password: String,
 }
 

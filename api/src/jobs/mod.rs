@@ -213,8 +213,8 @@ impl JobsApi {
     async fn list(
         &self,
         caller: ActiveUser,
-        /// Page number, from 1.
-        #[oai(validator(minimum(value = "1")))]
+        /// Page number, from 1 (at most 1,000,000).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u32>>,
         /// Items per page, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]

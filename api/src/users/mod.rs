@@ -60,7 +60,8 @@ pub struct UpdateProfileRequest {
 pub struct ChangePasswordRequest {
     /// The password in use now.
     pub current_password: String,
-    /// The new password (8–128 characters, different from the current one).
+    /// The new password (8–128 characters, not all spaces, different from the current one).
+    #[oai(validator(min_length = 8, max_length = 128, pattern = r"\S"))]
     pub new_password: String,
 }
 
