@@ -6,7 +6,9 @@
 #   scripts/services.sh status   say whether each service answers (exit 1 if one does not)
 #   scripts/services.sh env      print the export lines for DATABASE_URL and REDIS_URL
 #   scripts/services.sh tools    install the outside tools tests use as judges when missing:
-#                                promtool (Debian's `prometheus` package) checks /metrics
+#                                promtool (Debian's `prometheus` package) checks /metrics;
+#                                openapi-spec-validator and openapi-python-client (PyPI, in a
+#                                venv) and openapi-typescript (npm) check the OpenAPI document
 #
 # Settings (environment): PG_PORT (5432), REDIS_PORT (6379), SERVICES_WAIT_SECONDS (30),
 # COINPULSE_SERVICES_DIR (/var/tmp/coinpulse-services). The data lives outside the repo on
@@ -20,6 +22,8 @@ PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
 SERVICES_DIR="${COINPULSE_SERVICES_DIR:-/var/tmp/coinpulse-services}"
 WAIT_SECONDS="${SERVICES_WAIT_SECONDS:-30}"
+# Where `tools` installs the PyPI and npm tools (api/tests/api/clients.rs reads the same).
+TOOLS_DIR="${COINPULSE_TOOLS_DIR:-/var/tmp/coinpulse-tools}"
 
 PG_DATA="$SERVICES_DIR/postgres"
 REDIS_DIR="$SERVICES_DIR/redis"
@@ -266,6 +270,24 @@ cmd_tools() {
             --no-install-recommends prometheus >/dev/null
     fi
     command -v promtool >/dev/null || die "apt installed prometheus but promtool is missing"
+
+    local venv="$TOOLS_DIR/venv"
+    if [[ ! -x $venv/bin/openapi-python-client || ! -x $venv/bin/openapi-spec-validator ]]; then
+        log "installing openapi-python-client and openapi-spec-validator (PyPI) into $venv"
+        mkdir -p "$TOOLS_DIR"
+        python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+        # python-dateutil: the generated client imports it to read timestamps.
+        "$venv/bin/pip" install -q openapi-python-client openapi-spec-validator python-dateutil ||
+            die "pip could not install the OpenAPI tools"
+    fi
+    local node="$TOOLS_DIR/node"
+    if [[ ! -x $node/node_modules/.bin/openapi-typescript ]]; then
+        command -v npm >/dev/null || die "npm is missing (Debian: apt-get install npm)"
+        log "installing openapi-typescript (npm) into $node"
+        mkdir -p "$node"
+        npm install --silent --no-audit --no-fund --prefix "$node" openapi-typescript >/dev/null ||
+            die "npm could not install openapi-typescript"
+    fi
 }
 
 case "${1:-}" in

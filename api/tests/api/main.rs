@@ -6,6 +6,7 @@ mod accounts;
 mod admin;
 mod auth;
 mod binary;
+mod clients;
 mod helpers;
 mod housekeeping;
 mod jobs;
