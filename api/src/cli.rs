@@ -63,10 +63,7 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
     let metrics = common::telemetry::install_metrics("api");
     let db = common::db::connect_and_migrate(&config.common.database).await?;
     let redis = Redis::new(&config.common.redis).context("REDIS_URL is not a valid Redis URL")?;
-    tokio::spawn({
-        let redis = redis.clone();
-        async move { redis.warn_if_evicting().await }
-    });
+    tokio::spawn(redis.clone().warn_if_evicting());
     let addr = config.addr;
     let shutdown_timeout = config.http.shutdown_timeout;
     let housekeeping = crate::housekeeping::spawn(db.clone(), config.housekeeping_interval);

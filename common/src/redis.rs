@@ -65,8 +65,9 @@ impl Redis {
 
     /// Logs a warning when the server may evict keys to make room (its `maxmemory-policy` is
     /// not `noeviction`): queue keys could then vanish under memory pressure. Says nothing when
-    /// Redis is unreachable or hides its configuration (some managed services do).
-    pub async fn warn_if_evicting(&self) {
+    /// Redis is unreachable or hides its configuration (some managed services do). Takes the
+    /// handle by value, so it can be spawned as it is.
+    pub async fn warn_if_evicting(self) {
         let policy = async {
             let mut conn = self.conn().await?;
             redis::cmd("CONFIG")

@@ -329,9 +329,9 @@ async fn a_lost_worker_s_jobs_run_again_elsewhere_and_count_the_attempt() {
 #[tokio::test]
 async fn a_busy_worker_keeps_its_lease_so_its_jobs_are_never_run_twice() {
     let mut config = config("busy");
-    // Renewed every third of it: only a heartbeat starved for over a second loses it, which
-    // even a loaded debug build does not do to a task that only waits on timers.
-    config.lease = Duration::from_millis(1500);
+    // Renewed every third of it: only a heartbeat starved for two seconds loses it, which even
+    // a loaded debug build does not do to a task that only waits on timers.
+    config.lease = Duration::from_secs(3);
     let queue = queue(config);
     let runs = Runs::default();
     // Each job lasts three leases; the heartbeat has to keep up while all slots are busy.
@@ -340,7 +340,7 @@ async fn a_busy_worker_keeps_its_lease_so_its_jobs_are_never_run_twice() {
         8,
         &Job {
             fail_first: 0,
-            sleep_ms: 4500,
+            sleep_ms: 9000,
         },
         None,
     )

@@ -25,10 +25,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let metrics = common::telemetry::install_metrics("worker");
     let db = common::db::connect_and_migrate(&config.common.database).await?;
     let redis = Redis::new(&config.common.redis).context("REDIS_URL is not a valid Redis URL")?;
-    tokio::spawn({
-        let redis = redis.clone();
-        async move { redis.warn_if_evicting().await }
-    });
+    tokio::spawn(redis.clone().warn_if_evicting());
     let queues = Queues::new(&config.common.redis, &config.queue)
         .context("REDIS_URL is not a valid Redis URL")?;
     let prices = PriceProvider::from_config(&config.market, Some(redis.clone()))

@@ -608,6 +608,29 @@ fn counter(metrics: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Accepts `count` bulk jobs and waits until every one has been handed to Redis.
+async fn accept_handed_over(stack: &Stack, count: i64) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        ids.push(stack.bulk(&coins(&["bitcoin"])).await);
+    }
+    wait_until(
+        "every job handed to Redis",
+        Duration::from_secs(30),
+        || async { enqueued_rows(stack).await == count },
+    )
+    .await;
+    ids
+}
+
+async fn all_succeed(stack: &Stack, ids: &[String]) {
+    for id in ids {
+        stack
+            .wait_for_status(id, "succeeded", Duration::from_secs(60))
+            .await;
+    }
+}
+
 const RESCUE_FAST: [(&str, &str); 2] = [
     ("WORKER_RESCUE_INTERVAL", "200ms"),
     ("WORKER_RESCUE_GRACE", "100ms"),
@@ -617,26 +640,13 @@ const RESCUE_FAST: [(&str, &str); 2] = [
 async fn jobs_accepted_before_redis_lost_its_data_still_run_once() {
     let mut redis = OwnRedis::start().await;
     let stack = Stack::start_with_redis(redis.url()).await;
-    let mut ids = Vec::new();
-    for _ in 0..20 {
-        ids.push(stack.bulk(&coins(&["bitcoin"])).await);
-    }
-    wait_until(
-        "every job handed to Redis",
-        Duration::from_secs(30),
-        || async { enqueued_rows(&stack).await == 20 },
-    )
-    .await;
+    let ids = accept_handed_over(&stack, 20).await;
     // A restart without persistence: every queued job is gone from Redis.
     redis.stop();
     redis.resume().await;
 
     let worker = stack.start_worker(&RESCUE_FAST).await;
-    for id in &ids {
-        stack
-            .wait_for_status(id, "succeeded", Duration::from_secs(60))
-            .await;
-    }
+    all_succeed(&stack, &ids).await;
     assert_eq!(stack.upstream.calls(), 20, "each job ran once");
     let metrics = metrics_of(&worker).await;
     assert_eq!(
@@ -653,16 +663,7 @@ async fn the_rescuer_never_pushes_a_job_that_is_waiting_or_running() {
     let bystander = stack
         .start_worker(&[RESCUE_FAST[0], RESCUE_FAST[1], ("WORKER_QUEUES", "email")])
         .await;
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        ids.push(stack.bulk(&coins(&["bitcoin"])).await);
-    }
-    wait_until(
-        "every job handed to Redis",
-        Duration::from_secs(30),
-        || async { enqueued_rows(&stack).await == 5 },
-    )
-    .await;
+    let ids = accept_handed_over(&stack, 5).await;
     let rounds = |metrics: &str| counter(metrics, "rescue_rounds_total");
     let seen = rounds(&metrics_of(&bystander).await);
     wait_until(
@@ -678,11 +679,7 @@ async fn the_rescuer_never_pushes_a_job_that_is_waiting_or_running() {
         delay_ms: 1500,
     }));
     let consumer = stack.start_worker(&RESCUE_FAST).await;
-    for id in &ids {
-        stack
-            .wait_for_status(id, "succeeded", Duration::from_secs(60))
-            .await;
-    }
+    all_succeed(&stack, &ids).await;
     assert_eq!(stack.upstream.calls(), 5, "no job ran twice");
     for worker in [&bystander, &consumer] {
         let metrics = metrics_of(worker).await;

@@ -13,9 +13,9 @@ use sqlx::PgPool;
 
 use super::tokens::{Claims, TokenError, TokenKeys};
 use crate::error::ApiError;
+use crate::users::active_account;
 use crate::users::cache::UserCache;
 use crate::users::model::UserRow;
-use crate::users::repo;
 
 /// The caller: an account that exists and is active now. Operations that take it require
 /// `Authorization: Bearer <access_token>`; a token of a disabled or deleted account gets 401.
@@ -72,10 +72,6 @@ fn verified_claims(req: &Request, keys: &TokenKeys, token: &str) -> Result<Arc<C
     result.map_err(|err| ApiError::Unauthorized(err.to_string()))
 }
 
-fn refused() -> ApiError {
-    ApiError::Unauthorized("the account no longer exists or is disabled".into())
-}
-
 /// Whether the token was issued before the account's sessions were last ended (logout-all, a
 /// password change, disabling). Issue time is the token id's (UUIDv7) millisecond, so a token
 /// issued a moment after the cut-off is not taken for one issued in the same second before it.
@@ -83,21 +79,24 @@ fn issued_before_cutoff(claims: &Claims, user: &UserRow) -> bool {
     let Some(cutoff) = user.tokens_valid_after else {
         return false;
     };
-    let issued_ms = claims.jti.get_timestamp().map_or_else(
-        || claims.iat.saturating_mul(1000),
-        |stamp| {
+    let issued_ms = claims
+        .jti
+        .get_timestamp()
+        .map_or(claims.iat.saturating_mul(1000), |stamp| {
             let (secs, nanos) = stamp.to_unix();
-            i64::try_from(secs)
-                .unwrap_or(i64::MAX / 1000)
-                .saturating_mul(1000)
-                .saturating_add(i64::from(nanos / 1_000_000))
-        },
-    );
+            i64::try_from(secs * 1000 + u64::from(nanos / 1_000_000)).unwrap_or(i64::MAX)
+        });
     issued_ms < cutoff.timestamp_millis()
 }
 
-fn ended() -> ApiError {
-    ApiError::Unauthorized("the session was ended; log in again".into())
+/// `user` if the token may still act for it.
+fn unless_ended<U: std::borrow::Borrow<UserRow>>(claims: &Claims, user: U) -> Result<U, ApiError> {
+    if issued_before_cutoff(claims, user.borrow()) {
+        return Err(ApiError::Unauthorized(
+            "the session was ended; log in again".into(),
+        ));
+    }
+    Ok(user)
 }
 
 async fn active_user(req: &Request, bearer: Bearer) -> poem::Result<Arc<UserRow>> {
@@ -106,33 +105,18 @@ async fn active_user(req: &Request, bearer: Bearer) -> poem::Result<Arc<UserRow>
     let user = match accounts.users.get(claims.sub) {
         Some(user) => user,
         None => {
-            let user = repo::find(&accounts.db, claims.sub)
-                .await
-                .map_err(ApiError::from)?
-                .filter(|user| user.is_active)
-                .ok_or_else(refused)?;
-            let user = Arc::new(user);
+            let user = Arc::new(active_account(&accounts.db, claims.sub).await?);
             accounts.users.insert(user.clone());
             user
         }
     };
-    if issued_before_cutoff(&claims, &user) {
-        return Err(ended().into());
-    }
-    Ok(user)
+    Ok(unless_ended(&claims, user)?)
 }
 
 async fn active_admin(req: &Request, bearer: Bearer) -> poem::Result<UserRow> {
     let accounts = accounts(req)?;
     let claims = verified_claims(req, &accounts.tokens, &bearer.token)?;
-    let user = repo::find(&accounts.db, claims.sub)
-        .await
-        .map_err(ApiError::from)?
-        .filter(|user| user.is_active)
-        .ok_or_else(refused)?;
-    if issued_before_cutoff(&claims, &user) {
-        return Err(ended().into());
-    }
+    let user = unless_ended(&claims, active_account(&accounts.db, claims.sub).await?)?;
     if user.role != Role::Admin {
         return Err(ApiError::Forbidden("administrator role required".into()).into());
     }

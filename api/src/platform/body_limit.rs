@@ -7,9 +7,11 @@
 //! but `identity` with 415 and `Accept-Encoding: identity` (RFC 7694), before a byte is decoded.
 //! Responses are still compressed.
 //!
-//! The limit then counts the bytes actually read, not the `Content-Length` a client declares,
-//! so it holds for chunked bodies too. The middleware must sit outside poem's `Compression`,
-//! which would otherwise decode request bodies; `JsonBody` reads with the same limit again.
+//! The limit then applies to the bytes the handler can read: a declared `Content-Length` over it
+//! is refused from the head (the server never delivers more than a declared length), and a body
+//! without one (chunked) is read and counted up to it. The middleware must sit outside poem's
+//! `Compression`, which would otherwise decode request bodies; `JsonBody` reads with the same
+//! limit again.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -128,15 +130,17 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             error.set_data(ExtraHeaders(headers));
             return Err(error);
         }
-        if declared_length(req.headers()).is_some_and(|length| length > self.max_bytes as u64) {
-            return Err(too_large().into());
-        }
-        let body = req.take_body();
-        if !body.is_empty() {
-            // Read in full here, whatever the body claims to be: the handler then gets bytes
-            // already counted, and nothing inside can read more.
-            let bytes = read_limited(body, self.max_bytes).await?;
-            req.set_body(Body::from_bytes(bytes));
+        match declared_length(req.headers()) {
+            Some(length) if length > self.max_bytes as u64 => return Err(too_large().into()),
+            // The server enforces the declared length, so the body cannot exceed it.
+            Some(_) => {}
+            None => {
+                let body = req.take_body();
+                if !body.is_empty() {
+                    let bytes = read_limited(body, self.max_bytes).await?;
+                    req.set_body(Body::from_bytes(bytes));
+                }
+            }
         }
         req.set_data(MaxBodyBytes(self.max_bytes));
         self.inner.call(req).await

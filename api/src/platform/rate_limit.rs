@@ -289,7 +289,7 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
         if is_exempt(path) {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         }
-        let ip_key = |req: &Request| {
+        let caller_ip = |req: &Request| {
             let peer = req.remote_addr().as_socket_addr().map(|addr| addr.ip());
             client_ip(req.headers(), peer, self.limits.trusted_proxy_hops)
                 .map_or(CallerKey::Unknown, |ip| ip_key(ip, self.limits.ipv6_prefix))
@@ -297,10 +297,10 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
         let verified = bearer_token(&req).map(|token| self.limits.tokens.verify(token));
         let user_or_ip = |req: &Request| match &verified {
             Some(Ok(claims)) => CallerKey::User(claims.sub),
-            _ => ip_key(req),
+            _ => caller_ip(req),
         };
         let (scope, key) = if path.starts_with("/api/v1/auth/") {
-            (&self.limits.auth, ip_key(&req))
+            (&self.limits.auth, caller_ip(&req))
         } else if path == PASSWORD_CHANGE_PATH {
             (&self.limits.auth, user_or_ip(&req))
         } else {

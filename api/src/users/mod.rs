@@ -8,6 +8,7 @@ pub mod validate;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
+use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use self::model::{UserProfile, UserRow};
@@ -32,9 +33,9 @@ impl UsersApi {
     }
 }
 
-/// The caller's account read inside `tx`, still active; 401 when it went away meanwhile.
-async fn active_account_in(tx: &mut sqlx::PgConnection, id: Uuid) -> Result<UserRow, ApiError> {
-    match repo::find(&mut *tx, id).await? {
+/// Account `id` as stored now, if it is active; 401 when it was deleted or disabled.
+pub async fn active_account(db: impl PgExecutor<'_>, id: Uuid) -> Result<UserRow, ApiError> {
+    match repo::find(db, id).await? {
         Some(user) if user.is_active => Ok(user),
         _ => Err(ApiError::Unauthorized(
             "the account no longer exists or is disabled".into(),
@@ -149,7 +150,7 @@ impl UsersApi {
     ) -> ApiResult<NoContent, { status::AUTHED | status::CONFLICT }> {
         let mut tx = self.state.db.begin().await?;
         // Read again inside the transaction: the role decides the last-admin check below.
-        let user = active_account_in(&mut tx, caller.0.id).await?;
+        let user = active_account(&mut *tx, caller.0.id).await?;
         if user.role == common::domain::Role::Admin
             && repo::lock_active_admins(&mut *tx).await? <= 1
         {

@@ -190,19 +190,7 @@ async fn account_changes_reach_every_api_process() {
     }
     let (one, two) = (&processes[0].base_url, &processes[1].base_url);
     let client = test_support::http_client();
-    let register = async |name: &str| -> Value {
-        let response = client
-            .post(format!("{one}/api/v1/auth/register"))
-            .json(
-                &json!({"email": format!("{name}@example.com"), "username": name,
-                          "password": format!("{name}-password")}),
-            )
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(response.status(), 201);
-        response.json().await.expect("json")
-    };
+    let register = |name| crate::binary::register(&client, one, name, None);
     let admin = register("chief").await;
     sqlx::query("UPDATE users SET role = 'admin' WHERE email = 'chief@example.com'")
         .execute(&db.pool().await)

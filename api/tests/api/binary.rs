@@ -19,6 +19,26 @@ pub fn env(db: &TestDatabase, port: u16) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Registers `name` (`name@example.com`, password `name-password`) on the api at `base`, from
+/// `forwarded_for` when given; returns the token response.
+pub async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    name: &str,
+    forwarded_for: Option<&str>,
+) -> Value {
+    let mut request = client.post(format!("{base}/api/v1/auth/register")).json(
+        &json!({"email": format!("{name}@example.com"), "username": name,
+                "password": format!("{name}-password")}),
+    );
+    if let Some(address) = forwarded_for {
+        request = request.header("x-forwarded-for", address);
+    }
+    let response = request.send().await.expect("register");
+    assert_eq!(response.status(), 201);
+    response.json().await.expect("json")
+}
+
 #[tokio::test]
 async fn the_api_binary_serves_registers_logs_in_and_stops_cleanly() {
     let db = TestDatabase::create().await;

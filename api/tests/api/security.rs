@@ -308,6 +308,20 @@ async fn login_from(
         .expect("login")
 }
 
+/// The statuses of one wrong login per address in `addresses`, in order.
+async fn wrong_logins_from(
+    client: &reqwest::Client,
+    base_url: &str,
+    addresses: &[&str],
+) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for address in addresses {
+        let response = login_from(client, base_url, address, "x@example.com", "guess-1").await;
+        statuses.push(response.status().as_u16());
+    }
+    statuses
+}
+
 #[tokio::test]
 async fn rotating_addresses_within_one_ipv6_prefix_shares_one_bucket() {
     let db = TestDatabase::create().await;
@@ -320,15 +334,7 @@ async fn rotating_addresses_within_one_ipv6_prefix_shares_one_bucket() {
     ]);
     let api = start(&env, port).await;
     let client = test_support::http_client();
-    let statuses = async |addresses: &[&str]| {
-        let mut statuses = Vec::new();
-        for address in addresses {
-            let response =
-                login_from(&client, &api.base_url, address, "x@example.com", "guess-1").await;
-            statuses.push(response.status().as_u16());
-        }
-        statuses
-    };
+    let statuses = |addresses| wrong_logins_from(&client, &api.base_url, addresses);
     assert_eq!(
         statuses(&[
             "2001:db8:1:2::1",
@@ -359,13 +365,13 @@ async fn forwarded_for_with_fewer_entries_than_hops_is_keyed_by_the_socket() {
     ]);
     let api = start(&env, port).await;
     let client = test_support::http_client();
-    let mut statuses = Vec::new();
     // A client talking to the api directly, inventing one address per request.
-    for address in ["198.51.100.1", "198.51.100.2", "198.51.100.3"] {
-        let response =
-            login_from(&client, &api.base_url, address, "x@example.com", "guess-1").await;
-        statuses.push(response.status().as_u16());
-    }
+    let statuses = wrong_logins_from(
+        &client,
+        &api.base_url,
+        &["198.51.100.1", "198.51.100.2", "198.51.100.3"],
+    )
+    .await;
     assert_eq!(statuses, vec![401, 401, 429]);
 }
 
@@ -388,18 +394,7 @@ async fn password_guesses_spread_over_addresses_lock_the_account_not_the_others(
     };
     let mut tokens = Vec::new();
     for name in ["victim", "bystander"] {
-        let registered = client
-            .post(format!("{base}/api/v1/auth/register"))
-            .header("x-forwarded-for", fresh_ip())
-            .json(
-                &json!({"email": format!("{name}@example.com"), "username": name,
-                          "password": format!("{name}-password")}),
-            )
-            .send()
-            .await
-            .expect("register");
-        assert_eq!(registered.status(), 201);
-        let body: Value = registered.json().await.expect("json");
+        let body = crate::binary::register(&client, &base, name, Some(&fresh_ip())).await;
         tokens.push(body["access_token"].as_str().expect("token").to_owned());
     }
 

@@ -180,10 +180,22 @@ pub async fn run(
 async fn record_dead_letter(db: &PgPool, letter: DeadLetter) {
     let Ok(id) = letter.id.parse() else { return };
     let attempts = i32::try_from(letter.attempts).unwrap_or(i32::MAX);
-    match jobs_store::dead_letter(db, id, attempts, &letter.reason).await {
-        Ok(Some(_)) => tracing::error!(%id, reason = %letter.reason, "job dead without a run"),
-        Ok(None) => {}
-        Err(err) => tracing::error!(%id, error = %err, "cannot mark dead-lettered job dead"),
+    mark_dead(db, id, attempts, &letter.reason).await;
+}
+
+/// Marks the row of a job that ends without a run of its own `dead`, and logs it; `true` when
+/// this changed the row (a final row is left as it is).
+async fn mark_dead(db: &PgPool, id: uuid::Uuid, attempts: i32, reason: &str) -> bool {
+    match jobs_store::dead_letter(db, id, attempts, reason).await {
+        Ok(Some(_)) => {
+            tracing::error!(%id, %reason, "job dead without a run");
+            true
+        }
+        Ok(None) => false,
+        Err(err) => {
+            tracing::error!(%id, error = %err, "cannot mark the job dead");
+            false
+        }
     }
 }
 

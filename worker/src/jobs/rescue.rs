@@ -15,6 +15,7 @@
 //! attempt count, so the next run is the next attempt, and a job that has used its last one is
 //! marked `dead` instead.
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use common::jobs::store::{self, UnfinishedJob};
@@ -118,7 +119,7 @@ async fn rescue(
 ) -> Result<usize, RoundError> {
     let handle = ctx.queues.get(queue);
     let ids: Vec<String> = jobs.iter().map(|job| job.id.to_string()).collect();
-    let missing = handle.missing(&ids).await?;
+    let missing: HashSet<String> = handle.missing(&ids).await?.into_iter().collect();
     if missing.is_empty() {
         return Ok(0);
     }
@@ -129,12 +130,8 @@ async fn rescue(
     {
         if job.status == JobStatus::Running && job.attempts >= job.max_attempts {
             let reason = "its last attempt was lost with the queue's data";
-            if store::dead_letter(&ctx.db, job.id, job.attempts, reason)
-                .await?
-                .is_some()
-            {
+            if super::mark_dead(&ctx.db, job.id, job.attempts, reason).await {
                 metrics::counter!("jobs_dead_total", "queue" => queue.as_str()).increment(1);
-                tracing::error!(job_id = %job.id, "job dead: {reason}");
             }
             continue;
         }
