@@ -7,8 +7,9 @@
 #   scripts/services.sh env      print the export lines for DATABASE_URL and REDIS_URL
 #   scripts/services.sh tools    install the outside tools tests use as judges when missing:
 #                                promtool (Debian's `prometheus` package) checks /metrics;
-#                                openapi-spec-validator and openapi-python-client (PyPI, in a
-#                                venv) and openapi-typescript (npm) check the OpenAPI document
+#                                openapi-spec-validator, openapi-python-client and schemathesis
+#                                (PyPI, in a venv) and openapi-typescript (npm) check the
+#                                OpenAPI document
 #
 # Settings (environment): PG_PORT (5432), REDIS_PORT (6379), SERVICES_WAIT_SECONDS (30),
 # COINPULSE_SERVICES_DIR (/var/tmp/coinpulse-services). The data lives outside the repo on
@@ -272,13 +273,15 @@ cmd_tools() {
     command -v promtool >/dev/null || die "apt installed prometheus but promtool is missing"
 
     local venv="$TOOLS_DIR/venv"
-    if [[ ! -x $venv/bin/openapi-python-client || ! -x $venv/bin/openapi-spec-validator ]]; then
-        log "installing openapi-python-client and openapi-spec-validator (PyPI) into $venv"
+    if [[ ! -x $venv/bin/openapi-python-client || ! -x $venv/bin/openapi-spec-validator ||
+          ! -x $venv/bin/schemathesis ]]; then
+        log "installing openapi-python-client, openapi-spec-validator and schemathesis (PyPI) into $venv"
         mkdir -p "$TOOLS_DIR"
         python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
-        # python-dateutil: the generated client imports it to read timestamps.
-        "$venv/bin/pip" install -q openapi-python-client openapi-spec-validator python-dateutil ||
-            die "pip could not install the OpenAPI tools"
+        # python-dateutil: the generated client imports it to read timestamps. schemathesis is
+        # pinned to a major version: its checks and config format are what the tests rely on.
+        "$venv/bin/pip" install -q openapi-python-client openapi-spec-validator python-dateutil \
+            'schemathesis>=4.32,<5' || die "pip could not install the OpenAPI tools"
     fi
     local node="$TOOLS_DIR/node"
     if [[ ! -x $node/node_modules/.bin/openapi-typescript ]]; then

@@ -127,7 +127,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
     let raw_spec = api.spec();
     let templates = RouteTemplates::from_spec(&raw_spec);
     let document = bytes::Bytes::from(
-        crate::platform::openapi_doc::document(&raw_spec)
+        crate::platform::openapi_doc::document(&raw_spec, state.prices.currencies())
             .expect("poem-openapi writes a JSON document"),
     );
     let spec = poem::endpoint::make_sync(move |_| {

@@ -35,11 +35,17 @@ impl AdminApi {
 #[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct AdminUpdateUser {
-    /// New email address.
+    /// New email address (as for registering).
+    #[oai(validator(
+        max_length = 254,
+        pattern = r#"^[ \t\n\r]*[^\s\x00-\x1f\x7f-\x9f"@]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+[ \t\n\r]*$"#
+    ))]
     pub email: Option<String>,
-    /// New username.
+    /// New username (as for registering).
+    #[oai(validator(pattern = r"^[ \t\n\r]*[A-Za-z0-9][A-Za-z0-9_.-]{2,31}[ \t\n\r]*$"))]
     pub username: Option<String>,
     /// New role.
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
     pub role: Option<RoleName>,
     /// Enable or disable the account; disabling revokes its sessions.
     pub is_active: Option<bool>,
@@ -86,7 +92,8 @@ impl AdminApi {
         /// Items per page, 1–100 (default 20).
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         per_page: Query<Option<u32>>,
-        /// Case-insensitive substring of email or username.
+        /// Case-insensitive substring of email or username (at most 254 characters).
+        #[oai(validator(max_length = 254, pattern = r"^[^\x00]*$"))]
         q: Query<Option<String>>,
         /// Only users with this role.
         role: Query<Option<RoleName>>,
@@ -97,11 +104,15 @@ impl AdminApi {
         let search =
             q.0.map(|text| text.trim().to_owned())
                 .filter(|text| !text.is_empty());
+        // Also checked here, whatever the document's validators do: Postgres text cannot hold
+        // U+0000, and the bound keeps the ILIKE cheap.
         if search
             .as_ref()
-            .is_some_and(|text| text.chars().count() > 254)
+            .is_some_and(|text| text.chars().count() > 254 || text.contains('\0'))
         {
-            return Err(ApiError::invalid("q", "must be at most 254 characters").into());
+            return Err(
+                ApiError::invalid("q", "must be at most 254 characters, without U+0000").into(),
+            );
         }
         let filter = repo::UserFilter {
             search,
@@ -121,7 +132,7 @@ impl AdminApi {
         _admin: AdminUser,
         /// The user's id.
         id: Path<Uuid>,
-    ) -> ApiResult<Json<UserProfile>, { ADMIN | status::NOT_FOUND }> {
+    ) -> ApiResult<Json<UserProfile>, { ADMIN | status::VALIDATION | status::NOT_FOUND }> {
         let user = repo::find(&self.state.db, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
@@ -179,7 +190,8 @@ impl AdminApi {
         admin: AdminUser,
         /// The user's id.
         id: Path<Uuid>,
-    ) -> ApiResult<NoContent, { ADMIN | status::NOT_FOUND | status::CONFLICT }> {
+    ) -> ApiResult<NoContent, { ADMIN | status::VALIDATION | status::NOT_FOUND | status::CONFLICT }>
+    {
         let mut tx = self.state.db.begin().await?;
         let target = repo::find(&mut *tx, id.0)
             .await?

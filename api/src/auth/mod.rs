@@ -41,14 +41,23 @@ impl AuthApi {
 #[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
-    /// Email address (unique, case-insensitive; at most 254 characters).
+    /// Email address (unique, case-insensitive; at most 254 characters); surrounding spaces
+    /// are ignored.
+    #[oai(validator(
+        max_length = 254,
+        pattern = r#"^[ \t\n\r]*[^\s\x00-\x1f\x7f-\x9f"@]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+[ \t\n\r]*$"#
+    ))]
     pub email: String,
     /// 3–32 letters, digits, `_`, `-` or `.`, starting with a letter or digit (unique);
     /// surrounding spaces are ignored.
-    #[oai(validator(pattern = r"^\s*[A-Za-z0-9][A-Za-z0-9_.-]{2,31}\s*$"))]
+    #[oai(validator(pattern = r"^[ \t\n\r]*[A-Za-z0-9][A-Za-z0-9_.-]{2,31}[ \t\n\r]*$"))]
     pub username: String,
-    /// 8–128 characters, not all spaces.
-    #[oai(validator(min_length = 8, max_length = 128, pattern = r"\S"))]
+    /// 8–128 characters, not all spaces, without U+0000.
+    #[oai(validator(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    ))]
     pub password: String,
 }
 

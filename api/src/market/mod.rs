@@ -7,12 +7,15 @@
 
 pub mod cache;
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use common::market::store::{self, LatestPrice};
 use common::market::{PricePoint, ProviderError};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
+use regex::Regex;
 use rust_decimal::Decimal;
 
 use common::jobs::Queue;
@@ -31,6 +34,18 @@ use crate::platform::json_body::JsonBody;
 
 /// Most coins one bulk fetch may ask for (one upstream call's worth).
 pub const MAX_BULK_COINS: usize = 250;
+
+/// A coin id as the provider writes it. The OpenAPI document states this very pattern.
+pub const COIN_ID_PATTERN: &str = r"^[a-z0-9_.-]{1,100}$";
+
+/// A currency code, any case. The OpenAPI document states this pattern, narrowed to the
+/// provider's own currencies when it has a fixed list (see `openapi_doc`).
+pub const CURRENCY_PATTERN: &str = r"^[A-Za-z]{2,10}$";
+
+static COIN_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(COIN_ID_PATTERN).expect("the coin id pattern compiles"));
+static CURRENCY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(CURRENCY_PATTERN).expect("the currency pattern compiles"));
 
 /// Longest history range one request may ask for.
 const MAX_HISTORY_DAYS: i64 = 365;
@@ -179,8 +194,15 @@ pub struct CacheCleared {
 #[serde(deny_unknown_fields)]
 pub struct BulkFetchRequest {
     /// 1–250 distinct coin ids.
+    #[oai(validator(
+        min_items = 1,
+        max_items = 250,
+        unique_items,
+        pattern = r"^[a-z0-9_.-]{1,100}$"
+    ))]
     pub coins: Vec<String>,
-    /// Currency, default `usd`.
+    /// Currency, default `usd` (any case).
+    #[oai(validator(pattern = r"^[A-Za-z]{2,10}$"))]
     pub vs_currency: Option<String>,
 }
 
@@ -253,11 +275,7 @@ fn parse_bulk(
 
 /// A coin id as the provider writes it: lower-case letters, digits, `-`, `_`, `.`.
 pub fn parse_coin_id(field: &str, raw: &str) -> Result<String, ApiError> {
-    let valid = (1..=100).contains(&raw.len())
-        && raw.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        });
-    if valid {
+    if COIN_ID.is_match(raw) {
         Ok(raw.to_owned())
     } else {
         Err(ApiError::invalid(
@@ -269,9 +287,9 @@ pub fn parse_coin_id(field: &str, raw: &str) -> Result<String, ApiError> {
 
 /// A currency code, lower-cased; defaults to `usd`.
 pub fn parse_vs_currency(raw: Option<&str>) -> Result<String, ApiError> {
-    let value = raw.unwrap_or("usd").trim().to_ascii_lowercase();
-    if (2..=10).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_lowercase()) {
-        Ok(value)
+    let value = raw.unwrap_or("usd");
+    if CURRENCY.is_match(value) {
+        Ok(value.to_ascii_lowercase())
     } else {
         Err(ApiError::invalid(
             "vs_currency",

@@ -98,12 +98,56 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object".into(),
         ));
     }
+    if let Some(field) = field_with_nul(&value, String::new()) {
+        // Postgres text cannot hold U+0000; refused here once for every field of every body.
+        return Err(ApiError::invalid(
+            field,
+            "must not contain the NUL character (U+0000)",
+        ));
+    }
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner().to_string();
         let (field, message) = field_and_message(&path, &inner);
         ApiError::Validation(vec![FieldError::new(field, message)])
     })
+}
+
+/// For an optional field whose schema is a named one (an enum): absent is `None`, `null` is
+/// refused. OpenAPI 3.0 cannot mark a `$ref` nullable, so the document says `null` is not a
+/// value of such a field, and the server agrees. Use with `#[serde(default)]`.
+pub fn non_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// The path (as `field` names it: `coins[2]`, `a.b`) of the first string holding U+0000.
+fn field_with_nul(value: &serde_json::Value, path: String) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => text.contains('\0').then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| field_with_nul(item, format!("{path}[{index}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(join(&key.replace('\0', "\\u0000")))
+            } else {
+                field_with_nul(item, join(key))
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// serde reports a missing or unknown field at the parent's path with the name in the message;
@@ -178,6 +222,51 @@ mod tests {
             field_errors(r#"{"email": "a@b.c", "count": 1, "admin": true}"#),
             vec![FieldError::new("admin", "is not a known field")]
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_by_field() {
+        assert_eq!(
+            field_errors(r#"{"email": "a\u0000b", "count": 1}"#),
+            vec![FieldError::new(
+                "email",
+                "must not contain the NUL character (U+0000)"
+            )]
+        );
+        let nested: serde_json::Value =
+            serde_json::from_str(r#"{"a": {"b": ["ok", "x\u0000"]}}"#).expect("json");
+        assert_eq!(
+            field_with_nul(&nested, String::new()).as_deref(),
+            Some("a.b[1]")
+        );
+        let escaped_backslash: serde_json::Value =
+            serde_json::from_str(r#"{"a": "\\u0000"}"#).expect("json");
+        assert_eq!(field_with_nul(&escaped_backslash, String::new()), None);
+    }
+
+    #[test]
+    fn named_optional_fields_refuse_null_but_may_be_absent() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Role {
+            Admin,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Change {
+            #[serde(default, deserialize_with = "non_null")]
+            role: Option<Role>,
+        }
+        assert!(parse::<Change>(br#"{}"#).expect("absent").role.is_none());
+        assert!(matches!(
+            parse::<Change>(br#"{"role": "admin"}"#)
+                .expect("given")
+                .role,
+            Some(Role::Admin)
+        ));
+        match parse::<Change>(br#"{"role": null}"#) {
+            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "role"),
+            other => panic!("null must be refused, got {other:?}"),
+        }
     }
 
     #[test]

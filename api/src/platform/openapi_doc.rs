@@ -11,15 +11,68 @@
 //! while its schema says only `type: string`: a validating client (or schemathesis) then
 //! refuses `"last_login_at": null`. Every optional property that is not a reference is marked
 //! `nullable: true`, which is what the server sends and accepts (serde reads `null` as `None`).
+//!
+//! Currency fields carry the general currency-code pattern in the code; when the configured
+//! price provider quotes in a fixed list of currencies, the served document narrows each of
+//! them to that list, so that a schema-valid currency is one this deployment can price.
 
 use serde_json::{Map, Value};
 
-/// The served document for poem-openapi's `spec` (JSON text).
-pub fn document(spec: &str) -> Result<String, serde_json::Error> {
+use crate::market::CURRENCY_PATTERN;
+
+/// Any text without U+0000.
+const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
+
+/// The served document for poem-openapi's `spec` (JSON text), with currency fields limited
+/// to `currencies` when the provider has a fixed list.
+pub fn document(spec: &str, currencies: Option<&[&str]>) -> Result<String, serde_json::Error> {
     let mut document: Value = serde_json::from_str(spec)?;
     normalize(&mut document);
     close_request_bodies(&mut document);
+    if let Some(currencies) = currencies {
+        narrow_currencies(&mut document, &any_case_alternatives(currencies));
+    }
     serde_json::to_string(&document)
+}
+
+/// A pattern matching exactly `words`, each letter in either case (`usd` → `[Uu][Ss][Dd]`):
+/// the server lower-cases currency codes, and JSON Schema patterns have no case-insensitive
+/// flag that every dialect understands.
+fn any_case_alternatives(words: &[&str]) -> String {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|word| {
+            word.chars()
+                .map(|c| {
+                    let (lower, upper) = (c.to_ascii_lowercase(), c.to_ascii_uppercase());
+                    if lower == upper {
+                        c.to_string()
+                    } else {
+                        format!("[{upper}{lower}]")
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    format!("^({})$", alternatives.join("|"))
+}
+
+/// Replaces every general currency pattern with `pattern`.
+fn narrow_currencies(value: &mut Value, pattern: &str) {
+    match value {
+        Value::Object(object) => {
+            if object.get("pattern").and_then(Value::as_str) == Some(CURRENCY_PATTERN) {
+                object.insert("pattern".into(), Value::String(pattern.to_owned()));
+            }
+            object
+                .values_mut()
+                .for_each(|child| narrow_currencies(child, pattern));
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|child| narrow_currencies(child, pattern)),
+        _ => {}
+    }
 }
 
 /// Every request body type refuses unknown fields (`JsonBody` parses with serde's
@@ -48,7 +101,27 @@ fn close_request_bodies(document: &mut Value) {
     for name in bodies {
         if let Some(schema) = document["components"]["schemas"][&name].as_object_mut() {
             schema.insert("additionalProperties".into(), Value::Bool(false));
+            if let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+                properties.values_mut().for_each(refuse_nul);
+            }
         }
+    }
+}
+
+/// `JsonBody` refuses U+0000 in every string of every body (Postgres text cannot hold it); a
+/// free-text string property (no pattern, no format) says so with a pattern. Properties with a
+/// pattern exclude it in their own pattern.
+fn refuse_nul(property: &mut Value) {
+    if let Some(items) = property.get_mut("items") {
+        refuse_nul(items);
+    }
+    if let Some(schema) = property.as_object_mut()
+        && schema.get("type").and_then(Value::as_str) == Some("string")
+        && !schema.contains_key("pattern")
+        && !schema.contains_key("format")
+        && !schema.contains_key("enum")
+    {
+        schema.insert("pattern".into(), Value::String(NO_NUL_PATTERN.into()));
     }
 }
 
@@ -134,21 +207,52 @@ mod tests {
             "paths": {"/login": {"post": {"requestBody": {"content": {"application/json":
                 {"schema": {"$ref": "#/components/schemas/Login"}}}}}}},
             "components": {"schemas": {
-                "Login": {"type": "object", "properties": {}},
+                "Login": {"type": "object", "properties": {
+                    "email": {"type": "string", "pattern": "^x$"},
+                    "password": {"type": "string"},
+                }},
                 "Token": {"type": "object", "properties": {}},
             }},
         });
         let served: Value =
-            serde_json::from_str(&document(&spec.to_string()).expect("a document")).expect("json");
+            serde_json::from_str(&document(&spec.to_string(), None).expect("a document"))
+                .expect("json");
         assert_eq!(
             served["components"]["schemas"]["Login"]["additionalProperties"],
             false
+        );
+        assert_eq!(
+            served["components"]["schemas"]["Login"]["properties"]["password"]["pattern"],
+            NO_NUL_PATTERN
+        );
+        assert_eq!(
+            served["components"]["schemas"]["Login"]["properties"]["email"]["pattern"], "^x$",
+            "a field's own pattern stays"
         );
         assert_eq!(
             served["components"]["schemas"]["Token"].get("additionalProperties"),
             None,
             "response schemas stay open, so new fields never break old clients"
         );
+    }
+
+    #[test]
+    fn currency_patterns_narrow_to_the_providers_list() {
+        let pattern = any_case_alternatives(&["usd", "eur"]);
+        assert_eq!(pattern, "^([Uu][Ss][Dd]|[Ee][Uu][Rr])$");
+        let regex = regex::Regex::new(&pattern).expect("a valid pattern");
+        for accepted in ["usd", "USD", "uSd", "eur"] {
+            assert!(regex.is_match(accepted), "{accepted}");
+        }
+        for refused in ["gbp", "usdx", "xusd", ""] {
+            assert!(!regex.is_match(refused), "{refused}");
+        }
+        let mut spec = json!({"parameters": [{"name": "vs_currency",
+            "schema": {"type": "string", "pattern": CURRENCY_PATTERN}}],
+            "other": {"type": "string", "pattern": "^[a-z]$"}});
+        narrow_currencies(&mut spec, &pattern);
+        assert_eq!(spec["parameters"][0]["schema"]["pattern"], pattern.as_str());
+        assert_eq!(spec["other"]["pattern"], "^[a-z]$");
     }
 
     #[test]

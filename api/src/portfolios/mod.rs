@@ -11,6 +11,7 @@ pub mod repo;
 pub mod valuation;
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -18,6 +19,7 @@ use common::market::store as market_store;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
+use regex::Regex;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -36,6 +38,7 @@ use crate::market::{parse_coin_id, parse_vs_currency};
 use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
+use crate::users::validate::SURROUNDING_SPACE;
 
 /// How long a request waits on the price provider before going on without it.
 const PROVIDER_WAIT: Duration = Duration::from_secs(3);
@@ -50,6 +53,14 @@ const MAX_PRICE: Decimal = Decimal::from_parts(0xa4c6_8000, 0x38d7e, 0, false, 0
 const MAX_NOTE_CHARS: usize = 1000;
 /// Longest portfolio name.
 const MAX_NAME_CHARS: usize = 100;
+
+/// A portfolio name: up to [`MAX_NAME_CHARS`] characters without control characters, neither
+/// starting nor ending with whitespace once surrounding ASCII spaces, tabs and line breaks are
+/// dropped. The OpenAPI document states this very pattern.
+pub const NAME_PATTERN: &str = r"^[ \t\n\r]*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?[ \t\n\r]*$";
+
+static NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(NAME_PATTERN).expect("the name pattern compiles"));
 
 /// Portfolio endpoints.
 #[derive(Debug)]
@@ -130,21 +141,17 @@ enum NoContent {
 
 /// A portfolio name: trimmed, 1–100 characters, no control characters.
 fn parse_name(raw: &str) -> Result<String, FieldError> {
-    let name = raw.trim();
-    let chars = name.chars().count();
-    if !(1..=MAX_NAME_CHARS).contains(&chars) {
-        return Err(FieldError::new(
+    if NAME.is_match(raw) {
+        Ok(raw.trim_matches(SURROUNDING_SPACE).to_owned())
+    } else {
+        Err(FieldError::new(
             "name",
-            format!("must be 1 to {MAX_NAME_CHARS} characters"),
-        ));
+            format!(
+                "must be 1 to {MAX_NAME_CHARS} characters without control characters \
+                 (surrounding spaces aside)"
+            ),
+        ))
     }
-    if name.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            "name",
-            "must not contain control characters",
-        ));
-    }
-    Ok(name.to_owned())
 }
 
 /// Collects field errors, then fails with all of them at once.
@@ -400,17 +407,21 @@ fn parse_transaction(
             "must not be before 2009-01-03 (the first Bitcoin block)",
         ));
     }
-    let note = request
+    if request
         .note
         .as_deref()
-        .map(str::trim)
-        .filter(|note| !note.is_empty());
-    if note.is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS) {
+        .is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS)
+    {
         problems.0.push(FieldError::new(
             "note",
             format!("must be at most {MAX_NOTE_CHARS} characters"),
         ));
     }
+    let note = request
+        .note
+        .as_deref()
+        .map(str::trim)
+        .filter(|note| !note.is_empty());
     problems.finish()?;
     let total = quantity
         .checked_mul(price)
@@ -588,7 +599,7 @@ impl PortfoliosApi {
         &self,
         caller: ActiveUser,
         /// A unique value per intended create, e.g. a UUID (1–255 visible ASCII characters).
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<CreatePortfolioRequest>,
     ) -> ApiResult<PortfolioCreated, { status::AUTHED | status::BODY | status::CONFLICT }> {
@@ -664,7 +675,8 @@ impl PortfoliosApi {
     ///
     /// Send the `ETag` of the copy being changed as `If-Match`: if the portfolio has changed
     /// since, the answer is `412` and nothing changes. Without `If-Match` the change applies
-    /// unconditionally. Every change bumps the version. The base currency can only change
+    /// unconditionally. Every change bumps the version; a body with no field (`{}`) changes
+    /// nothing and answers the current copy. The base currency can only change
     /// while the portfolio has no transactions (`409`), as their prices are in the old one.
     #[oai(path = "/:id", method = "patch")]
     async fn update(
@@ -696,16 +708,12 @@ impl PortfoliosApi {
             Some(raw) => problems.take_api(self.parse_base_currency(Some(raw)))?,
             None => None,
         };
-        if request.name.is_none()
-            && request.base_currency.is_none()
-            && request.cost_basis_method.is_none()
-        {
-            problems.0.push(FieldError::new(
-                "body",
-                "give at least one of name, base_currency and cost_basis_method",
-            ));
-        }
         problems.finish()?;
+        let changes = repo::Changes {
+            name,
+            base_currency,
+            cost_basis_method: request.cost_basis_method.map(|m| m.as_str()),
+        };
         let user = caller.0.id;
 
         let mut tx = self.state.db.begin().await?;
@@ -713,7 +721,12 @@ impl PortfoliosApi {
             .await?
             .ok_or_else(not_found)?;
         check_if_match(if_match.0.as_deref(), &current)?;
-        if let Some(vs) = &base_currency
+        if changes.is_empty() {
+            // An empty merge patch (RFC 7396) changes nothing: the current copy, same version.
+            let etag = current.etag();
+            return Ok(PortfolioFound::Ok(Json(current.into()), etag));
+        }
+        if let Some(vs) = &changes.base_currency
             && *vs != current.base_currency
             && repo::has_transactions(&mut *tx, current.id).await?
         {
@@ -725,16 +738,7 @@ impl PortfoliosApi {
             }
             .into());
         }
-        let row = repo::update(
-            &mut *tx,
-            current.id,
-            &repo::Changes {
-                name,
-                base_currency,
-                cost_basis_method: request.cost_basis_method.map(|m| m.as_str()),
-            },
-        )
-        .await?;
+        let row = repo::update(&mut *tx, current.id, &changes).await?;
         tx.commit().await?;
         let etag = row.etag();
         Ok(PortfolioFound::Ok(Json(row.into()), etag))
@@ -789,6 +793,7 @@ impl PortfoliosApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         per_page: Query<Option<u32>>,
         /// Only this coin's transactions.
+        #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}$"))]
         coin_id: Query<Option<String>>,
         /// Only transactions of this side.
         side: Query<Option<TransactionSide>>,
@@ -840,7 +845,7 @@ impl PortfoliosApi {
         /// The portfolio's id.
         id: Path<Uuid>,
         /// A unique value per intended create, e.g. a UUID (1–255 visible ASCII characters).
-        #[oai(name = "Idempotency-Key")]
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<CreateTransactionRequest>,
     ) -> ApiResult<TransactionCreated, { status::AUTHED | status::BODY | status::NOT_FOUND }> {

@@ -212,11 +212,18 @@ impl From<PortfolioRow> for Portfolio {
 #[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePortfolioRequest {
-    /// 1–100 characters (trimmed), unique among the caller's portfolios regardless of case.
+    /// 1–100 characters without control characters (surrounding spaces are dropped), unique
+    /// among the caller's portfolios regardless of case.
+    #[oai(validator(
+        pattern = r"^[ \t\n\r]*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?[ \t\n\r]*$"
+    ))]
     pub name: String,
-    /// Currency of prices and values; any the price provider quotes in. Default `usd`.
+    /// Currency of prices and values (any case); one the price provider quotes in. Default
+    /// `usd`.
+    #[oai(validator(pattern = r"^[A-Za-z]{2,10}$"))]
     pub base_currency: Option<String>,
     /// Default `average`.
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
     pub cost_basis_method: Option<CostBasisMethod>,
 }
 
@@ -230,17 +237,22 @@ impl Example for CreatePortfolioRequest {
     }
 }
 
-/// Changes to a portfolio; omitted fields stay as they are, at least one is required.
+/// Changes to a portfolio (a merge patch): omitted or `null` fields stay as they are.
 #[derive(Debug, Object, Deserialize)]
 #[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct UpdatePortfolioRequest {
-    /// New name.
+    /// New name (as for creating).
+    #[oai(validator(
+        pattern = r"^[ \t\n\r]*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?[ \t\n\r]*$"
+    ))]
     pub name: Option<String>,
-    /// New base currency; only while the portfolio has no transactions (their prices are
-    /// in the old one), otherwise 409.
+    /// New base currency (as for creating); only while the portfolio has no transactions
+    /// (their prices are in the old one), otherwise 409.
+    #[oai(validator(pattern = r"^[A-Za-z]{2,10}$"))]
     pub base_currency: Option<String>,
     /// New cost-basis method; valuation follows it at once.
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
     pub cost_basis_method: Option<CostBasisMethod>,
 }
 
@@ -344,6 +356,7 @@ impl TryFrom<TransactionRow> for Transaction {
 #[serde(deny_unknown_fields)]
 pub struct CreateTransactionRequest {
     /// Coin id, e.g. `bitcoin`; unknown coins are refused (422).
+    #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}$"))]
     pub coin_id: String,
     /// `buy`, `sell`, `transfer_in` or `transfer_out`.
     pub side: TransactionSide,
@@ -360,7 +373,8 @@ pub struct CreateTransactionRequest {
     /// When it happened (RFC 3339), default now; not in the future (a minute of clock skew is
     /// tolerated).
     pub executed_at: Option<DateTime<Utc>>,
-    /// Up to 1000 characters.
+    /// Up to 1000 characters; surrounding whitespace is dropped.
+    #[oai(validator(max_length = 1000))]
     pub note: Option<String>,
 }
 

@@ -155,6 +155,13 @@ pub struct Changes {
     pub cost_basis_method: Option<&'static str>,
 }
 
+impl Changes {
+    /// Whether nothing would change.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.base_currency.is_none() && self.cost_basis_method.is_none()
+    }
+}
+
 /// Applies `changes` to a (locked) portfolio and bumps its version.
 pub async fn update(
     db: impl PgExecutor<'_>,

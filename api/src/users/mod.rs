@@ -48,9 +48,14 @@ pub async fn active_account(db: impl PgExecutor<'_>, id: Uuid) -> Result<UserRow
 #[oai(deny_unknown_fields, example)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProfileRequest {
-    /// New email address.
+    /// New email address (as for registering).
+    #[oai(validator(
+        max_length = 254,
+        pattern = r#"^[ \t\n\r]*[^\s\x00-\x1f\x7f-\x9f"@]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+[ \t\n\r]*$"#
+    ))]
     pub email: Option<String>,
-    /// New username.
+    /// New username (as for registering).
+    #[oai(validator(pattern = r"^[ \t\n\r]*[A-Za-z0-9][A-Za-z0-9_.-]{2,31}[ \t\n\r]*$"))]
     pub username: Option<String>,
 }
 
@@ -62,7 +67,11 @@ pub struct ChangePasswordRequest {
     /// The password in use now.
     pub current_password: String,
     /// The new password (8–128 characters, not all spaces, different from the current one).
-    #[oai(validator(min_length = 8, max_length = 128, pattern = r"\S"))]
+    #[oai(validator(
+        min_length = 8,
+        max_length = 128,
+        pattern = r"^[^\x00]*[^\s\x00][^\x00]*$"
+    ))]
     pub new_password: String,
 }
 
@@ -91,7 +100,7 @@ enum NoContent {
     Done,
 }
 
-/// Validates a profile change: at least one field, each valid.
+/// Validates a profile change: each field given must be valid (none given changes nothing).
 pub fn parse_profile_changes(
     email: Option<&str>,
     username: Option<&str>,
@@ -168,12 +177,15 @@ impl UsersApi {
     }
 
     /// Change the caller's password; every session (refresh token) is revoked.
+    ///
+    /// A wrong `current_password` is a `403`; wrong guesses count against the same
+    /// per-account limit as login (`429` once it is reached).
     #[oai(path = "/me/password", method = "put")]
     async fn change_password(
         &self,
         caller: ActiveUser,
         body: JsonBody<ChangePasswordRequest>,
-    ) -> ApiResult<NoContent, { status::AUTHED | status::BODY }> {
+    ) -> ApiResult<NoContent, { status::AUTHED | status::BODY | status::FORBIDDEN }> {
         let request = body.0;
         let new_password = validate::new_password("new_password", &request.new_password)
             .map_err(|err| ApiError::Validation(vec![err]))?;
@@ -192,7 +204,9 @@ impl UsersApi {
             .verify(&request.current_password, Some(&user.password_hash))
             .await?;
         if verification == Verification::Mismatch {
-            return Err(ApiError::invalid("current_password", "is incorrect").into());
+            // 403, not 422: the request is well-formed, the caller just failed to prove they
+            // hold the password (and not 401, which would make a client drop its session).
+            return Err(ApiError::Forbidden("the current password is incorrect".into()).into());
         }
         self.state.lockout.succeeded(attempt).await;
         let new_hash = self.state.passwords.hash(&new_password).await?;

@@ -118,3 +118,139 @@ async fn generated_clients_are_clean_and_the_python_one_drives_a_first_hour() {
     assert!(output.starts_with("ok:"), "{output}");
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Runs schemathesis with every check (`--checks all`'s set) against `base_url`, authenticated by the hook in
+/// `tests/clients/schemathesis_auth.py`; `extra` narrows the run or sets the account.
+fn schemathesis(base_url: &str, extra_args: &[&str], extra_env: &[(&str, &str)]) -> String {
+    let clients = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients");
+    let mut command = Command::new(tools_dir().join("venv/bin/schemathesis"));
+    command
+        .current_dir(&clients)
+        .arg("--config-file")
+        .arg(clients.join("schemathesis.toml"))
+        .args(["run", &format!("{base_url}/openapi.json")])
+        // No `--checks all` on the command line: every check is on by default (the same set),
+        // and the command-line flag would override the per-operation settings in the file.
+        .args(["--max-examples", "25"])
+        // A fixed seed: the same cases on every machine, so a failure reproduces.
+        .args(["--seed", "20261128", "--no-color"])
+        .args(extra_args)
+        .env("PYTHONPATH", &clients)
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_auth")
+        .env("COINPULSE_API_URL", base_url)
+        .envs(extra_env.iter().copied());
+    run("schemathesis", &mut command)
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_failure_on_any_operation() {
+    let db = TestDatabase::create().await;
+    let port = free_port();
+    let mut api_env = crate::binary::env(&db, port);
+    // The fuzzer sends thousands of requests from one address and guesses passwords: limits
+    // are not what it judges (the security tests do).
+    api_env.extend([
+        ("RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+        ("RATE_LIMIT_BURST", "100000".to_owned()),
+        ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+        ("AUTH_RATE_LIMIT_BURST", "100000".to_owned()),
+        ("LOGIN_FAILURES_PER_ACCOUNT", "1000000".to_owned()),
+    ]);
+    let admin_password = "schemathesis-admin-password";
+    let mut admin_env = api_env.clone();
+    admin_env.push(("ADMIN_PASSWORD", admin_password.to_owned()));
+    run(
+        "api create-admin",
+        Command::new(env!("CARGO_BIN_EXE_api"))
+            .args(["create-admin", "--email", "root@example.com"])
+            .args(["--username", "root"])
+            .envs(admin_env.iter().map(|(key, value)| (*key, value.as_str()))),
+    );
+    let api = RunningBinary::start(
+        Path::new(env!("CARGO_BIN_EXE_api")),
+        &api_env,
+        port,
+        "/health/ready",
+    )
+    .await;
+
+    // Every operation as a fresh user (admin operations answer 403, as documented) ...
+    let as_user = schemathesis(&api.base_url, &[], &[]);
+    assert!(as_user.contains(" passed"), "{as_user}");
+    // ... and the administration operations as an administrator.
+    let login: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", api.base_url))
+        .json(&serde_json::json!({"email": "root@example.com", "password": admin_password}))
+        .send()
+        .await
+        .expect("log in as the administrator")
+        .json()
+        .await
+        .expect("a token response");
+    let token = login["access_token"].as_str().expect("an access token");
+    let as_admin = schemathesis(
+        &api.base_url,
+        &["--include-tag", "Admin"],
+        &[("COINPULSE_TOKEN", token)],
+    );
+    assert!(as_admin.contains(" passed"), "{as_admin}");
+}
+
+/// Every pattern the document states for a field is the one the server checks with: the
+/// constants below are what the handlers match against.
+#[tokio::test]
+async fn the_document_states_the_servers_own_patterns() {
+    use api::market::{COIN_ID_PATTERN, CURRENCY_PATTERN};
+    use api::portfolios::NAME_PATTERN;
+    use api::users::validate::{EMAIL_PATTERN, USERNAME_PATTERN};
+
+    let db = TestDatabase::create().await;
+    let port = free_port();
+    let api = RunningBinary::start(
+        Path::new(env!("CARGO_BIN_EXE_api")),
+        &crate::binary::env(&db, port),
+        port,
+        "/health/ready",
+    )
+    .await;
+    let document: serde_json::Value = serde_json::from_str(
+        &test_support::get_text(&format!("{}/openapi.json", api.base_url)).await,
+    )
+    .expect("a JSON document");
+    let schemas = &document["components"]["schemas"];
+    let pattern = |schema: &str, field: &str| {
+        schemas[schema]["properties"][field]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{schema}.{field} has no pattern"))
+            .to_owned()
+    };
+    for schema in ["RegisterRequest", "UpdateProfileRequest", "AdminUpdateUser"] {
+        assert_eq!(pattern(schema, "email"), EMAIL_PATTERN, "{schema}");
+        assert_eq!(pattern(schema, "username"), USERNAME_PATTERN, "{schema}");
+    }
+    for schema in ["CreatePortfolioRequest", "UpdatePortfolioRequest"] {
+        assert_eq!(pattern(schema, "name"), NAME_PATTERN, "{schema}");
+    }
+    assert_eq!(
+        pattern("CreateTransactionRequest", "coin_id"),
+        COIN_ID_PATTERN
+    );
+    assert_eq!(
+        schemas["BulkFetchRequest"]["properties"]["coins"]["items"]["pattern"],
+        COIN_ID_PATTERN
+    );
+    // The simulated provider quotes in usd only: the general pattern narrowed to it.
+    assert_ne!(pattern("BulkFetchRequest", "vs_currency"), CURRENCY_PATTERN);
+    assert_eq!(
+        pattern("BulkFetchRequest", "vs_currency"),
+        "^([Uu][Ss][Dd])$"
+    );
+    let parameters = document["paths"]["/api/v1/crypto/prices/{coin_id}"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    let coin_id = parameters
+        .iter()
+        .find(|parameter| parameter["name"] == "coin_id")
+        .expect("coin_id");
+    assert_eq!(coin_id["schema"]["pattern"], COIN_ID_PATTERN);
+}

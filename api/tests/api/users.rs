@@ -81,8 +81,7 @@ async fn password_change_needs_the_current_password_and_revokes_sessions() {
             Some(json!({"current_password": "guess-guess", "new_password": "brand-new-password"})),
         )
         .await;
-    wrong.assert_problem(422, "VALIDATION_ERROR");
-    assert_eq!(wrong.error_fields(), vec!["current_password"]);
+    wrong.assert_problem(403, "FORBIDDEN");
     let weak = app
         .call(
             Method::PUT,

@@ -223,12 +223,18 @@ impl PriceProvider {
         }
     }
 
+    /// The currencies this provider quotes in, when it has a fixed list; `None` when the
+    /// upstream decides (an unsupported one is then refused on first use).
+    pub fn currencies(&self) -> Option<&'static [&'static str]> {
+        match self {
+            Self::Simulated(_) => Some(SimulatedProvider::CURRENCIES),
+            Self::CoinGecko(_) => None,
+        }
+    }
+
     /// Whether `vs` can be quoted; `false` only when the provider is known to refuse it.
     pub fn accepts_currency(&self, vs: &str) -> bool {
-        match self {
-            Self::Simulated(_) => SimulatedProvider::CURRENCIES.contains(&vs),
-            Self::CoinGecko(_) => true,
-        }
+        self.currencies().is_none_or(|known| known.contains(&vs))
     }
 
     /// Latest quotes for `ids` in `vs`.
