@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::jobs::queues::{QueueSettings, Queues};
+use common::jobs::queues::{QueueDefaults, QueueSet};
 use common::market::PriceProvider;
 use common::redis::Redis;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -43,7 +43,7 @@ pub struct AppState {
     pub users: UserCache,
     pub prices: PriceProvider,
     pub price_cache: PriceCache,
-    pub queues: Queues,
+    pub queues: QueueSet,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
 }
@@ -73,7 +73,7 @@ impl AppState {
             users,
             prices: PriceProvider::from_config(&config.market, Some(redis.clone()))?,
             price_cache: PriceCache::new(redis.clone(), config.price_cache_ttl),
-            queues: Queues::new(&config.common.redis, &QueueSettings::default())?,
+            queues: QueueSet::new(&config.common.redis, &QueueDefaults::default())?,
             config: Arc::new(config),
             db,
             redis,

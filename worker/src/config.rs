@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use common::config::{CommonConfig, ConfigProblem, parse_duration};
 use common::jobs::Queue;
-use common::jobs::queues::QueueSettings;
+use common::jobs::queues::QueueDefaults;
 use common::market::MarketConfig;
 
 /// Coinpulse job worker. Every flag can also be set through the environment variable shown.
@@ -29,7 +29,7 @@ pub struct WorkerConfig {
     pub market: MarketConfig,
 
     #[command(flatten)]
-    pub queue: QueueSettings,
+    pub queue: QueueDefaults,
 
     /// Jobs run at once per queue, unless `--queues` names one (`bulk_fetch:8`); defaults to
     /// each queue's own setting.
@@ -42,9 +42,9 @@ pub struct WorkerConfig {
         long,
         env = "WORKER_QUEUES",
         value_delimiter = ',',
-        default_value = "bulk_fetch,price_refresh,alert_eval,notify,email"
+        default_value = "bulk_fetch,price_refresh"
     )]
-    pub queues: Vec<QueueSpec>,
+    pub queues: Vec<ConsumedQueue>,
 
     /// Longest run of one job attempt; a slower attempt fails (and is retried).
     #[arg(long = "job-timeout", env = "WORKER_JOB_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
@@ -130,7 +130,7 @@ impl WorkerConfig {
 
 impl WorkerConfig {
     /// How many jobs of `spec`'s queue run at once in this process.
-    pub fn concurrency_of(&self, spec: &QueueSpec) -> usize {
+    pub fn concurrency_of(&self, spec: &ConsumedQueue) -> usize {
         spec.concurrency
             .or(self.concurrency)
             .unwrap_or_else(|| default_concurrency(spec.queue))
@@ -143,20 +143,19 @@ fn default_concurrency(queue: Queue) -> usize {
     match queue {
         Queue::BulkFetch => 8,
         Queue::PriceRefresh => 1,
-        Queue::AlertEval | Queue::Notify | Queue::Email => 16,
     }
 }
 
-/// A queue to consume, with an optional concurrency of its own (`bulk_fetch:8`).
+/// A queue this worker consumes, with an optional concurrency of its own (`bulk_fetch:8`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueSpec {
+pub struct ConsumedQueue {
     /// The queue.
     pub queue: Queue,
     /// Jobs at once, if set for this queue.
     pub concurrency: Option<usize>,
 }
 
-impl FromStr for QueueSpec {
+impl FromStr for ConsumedQueue {
     type Err = String;
 
     fn from_str(value: &str) -> Result<Self, Self::Err> {
@@ -193,19 +192,25 @@ mod tests {
         let config = WorkerConfig::try_parse_from([
             "worker",
             "--queues",
-            "email,notify",
+            "price_refresh,bulk_fetch",
             "--concurrency",
             "4",
         ])
         .expect("parses");
-        let queues: Vec<Queue> = config.queues.iter().map(|spec| spec.queue).collect();
-        assert_eq!(queues, vec![Queue::Email, Queue::Notify]);
+        let queues: Vec<Queue> = config
+            .queues
+            .iter()
+            .map(|consumed| consumed.queue)
+            .collect();
+        assert_eq!(queues, vec![Queue::PriceRefresh, Queue::BulkFetch]);
         assert_eq!(config.concurrency_of(&config.queues[0]), 4);
-        let per_queue = WorkerConfig::try_parse_from(["worker", "--queues", "bulk_fetch:3,email"])
-            .expect("parses");
+        let per_queue =
+            WorkerConfig::try_parse_from(["worker", "--queues", "bulk_fetch:3,price_refresh"])
+                .expect("parses");
         assert_eq!(per_queue.concurrency_of(&per_queue.queues[0]), 3);
-        assert_eq!(per_queue.concurrency_of(&per_queue.queues[1]), 16);
-        assert!(WorkerConfig::try_parse_from(["worker", "--queues", "email:0"]).is_err());
+        assert_eq!(per_queue.concurrency_of(&per_queue.queues[1]), 1);
+        assert!(WorkerConfig::try_parse_from(["worker", "--queues", "bulk_fetch:0"]).is_err());
+        assert!(WorkerConfig::try_parse_from(["worker", "--queues", "email"]).is_err());
         assert!(WorkerConfig::try_parse_from(["worker", "--queues", "nope"]).is_err());
         let zero = WorkerConfig::try_parse_from(["worker", "--concurrency", "0"]).expect("parses");
         assert_eq!(zero.problems()[0].variable, "WORKER_CONCURRENCY");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use common::jobs::queues::Queues;
+use common::jobs::queues::QueueSet;
 use common::market::PriceProvider;
 use common::redis::Redis;
 use poem::Server;
@@ -26,7 +26,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let db = common::db::connect_and_migrate(&config.common.database).await?;
     let redis = Redis::new(&config.common.redis).context("REDIS_URL is not a valid Redis URL")?;
     tokio::spawn(redis.clone().warn_if_evicting());
-    let queues = Queues::new(&config.common.redis, &config.queue)
+    let queues = QueueSet::new(&config.common.redis, &config.queue)
         .context("REDIS_URL is not a valid Redis URL")?;
     let prices = PriceProvider::from_config(&config.market, Some(redis.clone()))
         .context("the price provider could not be set up")?;

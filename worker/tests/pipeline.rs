@@ -659,9 +659,15 @@ async fn jobs_accepted_before_redis_lost_its_data_still_run_once() {
 #[tokio::test]
 async fn the_rescuer_never_pushes_a_job_that_is_waiting_or_running() {
     let stack = Stack::start().await;
-    // A worker that rescues but does not consume bulk_fetch: the jobs wait in Redis.
+    // A worker that rescues but does not consume bulk_fetch: the jobs wait in Redis. (It
+    // runs the refresh instead, on simulated prices, so the upstream sees only bulk fetches.)
     let bystander = stack
-        .start_worker(&[RESCUE_FAST[0], RESCUE_FAST[1], ("WORKER_QUEUES", "email")])
+        .start_worker(&[
+            RESCUE_FAST[0],
+            RESCUE_FAST[1],
+            ("WORKER_QUEUES", "price_refresh"),
+            ("PRICE_PROVIDER", "simulated"),
+        ])
         .await;
     let ids = accept_handed_over(&stack, 5).await;
     let rounds = |metrics: &str| counter(metrics, "rescue_rounds_total");

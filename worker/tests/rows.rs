@@ -2,8 +2,8 @@
 //! once share statements but each gets its own answer, and the rules of a single attempt
 //! (final rows never restart, a superseded attempt changes nothing) hold inside a batch.
 
-use common::jobs::Queue;
-use common::jobs::store::{self, Attempt, NewJob, Outcome};
+use common::jobs::store::{self, Attempt, Outcome};
+use common::market::jobs::BulkFetch;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -12,17 +12,11 @@ use uuid::Uuid;
 use worker::jobs::rows::JobRows;
 
 async fn queued_job(pool: &PgPool) -> Uuid {
-    store::insert(
-        pool,
-        &NewJob {
-            user_id: None,
-            kind: Queue::Notify,
-            payload: json!({}),
-        },
-    )
-    .await
-    .expect("insert")
-    .id
+    let args = BulkFetch {
+        coins: vec!["bitcoin".to_owned()],
+        vs_currency: "usd".to_owned(),
+    };
+    store::insert(pool, None, &args).await.expect("insert").id
 }
 
 #[derive(Debug, PartialEq)]

@@ -6,9 +6,10 @@ use std::time::Duration;
 use apalis::layers::catch_panic::{CatchPanicLayer, PanicError};
 use apalis::prelude::*;
 use common::config::RedisConfig;
-use common::jobs::Queue;
-use common::jobs::queues::{OutboxJob, QueueSettings, Queues};
-use common::jobs::store::{self, NewJob};
+use common::jobs::queues::{OutboxJob, QueueDefaults, QueueSet};
+use common::jobs::store;
+use common::jobs::{JobArgs, Queue};
+use common::market::jobs::BulkFetch;
 use common::redis::Redis;
 use queue::{Delivery, RedisBackend};
 use serde_json::{Value, json};
@@ -16,9 +17,10 @@ use test_support::{TestDatabase, redis_prefix, redis_url, wait_until};
 use worker::jobs::rows::JobRows;
 use worker::jobs::tracking::TrackingLayer;
 
-/// Panics on the first attempt, succeeds on the next; `{"always": true}` always panics.
+/// Panics on the first attempt, succeeds on the next; a job for the coin `always` always
+/// panics. (The handler reads the envelope Redis carries, not the typed arguments.)
 async fn flaky(payload: Value, delivery: Data<Delivery>) -> Result<Value, BoxDynError> {
-    if delivery.attempt == 1 || payload["always"] == true {
+    if delivery.attempt == 1 || payload["args"]["coins"][0] == "always" {
         panic!("boom on attempt {}", delivery.attempt);
     }
     Ok(json!({ "attempt": delivery.attempt }))
@@ -33,37 +35,32 @@ async fn a_panic_is_a_failed_attempt_not_a_dead_worker() {
         key_prefix: redis_prefix(),
         timeout: Duration::from_secs(2),
     };
-    let settings = QueueSettings {
+    let settings = QueueDefaults {
         retry_base: Duration::from_millis(50),
-        ..QueueSettings::default()
+        ..QueueDefaults::default()
     };
-    let queues = Queues::new(&redis_config, &settings).expect("queues");
+    let queues = QueueSet::new(&redis_config, &settings).expect("queues");
     let redis = Redis::new(&redis_config).expect("redis");
 
     let mut outbox = Vec::new();
-    for payload in [json!({}), json!({ "always": true })] {
-        let row = store::insert(
-            &pool,
-            &NewJob {
-                user_id: None,
-                kind: Queue::Notify,
-                payload,
-            },
-        )
-        .await
-        .expect("insert");
+    for coin in ["sometimes", "always"] {
+        let args = BulkFetch {
+            coins: vec![coin.to_owned()],
+            vs_currency: "usd".to_owned(),
+        };
+        let row = store::insert(&pool, None, &args).await.expect("insert");
         outbox.push(OutboxJob::from(&row));
     }
     queues.dispatch(&pool, &outbox).await.expect("dispatch");
 
-    let backend = RedisBackend::<Value>::new(queues.get(Queue::Notify).clone());
-    let worker = WorkerBuilder::new("notify")
+    let backend = RedisBackend::<Value>::new(queues.get(Queue::BulkFetch).clone());
+    let worker = WorkerBuilder::new("bulk_fetch")
         .backend(backend)
         .concurrency(2)
         .layer(TrackingLayer::new(
             JobRows::spawn(pool.clone()),
             redis,
-            Queue::Notify,
+            Queue::BulkFetch,
             Duration::from_secs(5),
         ))
         .timeout(Duration::from_secs(5))
@@ -91,7 +88,7 @@ async fn a_panic_is_a_failed_attempt_not_a_dead_worker() {
     .await;
     assert_eq!(status(outbox[0].id).await.1, 2);
     let (_, attempts, error) = status(outbox[1].id).await;
-    assert_eq!(attempts, Queue::Notify.max_attempts());
+    assert_eq!(attempts, BulkFetch::MAX_ATTEMPTS);
     assert!(error.expect("error").contains("panicked"));
     assert!(!running.is_finished(), "the worker survived every panic");
     running.abort();

@@ -3,10 +3,11 @@
 use chrono::{DateTime, Utc};
 use common::jobs::queues::OutboxJob;
 use common::jobs::store::{self, Cancellation, JobRow};
-use common::jobs::{JobStatus, Queue};
+use common::jobs::{JobKind, JobStatus, Queue};
+use common::market::jobs::{BulkFetch, BulkFetchResult};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -28,88 +29,20 @@ impl JobsApi {
     }
 }
 
-/// What a job does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum JobKind {
-    /// Fetch prices for a list of coins (`POST /crypto/bulk`).
-    BulkFetch,
-    /// The scheduled refresh of tracked prices.
-    PriceRefresh,
-    /// Evaluate price alerts.
-    AlertEval,
-    /// Deliver an in-app notification.
-    Notify,
-    /// Send an email.
-    Email,
+/// A job's arguments, by kind (the job's `kind` says which).
+#[derive(Debug, Clone, Union)]
+#[oai(one_of)]
+pub enum JobPayload {
+    /// `bulk_fetch`.
+    BulkFetch(BulkFetch),
 }
 
-impl From<Queue> for JobKind {
-    fn from(queue: Queue) -> Self {
-        match queue {
-            Queue::BulkFetch => Self::BulkFetch,
-            Queue::PriceRefresh => Self::PriceRefresh,
-            Queue::AlertEval => Self::AlertEval,
-            Queue::Notify => Self::Notify,
-            Queue::Email => Self::Email,
-        }
-    }
-}
-
-impl From<JobKind> for Queue {
-    fn from(kind: JobKind) -> Self {
-        match kind {
-            JobKind::BulkFetch => Self::BulkFetch,
-            JobKind::PriceRefresh => Self::PriceRefresh,
-            JobKind::AlertEval => Self::AlertEval,
-            JobKind::Notify => Self::Notify,
-            JobKind::Email => Self::Email,
-        }
-    }
-}
-
-/// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum JobState {
-    /// Accepted, waiting for a worker.
-    Queued,
-    /// A worker is running it.
-    Running,
-    /// Done; see `result`.
-    Succeeded,
-    /// The last attempt failed; another is scheduled.
-    Failed,
-    /// Cancelled before it ran.
-    Cancelled,
-    /// Every attempt failed.
-    Dead,
-}
-
-impl From<JobStatus> for JobState {
-    fn from(status: JobStatus) -> Self {
-        match status {
-            JobStatus::Queued => Self::Queued,
-            JobStatus::Running => Self::Running,
-            JobStatus::Succeeded => Self::Succeeded,
-            JobStatus::Failed => Self::Failed,
-            JobStatus::Cancelled => Self::Cancelled,
-            JobStatus::Dead => Self::Dead,
-        }
-    }
-}
-
-impl From<JobState> for JobStatus {
-    fn from(state: JobState) -> Self {
-        match state {
-            JobState::Queued => Self::Queued,
-            JobState::Running => Self::Running,
-            JobState::Succeeded => Self::Succeeded,
-            JobState::Failed => Self::Failed,
-            JobState::Cancelled => Self::Cancelled,
-            JobState::Dead => Self::Dead,
-        }
-    }
+/// A succeeded job's result, by kind (the job's `kind` says which).
+#[derive(Debug, Clone, Union)]
+#[oai(one_of)]
+pub enum JobResult {
+    /// `bulk_fetch`.
+    BulkFetch(BulkFetchResult),
 }
 
 /// A job and its outcome.
@@ -121,15 +54,15 @@ pub struct Job {
     /// What it does.
     pub kind: JobKind,
     /// Where it is in its life.
-    pub status: JobState,
+    pub status: JobStatus,
     /// Attempts started so far.
     pub attempts: i32,
     /// Attempts allowed before it is `dead`.
     pub max_attempts: i32,
-    /// The job's input.
-    pub payload: serde_json::Value,
+    /// The job's arguments.
+    pub payload: JobPayload,
     /// The outcome, once `succeeded`.
-    pub result: Option<serde_json::Value>,
+    pub result: Option<JobResult>,
     /// The last failure, if any.
     pub error: Option<String>,
     /// When it was accepted.
@@ -148,10 +81,13 @@ impl poem_openapi::types::Example for Job {
         Self {
             id: Uuid::nil(),
             kind: JobKind::BulkFetch,
-            status: JobState::Queued,
+            status: JobStatus::Queued,
             attempts: 0,
             max_attempts: 5,
-            payload: serde_json::json!({"coins": ["bitcoin", "ethereum"], "vs_currency": "usd"}),
+            payload: JobPayload::BulkFetch(BulkFetch {
+                coins: vec!["bitcoin".into(), "ethereum".into()],
+                vs_currency: "usd".into(),
+            }),
             result: None,
             error: None,
             created_at: at,
@@ -162,22 +98,51 @@ impl poem_openapi::types::Example for Job {
     }
 }
 
-impl From<JobRow> for Job {
-    fn from(row: JobRow) -> Self {
-        Self {
+impl TryFrom<JobRow> for Job {
+    type Error = ApiError;
+
+    /// Reads the stored arguments and result as the kind's types. A row that does not parse
+    /// (or a kind callers never own) is a bug, answered as a 500 and logged.
+    fn try_from(row: JobRow) -> Result<Self, ApiError> {
+        let unreadable = |err: serde_json::Error| {
+            ApiError::Internal(anyhow::anyhow!(
+                "job {} does not parse as {}: {err}",
+                row.id,
+                row.kind
+            ))
+        };
+        let (payload, result) = match row.kind {
+            JobKind::BulkFetch => (
+                JobPayload::BulkFetch(
+                    serde_json::from_value(row.args.clone()).map_err(unreadable)?,
+                ),
+                row.result
+                    .clone()
+                    .map(|result| serde_json::from_value(result).map(JobResult::BulkFetch))
+                    .transpose()
+                    .map_err(unreadable)?,
+            ),
+            JobKind::PriceRefresh => {
+                return Err(ApiError::Internal(anyhow::anyhow!(
+                    "job {} is a system job, which no caller owns",
+                    row.id
+                )));
+            }
+        };
+        Ok(Self {
             id: row.id,
-            kind: row.kind.into(),
-            status: row.status.into(),
+            kind: row.kind,
+            status: row.status,
             attempts: row.attempts,
             max_attempts: row.max_attempts,
-            payload: row.payload,
-            result: row.result,
+            payload,
+            result,
             error: row.error,
             created_at: row.created_at,
             updated_at: row.updated_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
-        }
+        })
     }
 }
 
@@ -220,7 +185,7 @@ impl JobsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         per_page: Query<Option<u32>>,
         /// Only jobs with this status.
-        status: Query<Option<JobState>>,
+        status: Query<Option<JobStatus>>,
         /// Only jobs of this kind.
         kind: Query<Option<JobKind>>,
     ) -> ApiResult<Json<Page<Job>>, { status::AUTHED | status::VALIDATION }> {
@@ -228,17 +193,17 @@ impl JobsApi {
         let (rows, total) = store::list_for_user(
             &self.state.db,
             caller.0.id,
-            status.0.map(Into::into),
-            kind.0.map(Into::into),
+            status.0,
+            kind.0,
             request.limit(),
             request.offset(),
         )
         .await?;
-        Ok(Json(Page::new(
-            rows.into_iter().map(Job::from).collect(),
-            request,
-            total,
-        )))
+        let jobs = rows
+            .into_iter()
+            .map(Job::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Json(Page::new(jobs, request, total)))
     }
 
     /// One of the caller's jobs: status, attempts, timestamps, result or error.
@@ -252,7 +217,7 @@ impl JobsApi {
         let job = store::find_for_user(&self.state.db, caller.0.id, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("job"))?;
-        Ok(Json(job.into()))
+        Ok(Json(job.try_into()?))
     }
 
     /// Cancel one of the caller's jobs while it is still queued.
@@ -269,7 +234,7 @@ impl JobsApi {
         { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::CONFLICT },
     > {
         match store::cancel(&self.state.db, caller.0.id, id.0).await? {
-            Cancellation::Cancelled(job) => Ok(Cancelled::Ok(Json(job.into()))),
+            Cancellation::Cancelled(job) => Ok(Cancelled::Ok(Json(job.try_into()?))),
             Cancellation::TooLate(status) => Err(ApiError::Conflict {
                 detail: format!("the job is {status}; only queued jobs can be cancelled"),
                 field: None,
@@ -298,7 +263,7 @@ impl QueuesAdminApi {
 #[oai(example)]
 pub struct QueueCounts {
     /// The queue.
-    pub queue: JobKind,
+    pub queue: Queue,
     /// Jobs waiting for a worker.
     pub depth: u64,
     /// Jobs held by workers right now.
@@ -314,7 +279,7 @@ pub struct QueueCounts {
 impl poem_openapi::types::Example for QueueCounts {
     fn example() -> Self {
         Self {
-            queue: JobKind::BulkFetch,
+            queue: Queue::BulkFetch,
             depth: 12,
             in_flight: 8,
             scheduled: 3,
@@ -347,7 +312,7 @@ impl QueuesAdminApi {
             queues: stats
                 .into_iter()
                 .map(|(queue, stats)| QueueCounts {
-                    queue: queue.into(),
+                    queue,
                     depth: stats.ready,
                     in_flight: stats.in_flight,
                     scheduled: stats.scheduled,

@@ -18,9 +18,9 @@ use poem_openapi::{Object, OpenApi};
 use regex::Regex;
 use rust_decimal::Decimal;
 
-use common::jobs::Queue;
-use common::jobs::store::{self as jobs_store, NewJob};
+use common::jobs::store as jobs_store;
 use common::market::PriceProvider;
+use common::market::jobs::BulkFetch;
 use poem_openapi::ApiResponse;
 use serde::Deserialize;
 
@@ -400,19 +400,16 @@ impl MarketApi {
         body: JsonBody<BulkFetchRequest>,
     ) -> ApiResult<BulkAccepted, { status::AUTHED | status::BODY }> {
         let (coins, vs) = parse_bulk(&body.0, &self.state.prices)?;
-        let job = jobs_store::insert(
-            &self.state.db,
-            &NewJob {
-                user_id: Some(caller.0.id),
-                kind: Queue::BulkFetch,
-                payload: serde_json::json!({ "coins": coins, "vs_currency": vs }),
-            },
-        )
-        .await?;
-        tracing::info!(job_id = %job.id, coins = coins.len(), "bulk fetch accepted");
+        let count = coins.len();
+        let args = BulkFetch {
+            coins,
+            vs_currency: vs,
+        };
+        let job = jobs_store::insert(&self.state.db, Some(caller.0.id), &args).await?;
+        tracing::info!(job_id = %job.id, coins = count, "bulk fetch accepted");
         jobs::dispatch_in_background(&self.state, &job);
         let location = jobs::location(job.id);
-        Ok(BulkAccepted::Accepted(Json(job.into()), location))
+        Ok(BulkAccepted::Accepted(Json(job.try_into()?), location))
     }
 
     /// The largest coins by market capitalisation.

@@ -28,6 +28,7 @@ const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
 pub fn document(spec: &str, currencies: Option<&[&str]>) -> Result<String, serde_json::Error> {
     let mut document: Value = serde_json::from_str(spec)?;
     normalize(&mut document);
+    nullable_object_references(&mut document);
     close_request_bodies(&mut document);
     if let Some(currencies) = currencies {
         narrow_currencies(&mut document, &any_case_alternatives(currencies));
@@ -72,6 +73,58 @@ fn narrow_currencies(value: &mut Value, pattern: &str) {
             .iter_mut()
             .for_each(|child| narrow_currencies(child, pattern)),
         _ => {}
+    }
+}
+
+/// An optional property whose schema is a reference cannot carry `nullable` in OpenAPI 3.0,
+/// yet the server writes `None` as `null`. For references to object schemas (a job's
+/// `result`) the property becomes `{allOf: [{$ref}], nullable: true}`, which generators read
+/// as "that object, or null". References to enums stay plain (openapi-python-client drops
+/// `allOf` of an enum); the server never writes `null` for those in responses and refuses it
+/// in requests (`json_body::non_null`).
+fn nullable_object_references(document: &mut Value) {
+    let Some(schemas) = document["components"]["schemas"].as_object().cloned() else {
+        return;
+    };
+    let is_object = |reference: &str| {
+        reference
+            .strip_prefix("#/components/schemas/")
+            .and_then(|name| schemas.get(name))
+            .is_some_and(|schema| schema.get("enum").is_none())
+    };
+    let Some(components) = document["components"]["schemas"].as_object_mut() else {
+        return;
+    };
+    for schema in components.values_mut() {
+        let required: Vec<Value> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        for (name, property) in properties.iter_mut() {
+            if required.contains(&Value::String(name.clone())) {
+                continue;
+            }
+            let Some(reference) = property.get("$ref").and_then(Value::as_str) else {
+                continue;
+            };
+            if !is_object(reference) {
+                continue;
+            }
+            let mut wrapped = Map::new();
+            if let Some(description) = property.get("description") {
+                wrapped.insert("description".into(), description.clone());
+            }
+            wrapped.insert(
+                "allOf".into(),
+                Value::Array(vec![serde_json::json!({ "$ref": reference })]),
+            );
+            wrapped.insert("nullable".into(), Value::Bool(true));
+            *property = Value::Object(wrapped);
+        }
     }
 }
 
@@ -253,6 +306,34 @@ mod tests {
         narrow_currencies(&mut spec, &pattern);
         assert_eq!(spec["parameters"][0]["schema"]["pattern"], pattern.as_str());
         assert_eq!(spec["other"]["pattern"], "^[a-z]$");
+    }
+
+    #[test]
+    fn optional_object_references_are_nullable_enum_references_stay_plain() {
+        let mut spec = json!({"components": {"schemas": {
+            "Job": {"type": "object", "required": ["kind"], "properties": {
+                "kind": {"$ref": "#/components/schemas/Kind"},
+                "status": {"$ref": "#/components/schemas/Kind"},
+                "result": {"$ref": "#/components/schemas/Result", "description": "Outcome."},
+            }},
+            "Kind": {"type": "string", "enum": ["a"]},
+            "Result": {"type": "object", "oneOf": []},
+        }}});
+        nullable_object_references(&mut spec);
+        let properties = &spec["components"]["schemas"]["Job"]["properties"];
+        assert_eq!(
+            properties["kind"],
+            json!({"$ref": "#/components/schemas/Kind"})
+        );
+        assert_eq!(
+            properties["status"],
+            json!({"$ref": "#/components/schemas/Kind"})
+        );
+        assert_eq!(
+            properties["result"],
+            json!({"description": "Outcome.", "nullable": true,
+                   "allOf": [{"$ref": "#/components/schemas/Result"}]})
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ from coinpulse_api_client.models import (
     CreatePortfolioRequest,
     CreateTransactionRequest,
     Job,
-    JobState,
+    JobStatus,
     LoginRequest,
     Portfolio,
     RegisterRequest,
@@ -60,8 +60,8 @@ def main(base_url):
         client=client, body=BulkFetchRequest(coins=["bitcoin", "ethereum"], vs_currency="usd")),
         202, Job)
     deadline = time.monotonic() + 120
-    while job.status != JobState.SUCCEEDED:
-        if job.status in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED):
+    while job.status != JobStatus.SUCCEEDED:
+        if job.status in (JobStatus.FAILED, JobStatus.DEAD, JobStatus.CANCELLED):
             sys.exit(f"bulk fetch: the job ended {job.status}: {job.error}")
         if time.monotonic() > deadline:
             sys.exit(f"bulk fetch: still {job.status} after 120 s")

@@ -6,12 +6,12 @@
 //!   [`RedisBackend`] worker (claim script, handler, ack script); jobs/s from the first
 //!   handler start until the last job is settled in Redis;
 //! - **tracked**: the full path of an API job: a `jobs` row per job (`queued`), handed to
-//!   Redis with [`Queues::dispatch`] (the API's push after commit, which also marks the rows
+//!   Redis with [`QueueSet::dispatch`] (the API's push after commit, which also marks the rows
 //!   enqueued), drained by the worker's own stack ([`TrackingLayer`], timeout, catch-panic),
 //!   so each row goes `running` then `succeeded`; jobs/s as above;
 //! - **pickup latency** on an idle worker: one job at a time, a gap between pushes, from the
 //!   start of the push call to the start of the handler (one process, one clock); for the
-//!   tracked stack from the start of `Queues::dispatch` to the handler (after the row is
+//!   tracked stack from the start of `QueueSet::dispatch` to the handler (after the row is
 //!   `running`).
 //!
 //! It prints a markdown report on stdout (progress on stderr). `scripts/bench.sh` runs it
@@ -34,8 +34,9 @@ use anyhow::{Context, bail};
 use apalis::layers::catch_panic::{CatchPanicLayer, PanicError};
 use apalis::prelude::*;
 use common::config::{DatabaseConfig, RedisConfig};
-use common::jobs::Queue;
-use common::jobs::queues::{OutboxJob, QueueSettings, Queues};
+use common::jobs::queues::{OutboxJob, QueueDefaults, QueueSet};
+use common::jobs::{JobArgs, JobKind, Queue};
+use common::market::jobs::BulkFetch;
 use common::redis::Redis;
 use queue::{NewJob, QueueConfig, RedisBackend, RedisQueue};
 use serde_json::{Value, json};
@@ -56,7 +57,7 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(120);
 const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 /// Rows inserted per statement when filling the `jobs` table.
 const INSERT_CHUNK: usize = 5000;
-/// Jobs per `Queues::dispatch` call when filling a tracked backlog.
+/// Jobs per `QueueSet::dispatch` call when filling a tracked backlog.
 const DISPATCH_CHUNK: usize = 500;
 
 #[derive(Debug)]
@@ -144,7 +145,12 @@ impl Probe {
 async fn noop(job: Value, probe: Data<Arc<Probe>>) -> Result<Value, BoxDynError> {
     let now = Instant::now();
     probe.first_start.get_or_init(|| now);
-    if let (Some(starts), Some(seq)) = (&probe.starts, job.get("seq").and_then(Value::as_u64))
+    // Transport pushes carry `{"seq"}`; tracked ones the envelope `{"kind", "args": {"seq"}}`.
+    let seq = job
+        .get("seq")
+        .or_else(|| job.get("args").and_then(|args| args.get("seq")))
+        .and_then(Value::as_u64);
+    if let (Some(starts), Some(seq)) = (&probe.starts, seq)
         && let Some(slot) = starts.lock().expect("starts lock").get_mut(seq as usize)
     {
         *slot = Some(now);
@@ -213,12 +219,13 @@ fn transport_worker(
 /// A worker as `worker::jobs::run` builds it: row tracking, timeout, catch-panic.
 fn tracked_worker(
     env: &Env,
-    queues: &Queues,
+    queues: &QueueSet,
     concurrency: usize,
     prefetch: usize,
     probe: &Arc<Probe>,
 ) -> Running {
-    let backend = RedisBackend::<Value>::new(queues.get(Queue::Notify).clone()).prefetch(prefetch);
+    let backend =
+        RedisBackend::<Value>::new(queues.get(Queue::BulkFetch).clone()).prefetch(prefetch);
     let worker = WorkerBuilder::new(backend.worker_id().to_owned())
         .backend(backend)
         .data(probe.clone())
@@ -226,7 +233,7 @@ fn tracked_worker(
         .layer(TrackingLayer::new(
             JobRows::spawn(env.db.clone()),
             env.redis.clone(),
-            Queue::Notify,
+            Queue::BulkFetch,
             JOB_TIMEOUT,
         ))
         .timeout(JOB_TIMEOUT)
@@ -421,10 +428,10 @@ impl Env {
         )?)
     }
 
-    fn queues(&self) -> anyhow::Result<Queues> {
-        Ok(Queues::new(
+    fn queues(&self) -> anyhow::Result<QueueSet> {
+        Ok(QueueSet::new(
             &self.redis_config(self.next_prefix()),
-            &QueueSettings::default(),
+            &QueueDefaults::default(),
         )?)
     }
 }
@@ -447,26 +454,25 @@ async fn insert_rows(env: &Env, count: usize) -> anyhow::Result<Vec<OutboxJob>> 
     for (chunk_no, chunk) in ids.chunks(INSERT_CHUNK).enumerate() {
         sqlx::query(
             "INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
-             SELECT id, $2, 'notify', 'notify', $3, jsonb_build_object('seq', $4 + ord - 1)
+             SELECT id, $2, 'bulk_fetch', 'bulk_fetch', $3, jsonb_build_object('seq', $4 + ord - 1)
              FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, ord)",
         )
         .bind(chunk)
         .bind(env.user)
-        .bind(Queue::Notify.max_attempts())
+        .bind(BulkFetch::MAX_ATTEMPTS)
         .bind((chunk_no * INSERT_CHUNK) as i64)
         .execute(&env.db)
         .await?;
     }
-    let now = chrono::Utc::now();
     Ok(ids
         .into_iter()
         .enumerate()
         .map(|(seq, id)| OutboxJob {
             id,
-            queue: Queue::Notify,
-            payload: json!({ "seq": seq }),
-            max_attempts: Queue::Notify.max_attempts(),
-            run_after: now,
+            kind: JobKind::BulkFetch,
+            queue: Queue::BulkFetch,
+            args: json!({ "seq": seq }),
+            max_attempts: BulkFetch::MAX_ATTEMPTS,
         })
         .collect())
 }
@@ -516,7 +522,7 @@ async fn transport(env: &Env, concurrency: usize, prefetch: usize) -> anyhow::Re
 }
 
 /// Tracked: rows in Postgres, pushed as the API does, drained by the worker's stack. Also
-/// returns the rate of `Queues::dispatch` in chunks.
+/// returns the rate of `QueueSet::dispatch` in chunks.
 async fn tracked(env: &Env, concurrency: usize, prefetch: usize) -> anyhow::Result<(Drain, f64)> {
     let queues = env.queues()?;
     let jobs = insert_rows(env, env.settings.tracked_jobs).await?;
@@ -528,7 +534,7 @@ async fn tracked(env: &Env, concurrency: usize, prefetch: usize) -> anyhow::Resu
     let probe = Probe::new(jobs.len(), false);
     let before = Usage::sample(env).await?;
     let worker = tracked_worker(env, &queues, concurrency, prefetch, &probe);
-    let end = wait_drained(queues.get(Queue::Notify), &probe).await?;
+    let end = wait_drained(queues.get(Queue::BulkFetch), &probe).await?;
     let usage = Usage::sample(env).await?.since(before);
     worker.stop().await;
     let first = *probe.first_start.get().context("no job started")?;
@@ -614,7 +620,7 @@ async fn tracked_latency(env: &Env, concurrency: usize) -> anyhow::Result<Latenc
     let jobs = insert_rows(env, env.settings.samples).await?;
     let probe = Probe::new(jobs.len(), true);
     let worker = tracked_worker(env, &queues, concurrency, 1, &probe);
-    let latency = pickup(env, &probe, queues.get(Queue::Notify), |seq| {
+    let latency = pickup(env, &probe, queues.get(Queue::BulkFetch), |seq| {
         let queues = queues.clone();
         let job = jobs[seq].clone();
         let db = env.db.clone();
@@ -696,7 +702,7 @@ fn report(env: &Env, rows: &[Row], latencies: &[(usize, Latency, Latency)]) {
     }
     println!();
     println!(
-        "Pickup: one job at a time on an idle worker, {} ms apart; push call (tracked: `Queues::dispatch`) to handler start. Max: {}.",
+        "Pickup: one job at a time on an idle worker, {} ms apart; push call (tracked: `QueueSet::dispatch`) to handler start. Max: {}.",
         s.gap.as_millis(),
         latencies
             .iter()
@@ -740,7 +746,7 @@ fn report(env: &Env, rows: &[Row], latencies: &[(usize, Latency, Latency)]) {
     }
     println!();
     println!(
-        "Enqueue: transport `RedisQueue::push` of the whole backlog (500 jobs per script call); tracked `Queues::dispatch` in chunks of {DISPATCH_CHUNK} (push, then `UPDATE ... enqueued_at`)."
+        "Enqueue: transport `RedisQueue::push` of the whole backlog (500 jobs per script call); tracked `QueueSet::dispatch` in chunks of {DISPATCH_CHUNK} (push, then `UPDATE ... enqueued_at`)."
     );
 }
 

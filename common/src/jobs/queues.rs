@@ -1,19 +1,18 @@
-//! The Redis queues behind the job kinds, and the hand-off of accepted jobs to them.
+//! The Redis queues, and the hand-off of accepted jobs to them.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use queue::{Backoff, NewJob, QueueConfig, QueueError, QueueStats, RedisQueue};
+use queue::{Backoff, QueueConfig, QueueError, QueueStats, RedisQueue};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Queue, store};
+use super::{Envelope, JobKind, Queue, store};
 use crate::config::{RedisConfig, parse_duration};
 
 /// How every queue of a process behaves (the worker sets these; producers use the defaults).
 #[derive(Debug, Clone, clap::Args)]
-pub struct QueueSettings {
+pub struct QueueDefaults {
     /// How long a worker keeps its jobs without renewing its lease: a killed worker's jobs
     /// run again about this long after it died.
     #[arg(long = "job-lease", env = "WORKER_LEASE", default_value = "5s", value_parser = parse_duration)]
@@ -32,7 +31,7 @@ pub struct QueueSettings {
     pub redis_grace: Duration,
 }
 
-impl Default for QueueSettings {
+impl Default for QueueDefaults {
     fn default() -> Self {
         Self {
             lease: Duration::from_secs(5),
@@ -48,25 +47,37 @@ impl Default for QueueSettings {
 pub struct OutboxJob {
     /// The job's id (also its id in Redis).
     pub id: Uuid,
-    /// Its queue.
+    /// What it does.
+    pub kind: JobKind,
+    /// The queue it waits on.
     pub queue: Queue,
-    /// Its input.
-    pub payload: Value,
+    /// Its arguments, as stored.
+    pub args: Value,
     /// Attempts allowed.
     pub max_attempts: i32,
-    /// Not before.
-    pub run_after: DateTime<Utc>,
 }
 
 impl From<&store::JobRow> for OutboxJob {
     fn from(row: &store::JobRow) -> Self {
         Self {
             id: row.id,
-            queue: row.kind,
-            payload: row.payload.clone(),
+            kind: row.kind,
+            queue: row.queue,
+            args: row.args.clone(),
             max_attempts: row.max_attempts,
-            run_after: row.created_at,
         }
+    }
+}
+
+impl OutboxJob {
+    /// The job as the queue takes it: its id, an [`Envelope`] and its attempts.
+    pub fn to_queue_job(&self) -> Result<queue::NewJob, QueueError> {
+        let envelope = Envelope {
+            kind: self.kind,
+            args: self.args.clone(),
+        };
+        Ok(queue::NewJob::new(self.id.to_string(), &envelope)?
+            .max_attempts(self.max_attempts.unsigned_abs()))
     }
 }
 
@@ -82,15 +93,15 @@ pub enum DispatchError {
     Database(#[from] sqlx::Error),
 }
 
-/// One [`RedisQueue`] per job queue. Cheap to clone.
+/// One [`RedisQueue`] client per queue. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Queues {
+pub struct QueueSet {
     queues: Vec<(Queue, RedisQueue)>,
 }
 
-impl Queues {
-    /// Handles on every queue; connects lazily.
-    pub fn new(redis: &RedisConfig, settings: &QueueSettings) -> Result<Self, QueueError> {
+impl QueueSet {
+    /// Clients for every queue; they connect lazily.
+    pub fn new(redis: &RedisConfig, settings: &QueueDefaults) -> Result<Self, QueueError> {
         let queues = Queue::ALL
             .into_iter()
             .map(|queue| {
@@ -100,7 +111,6 @@ impl Queues {
                     base: settings.retry_base,
                     max: settings.retry_max,
                 };
-                config.default_max_attempts = queue.max_attempts().unsigned_abs();
                 config.redis_grace = settings.redis_grace;
                 config.response_timeout = redis.timeout;
                 Ok((queue, RedisQueue::new(redis.url.expose(), config)?))
@@ -109,27 +119,23 @@ impl Queues {
         Ok(Self { queues })
     }
 
-    /// The queue of `queue`.
+    /// The client of `queue`.
     pub fn get(&self, queue: Queue) -> &RedisQueue {
         self.queues
             .iter()
             .find(|(candidate, _)| *candidate == queue)
             .map(|(_, handle)| handle)
-            .expect("Queues::new builds every queue")
+            .expect("QueueSet::new builds every queue")
     }
 
     /// Hands accepted jobs to Redis, then marks their rows enqueued. Pushing is idempotent
     /// (by job id), so a job pushed twice (here and by the relay) still runs once.
     pub async fn dispatch(&self, db: &PgPool, jobs: &[OutboxJob]) -> Result<usize, DispatchError> {
         for queue in Queue::ALL {
-            let batch: Vec<NewJob> = jobs
+            let batch: Vec<queue::NewJob> = jobs
                 .iter()
                 .filter(|job| job.queue == queue)
-                .map(|job| {
-                    Ok(NewJob::new(job.id.to_string(), &job.payload)?
-                        .max_attempts(job.max_attempts.unsigned_abs())
-                        .run_at(job.run_after.into()))
-                })
+                .map(OutboxJob::to_queue_job)
                 .collect::<Result<_, QueueError>>()?;
             if !batch.is_empty() {
                 let added = self.get(queue).push(&batch).await?;

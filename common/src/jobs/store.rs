@@ -5,7 +5,8 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::{JobStatus, Queue};
+use super::queues::OutboxJob;
+use super::{JobArgs, JobKind, JobStatus, Queue};
 
 /// A row of `jobs`.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,17 +15,20 @@ pub struct JobRow {
     pub id: Uuid,
     /// Who asked for it; `None` for system jobs.
     pub user_id: Option<Uuid>,
-    /// What it does (and the queue it runs on).
-    pub kind: Queue,
+    /// What it does.
+    pub kind: JobKind,
+    /// The queue it was handed to. Stored, not derived from the kind: rows already accepted
+    /// keep their queue if a kind moves to another one.
+    pub queue: Queue,
     /// Where it is in its life.
     pub status: JobStatus,
     /// Attempts started so far.
     pub attempts: i32,
     /// Attempts allowed before `dead`.
     pub max_attempts: i32,
-    /// The job's input.
-    pub payload: Value,
-    /// The job's output, once it succeeded.
+    /// The job's arguments, as its [`JobArgs`] type serialises them.
+    pub args: Value,
+    /// The job's output ([`JobArgs::Output`]), once it succeeded.
     pub result: Option<Value>,
     /// The last failure, if any.
     pub error: Option<String>,
@@ -38,34 +42,57 @@ pub struct JobRow {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// A job to accept.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    /// Who asks for it.
-    pub user_id: Option<Uuid>,
-    /// What it does.
-    pub kind: Queue,
-    /// Its input.
-    pub payload: Value,
-}
-
-/// Writes a job as `queued` and not yet handed to Redis. Call it inside the transaction of
-/// the request's own writes: the job exists exactly when they do.
-pub async fn insert(db: impl PgExecutor<'_>, job: &NewJob) -> Result<JobRow, sqlx::Error> {
+/// Accepts a job: writes it as `queued` and not yet handed to Redis. Call it inside the
+/// transaction of the request's own writes: the job exists exactly when they do.
+pub async fn insert<J: JobArgs>(
+    db: impl PgExecutor<'_>,
+    user_id: Option<Uuid>,
+    args: &J,
+) -> Result<JobRow, sqlx::Error> {
+    let args = serde_json::to_value(args).map_err(|err| sqlx::Error::Encode(err.into()))?;
     sqlx::query_as!(
         JobRow,
         r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
-           VALUES ($1, $2, $3, $3, $4, $5)
-           RETURNING id, user_id, kind AS "kind: Queue", status AS "status: JobStatus", attempts,
-                     max_attempts, payload, result, error, created_at, updated_at, started_at,
-                     finished_at"#,
+           VALUES ($1, $2, $3, $4, $5, $6)
+           RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
+                     status AS "status: JobStatus", attempts, max_attempts, payload AS args,
+                     result, error, created_at, updated_at, started_at, finished_at"#,
         Uuid::now_v7(),
-        job.user_id,
-        job.kind as Queue,
-        job.kind.max_attempts(),
-        job.payload,
+        user_id,
+        J::KIND as JobKind,
+        J::QUEUE as Queue,
+        J::MAX_ATTEMPTS,
+        args,
     )
     .fetch_one(db)
+    .await
+}
+
+/// Accepts a system job of a [`JobArgs::DEDUPLICATED`] kind under a chosen id, unless a job
+/// with that id exists; `None` when it did (the duplicate is dropped). A deterministic id
+/// makes "once per slot" hold across processes.
+pub async fn insert_once<J: JobArgs>(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    args: &J,
+) -> Result<Option<JobRow>, sqlx::Error> {
+    debug_assert!(J::DEDUPLICATED, "{} jobs are not deduplicated", J::KIND);
+    let args = serde_json::to_value(args).map_err(|err| sqlx::Error::Encode(err.into()))?;
+    sqlx::query_as!(
+        JobRow,
+        r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
+           VALUES ($1, NULL, $2, $3, $4, $5)
+           ON CONFLICT (id) DO NOTHING
+           RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
+                     status AS "status: JobStatus", attempts, max_attempts, payload AS args,
+                     result, error, created_at, updated_at, started_at, finished_at"#,
+        id,
+        J::KIND as JobKind,
+        J::QUEUE as Queue,
+        J::MAX_ATTEMPTS,
+        args,
+    )
+    .fetch_optional(db)
     .await
 }
 
@@ -77,9 +104,9 @@ pub async fn find_for_user(
 ) -> Result<Option<JobRow>, sqlx::Error> {
     sqlx::query_as!(
         JobRow,
-        r#"SELECT id, user_id, kind AS "kind: Queue", status AS "status: JobStatus", attempts,
-                  max_attempts, payload, result, error, created_at, updated_at, started_at,
-                  finished_at
+        r#"SELECT id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
+                  status AS "status: JobStatus", attempts, max_attempts, payload AS args,
+                  result, error, created_at, updated_at, started_at, finished_at
            FROM jobs WHERE id = $1 AND user_id = $2"#,
         id,
         user_id,
@@ -93,12 +120,12 @@ pub async fn list_for_user(
     db: &PgPool,
     user_id: Uuid,
     status: Option<JobStatus>,
-    kind: Option<Queue>,
+    kind: Option<JobKind>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<JobRow>, i64), sqlx::Error> {
     let status = status.map(JobStatus::as_str);
-    let kind = kind.map(Queue::as_str);
+    let kind = kind.map(JobKind::as_str);
     let total = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM jobs
            WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR kind = $3)"#,
@@ -110,9 +137,9 @@ pub async fn list_for_user(
     .await?;
     let rows = sqlx::query_as!(
         JobRow,
-        r#"SELECT id, user_id, kind AS "kind: Queue", status AS "status: JobStatus", attempts,
-                  max_attempts, payload, result, error, created_at, updated_at, started_at,
-                  finished_at
+        r#"SELECT id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
+                  status AS "status: JobStatus", attempts, max_attempts, payload AS args,
+                  result, error, created_at, updated_at, started_at, finished_at
            FROM jobs
            WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR kind = $3)
            ORDER BY created_at DESC, id DESC
@@ -147,9 +174,9 @@ pub async fn cancel(db: &PgPool, user_id: Uuid, id: Uuid) -> Result<Cancellation
         JobRow,
         r#"UPDATE jobs SET status = 'cancelled', finished_at = now(), updated_at = now()
            WHERE id = $1 AND user_id = $2 AND status = 'queued'
-           RETURNING id, user_id, kind AS "kind: Queue", status AS "status: JobStatus", attempts,
-                     max_attempts, payload, result, error, created_at, updated_at, started_at,
-                     finished_at"#,
+           RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
+                     status AS "status: JobStatus", attempts, max_attempts, payload AS args,
+                     result, error, created_at, updated_at, started_at, finished_at"#,
         id,
         user_id,
     )
@@ -170,15 +197,16 @@ pub async fn outbox_batch(
     db: impl PgExecutor<'_>,
     min_age: std::time::Duration,
     limit: i64,
-) -> Result<Vec<super::queues::OutboxJob>, sqlx::Error> {
+) -> Result<Vec<OutboxJob>, sqlx::Error> {
     let min_age_ms = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);
     sqlx::query_as!(
-        super::queues::OutboxJob,
-        r#"SELECT id, queue AS "queue: Queue", payload, max_attempts, run_after
+        OutboxJob,
+        r#"SELECT id, kind AS "kind: JobKind", queue AS "queue: Queue", payload AS args,
+                  max_attempts
            FROM jobs
            WHERE enqueued_at IS NULL AND status = 'queued'
              AND created_at < now() - make_interval(secs => $1::bigint / 1000.0)
-           ORDER BY run_after
+           ORDER BY created_at
            LIMIT $2"#,
         min_age_ms,
         limit,
@@ -192,18 +220,18 @@ pub async fn outbox_batch(
 pub struct UnfinishedJob {
     /// The job's id (also its id in Redis).
     pub id: Uuid,
+    /// What it does.
+    pub kind: JobKind,
     /// Its queue.
     pub queue: Queue,
-    /// Its input.
-    pub payload: Value,
+    /// Its arguments.
+    pub args: Value,
     /// Attempts allowed.
     pub max_attempts: i32,
     /// Attempts started so far (a `running` job's current one included).
     pub attempts: i32,
     /// `queued` or `running`.
     pub status: JobStatus,
-    /// Not before.
-    pub run_after: DateTime<Utc>,
 }
 
 /// Up to `limit` jobs Redis should be holding whose rows have not changed for `min_age`, with
@@ -217,8 +245,8 @@ pub async fn unfinished_after(
     let min_age_ms = i64::try_from(min_age.as_millis()).unwrap_or(i64::MAX);
     sqlx::query_as!(
         UnfinishedJob,
-        r#"SELECT id, queue AS "queue: Queue", payload, max_attempts, attempts,
-                  status AS "status: JobStatus", run_after
+        r#"SELECT id, kind AS "kind: JobKind", queue AS "queue: Queue", payload AS args,
+                  max_attempts, attempts, status AS "status: JobStatus"
            FROM jobs
            WHERE status IN ('queued', 'running') AND enqueued_at IS NOT NULL AND id > $2
              AND updated_at < now() - make_interval(secs => $1::bigint / 1000.0)
@@ -439,26 +467,4 @@ pub async fn dead_letter(
     )
     .fetch_optional(db)
     .await
-}
-
-/// Inserts a system job with a chosen id unless it exists; `true` when inserted. A
-/// deterministic id makes "once per slot" hold across processes.
-pub async fn insert_system_job(
-    db: impl PgExecutor<'_>,
-    id: Uuid,
-    kind: Queue,
-    payload: &Value,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query!(
-        "INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
-         VALUES ($1, NULL, $2, $2, $3, $4)
-         ON CONFLICT (id) DO NOTHING",
-        id,
-        kind as Queue,
-        kind.max_attempts(),
-        payload,
-    )
-    .execute(db)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
 }

@@ -8,6 +8,7 @@
 pub mod budget;
 pub mod coingecko;
 pub mod coins;
+pub mod jobs;
 pub mod recent;
 pub mod simulated;
 pub mod store;

@@ -1,5 +1,6 @@
-//! Running the job queues: one apalis worker per queue over the Redis backend, the outbox
-//! relay, the refresh schedule and the queue-depth sampler, under one shutdown.
+//! Running the job queues: one apalis worker per queue over the Redis backend, dispatching
+//! each job to the handler registered for its kind; the outbox relay, the rescuer, the refresh
+//! schedule and the queue-depth sampler, under one shutdown.
 
 mod metrics;
 pub mod relay;
@@ -7,20 +8,21 @@ pub mod rescue;
 pub mod rows;
 pub mod tracking;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::layers::catch_panic::{CatchPanicLayer, PanicError};
 use apalis::prelude::*;
-use common::jobs::Queue;
-use common::jobs::queues::Queues;
+use common::jobs::queues::QueueSet;
 use common::jobs::store as jobs_store;
+use common::jobs::{Envelope, JobArgs, JobKind};
 use common::market::PriceProvider;
 use common::redis::Redis;
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use queue::{DeadLetter, Delivery, RedisBackend};
-use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -36,7 +38,7 @@ pub struct JobContext {
     /// Redis (events, caches, budgets).
     pub redis: Redis,
     /// Every job queue (handlers may enqueue follow-up jobs).
-    pub queues: Queues,
+    pub queues: QueueSet,
     /// The configured price provider.
     pub prices: Arc<PriceProvider>,
 }
@@ -52,25 +54,112 @@ pub enum JobError {
     Permanent(String),
 }
 
-/// The handler of every queue: dispatches on the queue the job came from.
+/// A kind's handler with its types erased: stored arguments in, stored result out.
+type ErasedHandler = Arc<
+    dyn Fn(JobContext, serde_json::Value) -> BoxFuture<'static, Result<serde_json::Value, JobError>>
+        + Send
+        + Sync,
+>;
+
+/// The handler of each job kind. A kind without one fails permanently (an older worker than
+/// the API that accepted the job).
+#[derive(Clone, Default)]
+pub struct Handlers {
+    by_kind: HashMap<JobKind, ErasedHandler>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.by_kind.keys()).finish()
+    }
+}
+
+impl Handlers {
+    /// Every kind this worker runs.
+    pub fn all() -> Self {
+        Self::default()
+            .register(crate::market::bulk_fetch::run)
+            .register(crate::market::refresh::run)
+    }
+
+    /// Runs jobs of `J`'s kind with `handler`: their arguments are parsed as `J` (arguments
+    /// that do not parse fail permanently), an attempt is cut off after [`JobArgs::TIMEOUT`]
+    /// when the kind sets one, and the result is stored as `J::Output` serialises it.
+    pub fn register<J, F, Fut>(mut self, handler: F) -> Self
+    where
+        J: JobArgs,
+        F: Fn(JobContext, J) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<J::Output, JobError>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        let erased: ErasedHandler = Arc::new(move |ctx, args| {
+            let handler = handler.clone();
+            async move {
+                let args: J = serde_json::from_value(args).map_err(|err| {
+                    JobError::Permanent(format!("invalid {} arguments: {err}", J::KIND))
+                })?;
+                let attempt = handler(ctx, args);
+                let output = match J::TIMEOUT {
+                    Some(limit) => tokio::time::timeout(limit, attempt).await.map_err(|_| {
+                        JobError::Retry(format!(
+                            "timed out after {}",
+                            humantime::format_duration(limit)
+                        ))
+                    })??,
+                    None => attempt.await?,
+                };
+                serde_json::to_value(output).map_err(|err| {
+                    JobError::Permanent(format!("cannot store the {} result: {err}", J::KIND))
+                })
+            }
+            .boxed()
+        });
+        self.by_kind.insert(J::KIND, erased);
+        self
+    }
+
+    async fn run(
+        &self,
+        ctx: JobContext,
+        envelope: Envelope,
+    ) -> Result<serde_json::Value, JobError> {
+        match self.by_kind.get(&envelope.kind) {
+            Some(handler) => handler(ctx, envelope.args).await,
+            None => Err(JobError::Permanent(format!(
+                "this worker version has no handler for {} jobs",
+                envelope.kind
+            ))),
+        }
+    }
+}
+
+/// What Redis carried, as an [`Envelope`]. Jobs pushed before kinds were separate from queues
+/// carry bare arguments; their queue named their kind.
+fn envelope(payload: serde_json::Value, queue: &str) -> Result<Envelope, JobError> {
+    match serde_json::from_value::<Envelope>(payload.clone()) {
+        Ok(envelope) => Ok(envelope),
+        Err(_) => queue
+            .parse::<JobKind>()
+            .map(|kind| Envelope {
+                kind,
+                args: payload,
+            })
+            .map_err(JobError::Permanent),
+    }
+}
+
+/// The handler of every queue: runs the job's kind's handler.
 async fn run_job(
-    payload: Value,
+    payload: serde_json::Value,
     delivery: Data<Delivery>,
     ctx: Data<JobContext>,
-) -> Result<Value, BoxDynError> {
-    let queue: Queue = delivery
-        .queue
-        .parse()
-        .map_err(|err: String| AbortError::new(JobError::Permanent(err)))?;
-    let result = match queue {
-        Queue::BulkFetch => crate::market::bulk_fetch::run(&ctx, payload).await,
-        Queue::PriceRefresh => crate::market::refresh::run(&ctx, payload).await,
-        Queue::AlertEval | Queue::Notify | Queue::Email => Err(JobError::Permanent(format!(
-            "this worker version has no handler for {} jobs",
-            queue.as_str()
-        ))),
+    handlers: Data<Handlers>,
+) -> Result<serde_json::Value, BoxDynError> {
+    let outcome = match envelope(payload, &delivery.queue) {
+        Ok(envelope) => handlers.run((*ctx).clone(), envelope).await,
+        Err(err) => Err(err),
     };
-    result.map_err(|err| match err {
+    outcome.map_err(|err| match err {
         JobError::Permanent(_) => AbortError::new(err).into(),
         JobError::Retry(_) => err.into(),
     })
@@ -86,6 +175,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let failed = Arc::new(Notify::new());
     let rows = JobRows::spawn(ctx.db.clone());
+    let handlers = Handlers::all();
     let mut monitor = Monitor::new();
     for spec in config.queues.clone() {
         let concurrency = config.concurrency_of(&spec);
@@ -94,11 +184,12 @@ pub async fn run(
         let ctx = ctx.clone();
         let failed = failed.clone();
         let rows = rows.clone();
+        let handlers = handlers.clone();
         monitor = monitor.register(move |_restarts| {
             let queue = spec.queue;
             let dead_db = ctx.db.clone();
             let failed = failed.clone();
-            let backend = RedisBackend::<Value>::new(ctx.queues.get(queue).clone())
+            let backend = RedisBackend::<serde_json::Value>::new(ctx.queues.get(queue).clone())
                 .prefetch(prefetch)
                 .on_dead_letter(Arc::new(move |letter: DeadLetter| {
                     let db = dead_db.clone();
@@ -111,6 +202,7 @@ pub async fn run(
             WorkerBuilder::new(queue.as_str())
                 .backend(backend)
                 .data(ctx.clone())
+                .data(handlers.clone())
                 .concurrency(concurrency)
                 .layer(TrackingLayer::new(
                     rows.clone(),
@@ -208,7 +300,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Samples `queue_depth{queue}` (jobs ready and waiting for a worker) from Redis.
-async fn sample_depth(queues: Queues) {
+async fn sample_depth(queues: QueueSet) {
     let mut ticks = tokio::time::interval(Duration::from_secs(5));
     loop {
         ticks.tick().await;

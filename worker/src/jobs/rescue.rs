@@ -16,11 +16,12 @@
 //! marked `dead` instead.
 
 use std::collections::HashSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use common::jobs::queues::OutboxJob;
 use common::jobs::store::{self, UnfinishedJob};
 use common::jobs::{JobStatus, Queue};
-use queue::NewJob;
+
 use uuid::Uuid;
 
 use super::JobContext;
@@ -135,11 +136,17 @@ async fn rescue(
             }
             continue;
         }
+        let outbox = OutboxJob {
+            id: job.id,
+            kind: job.kind,
+            queue: job.queue,
+            args: job.args.clone(),
+            max_attempts: job.max_attempts,
+        };
         again.push(
-            NewJob::new(job.id.to_string(), &job.payload)?
-                .max_attempts(job.max_attempts.unsigned_abs())
-                .attempts_used(job.attempts.unsigned_abs())
-                .run_at(SystemTime::from(job.run_after)),
+            outbox
+                .to_queue_job()?
+                .attempts_used(job.attempts.unsigned_abs()),
         );
     }
     let pushed = handle.push(&again).await?;

@@ -5,12 +5,10 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::jobs::Queue;
 use common::jobs::queues::OutboxJob;
 use common::jobs::store as jobs_store;
+use common::market::jobs::{PriceRefresh, PriceRefreshResult};
 use common::market::{recent, store};
-use serde::Deserialize;
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::jobs::{JobContext, JobError};
@@ -18,24 +16,11 @@ use crate::jobs::{JobContext, JobError};
 /// How far back "asked for recently" reaches.
 const RECENT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-/// The job's input.
-#[derive(Debug, Deserialize)]
-pub struct Refresh {
-    /// Quote currency.
-    pub vs_currency: String,
-    /// How many of the largest coins to include.
-    pub top: usize,
-    /// The interval slot this refresh is for (seconds since the epoch).
-    pub slot: u64,
-}
-
 /// Refreshes the top of the market plus every coin held, watched or asked for recently;
 /// stores latest prices and history, and publishes a `prices` event.
-pub async fn run(ctx: &JobContext, payload: Value) -> Result<Value, JobError> {
-    let job: Refresh = serde_json::from_value(payload)
-        .map_err(|err| JobError::Permanent(format!("invalid price_refresh payload: {err}")))?;
-    let source = ctx.prices.kind().as_str();
-    let mut quotes = ctx.prices.top(job.top, &job.vs_currency).await?;
+pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResult, JobError> {
+    let top = usize::try_from(job.top).unwrap_or(usize::MAX);
+    let mut quotes = ctx.prices.top(top, &job.vs_currency).await?;
     let have: BTreeSet<String> = quotes.iter().map(|quote| quote.id.clone()).collect();
 
     let held = store::held_coins_by_currency(&ctx.db)
@@ -63,12 +48,12 @@ pub async fn run(ctx: &JobContext, payload: Value) -> Result<Value, JobError> {
         quotes.extend(batch.quotes);
         missing = batch.missing;
     }
-    super::store_and_publish(ctx, &job.vs_currency, &quotes).await?;
+    super::store_and_publish(&ctx, &job.vs_currency, &quotes).await?;
     let mut refreshed = quotes.len();
     // Portfolios valued in other currencies get their holdings refreshed in that currency.
     for (currency, coins) in other_currencies {
         let batch = ctx.prices.markets(&coins, &currency).await?;
-        super::store_and_publish(ctx, &currency, &batch.quotes).await?;
+        super::store_and_publish(&ctx, &currency, &batch.quotes).await?;
         refreshed += batch.quotes.len();
     }
     tracing::info!(
@@ -77,12 +62,12 @@ pub async fn run(ctx: &JobContext, payload: Value) -> Result<Value, JobError> {
         slot = job.slot,
         "prices refreshed"
     );
-    Ok(json!({
-        "vs_currency": job.vs_currency,
-        "source": source,
-        "refreshed": refreshed,
-        "missing": missing,
-    }))
+    Ok(PriceRefreshResult {
+        vs_currency: job.vs_currency,
+        source: ctx.prices.kind().as_str().to_owned(),
+        refreshed: u32::try_from(refreshed).unwrap_or(u32::MAX),
+        missing,
+    })
 }
 
 /// The id of the refresh job of one interval slot: the same in every process, so the row's
@@ -102,22 +87,19 @@ pub async fn schedule(ctx: JobContext, interval: Duration) {
             .unwrap_or_default();
         let slot = now.as_secs() / interval_secs * interval_secs;
         let id = slot_job_id(interval, slot);
-        let payload = json!({ "vs_currency": "usd", "top": 100, "slot": slot });
-        match jobs_store::insert_system_job(&ctx.db, id, Queue::PriceRefresh, &payload).await {
-            Ok(true) => {
+        let job = PriceRefresh {
+            vs_currency: "usd".to_owned(),
+            top: 100,
+            slot,
+        };
+        match jobs_store::insert_once(&ctx.db, id, &job).await {
+            Ok(Some(row)) => {
                 tracing::info!(%id, slot, "price refresh scheduled");
-                let job = OutboxJob {
-                    id,
-                    queue: Queue::PriceRefresh,
-                    payload,
-                    max_attempts: Queue::PriceRefresh.max_attempts(),
-                    run_after: chrono::Utc::now(),
-                };
-                if let Err(err) = ctx.queues.dispatch(&ctx.db, &[job]).await {
+                if let Err(err) = ctx.queues.dispatch(&ctx.db, &[OutboxJob::from(&row)]).await {
                     tracing::warn!(error = %err, "refresh not handed to the queue yet; the relay will");
                 }
             }
-            Ok(false) => {}
+            Ok(None) => {}
             Err(err) => tracing::warn!(error = %err, "cannot schedule the price refresh"),
         }
         let next = Duration::from_secs(slot + interval_secs);
