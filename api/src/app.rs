@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use common::jobs::queues::{QueueDefaults, QueueSet};
 use common::market::PriceProvider;
+use common::prices::Prices;
 use common::redis::Redis;
 use metrics_exporter_prometheus::PrometheusHandle;
 use poem::middleware::{Compression, Cors, SetHeader};
@@ -21,7 +22,6 @@ use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
 use crate::health::{HealthApi, metrics_endpoint};
 use crate::jobs::{JobsApi, QueuesAdminApi};
-use crate::market::cache::PriceCache;
 use crate::market::{MarketAdminApi, MarketApi};
 use crate::platform::body_limit::BodyLimit;
 use crate::platform::rate_limit::RateLimit;
@@ -41,8 +41,7 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     pub lockout: LoginLockout,
     pub users: UserCache,
-    pub prices: PriceProvider,
-    pub price_cache: PriceCache,
+    pub prices: Prices,
     pub queues: QueueSet,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
@@ -71,8 +70,15 @@ impl AppState {
             passwords: PasswordHasher::new(&config.auth)?,
             lockout: LoginLockout::new(redis.clone(), &config.rate_limit),
             users,
-            prices: PriceProvider::from_config(&config.market, Some(redis.clone()))?,
-            price_cache: PriceCache::new(redis.clone(), config.price_cache_ttl),
+            prices: Prices::from_config(
+                db.clone(),
+                redis.clone(),
+                Arc::new(PriceProvider::from_config(
+                    &config.market,
+                    Some(redis.clone()),
+                )?),
+                &config.market,
+            ),
             queues: QueueSet::new(&config.common.redis, &QueueDefaults::default())?,
             config: Arc::new(config),
             db,
@@ -127,7 +133,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
     let raw_spec = api.spec();
     let templates = RouteTemplates::from_spec(&raw_spec);
     let document = bytes::Bytes::from(
-        crate::platform::openapi_doc::document(&raw_spec, state.prices.currencies())
+        crate::platform::openapi_doc::document(&raw_spec, state.prices.provider().currencies())
             .expect("poem-openapi writes a JSON document"),
     );
     let spec = poem::endpoint::make_sync(move |_| {

@@ -35,14 +35,6 @@ pub struct ApiConfig {
     #[command(flatten)]
     pub market: common::market::MarketConfig,
 
-    /// How long a price stays in the Redis cache.
-    #[arg(long = "price-cache-ttl", env = "PRICE_CACHE_TTL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
-    pub price_cache_ttl: Duration,
-
-    /// How old a stored price may be before a read fetches a fresh one from the provider.
-    #[arg(long = "price-max-age", env = "PRICE_MAX_AGE", default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
-    pub price_max_age: Duration,
-
     /// How often expired idempotency keys and long-expired refresh tokens are deleted.
     #[arg(long = "housekeeping-interval", env = "HOUSEKEEPING_INTERVAL", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub housekeeping_interval: Duration,

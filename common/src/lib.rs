@@ -11,6 +11,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod market;
+pub mod prices;
 pub mod redis;
 pub mod secret;
 pub mod shutdown;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use common::jobs::queues::QueueSet;
 use common::market::PriceProvider;
+use common::prices::Prices;
 use common::redis::Redis;
 use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -28,8 +29,14 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     tokio::spawn(redis.clone().warn_if_evicting());
     let queues = QueueSet::new(&config.common.redis, &config.queue)
         .context("REDIS_URL is not a valid Redis URL")?;
-    let prices = PriceProvider::from_config(&config.market, Some(redis.clone()))
+    let provider = PriceProvider::from_config(&config.market, Some(redis.clone()))
         .context("the price provider could not be set up")?;
+    let prices = Prices::from_config(
+        db.clone(),
+        redis.clone(),
+        Arc::new(provider),
+        &config.market,
+    );
 
     let addr = config.metrics_addr;
     let acceptor = TcpListener::bind(addr)
@@ -49,7 +56,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     );
     tracing::info!(
         metrics_addr = ?local.first(),
-        provider = prices.kind().as_str(),
+        provider = prices.provider().kind().as_str(),
         "worker started"
     );
 
@@ -57,7 +64,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         db: db.clone(),
         redis,
         queues,
-        prices: Arc::new(prices),
+        prices,
     };
     let outcome = jobs::run(&config, ctx, common::shutdown::signal()).await;
     let _ = stop_http.send(());

@@ -5,13 +5,12 @@
 //! cached. If the provider is down, a stale stored price is served (its `fetched_at` says how
 //! old) rather than an error.
 
-pub mod cache;
-
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use common::market::store::{self, LatestPrice};
+use common::market::store;
 use common::market::{PricePoint, ProviderError};
+use common::prices::{LatestPrice, PriceError};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
@@ -75,74 +74,8 @@ impl MarketApi {
     }
 }
 
-/// A coin's latest price. Amounts are decimal strings.
-#[derive(Debug, Object)]
-#[oai(example)]
-pub struct Price {
-    /// Coin id, e.g. `bitcoin`.
-    pub coin_id: String,
-    /// Ticker, e.g. `btc`.
-    pub symbol: String,
-    /// Display name.
-    pub name: String,
-    /// Currency of the amounts, e.g. `usd`.
-    pub vs_currency: String,
-    /// Price per unit.
-    pub price: Decimal,
-    /// Market capitalisation.
-    pub market_cap: Option<Decimal>,
-    /// Rank by market capitalisation (1 = largest).
-    pub market_cap_rank: Option<i32>,
-    /// Volume traded over 24 hours.
-    pub volume_24h: Option<Decimal>,
-    /// Price change over 24 hours, in percent.
-    pub change_24h_pct: Option<Decimal>,
-    /// When the provider last updated this price.
-    pub last_updated: DateTime<Utc>,
-    /// When Coinpulse fetched it.
-    pub fetched_at: DateTime<Utc>,
-    /// Provenance: `simulated` (offline, generated prices) or `coingecko`.
-    pub source: String,
-}
-
-impl poem_openapi::types::Example for Price {
-    fn example() -> Self {
-        let at = crate::platform::example_time();
-        Self {
-            coin_id: "bitcoin".into(),
-            symbol: "btc".into(),
-            name: "Bitcoin".into(),
-            vs_currency: "usd".into(),
-            price: Decimal::new(6_712_345_678, 5),
-            market_cap: Some(Decimal::new(132_233_100_000_000, 2)),
-            market_cap_rank: Some(1),
-            volume_24h: Some(Decimal::new(2_500_000_000_000, 2)),
-            change_24h_pct: Some(Decimal::new(-12_345, 4)),
-            last_updated: at,
-            fetched_at: at,
-            source: "coingecko".into(),
-        }
-    }
-}
-
-impl From<LatestPrice> for Price {
-    fn from(p: LatestPrice) -> Self {
-        Self {
-            coin_id: p.coin_id,
-            symbol: p.symbol,
-            name: p.name,
-            vs_currency: p.vs_currency,
-            price: p.price,
-            market_cap: p.market_cap,
-            market_cap_rank: p.market_cap_rank,
-            volume_24h: p.volume_24h,
-            change_24h_pct: p.change_24h_pct,
-            last_updated: p.quoted_at,
-            fetched_at: p.fetched_at,
-            source: p.source,
-        }
-    }
-}
+/// A coin's latest price, as the prices service has it (documented as `Price`).
+pub type Price = LatestPrice;
 
 /// A coin's prices over a time range.
 #[derive(Debug, Object)]
@@ -313,50 +246,28 @@ fn provider_error(err: ProviderError) -> ApiError {
     }
 }
 
-impl MarketApi {
-    fn max_age_start(&self) -> DateTime<Utc> {
-        let max_age = chrono::Duration::from_std(self.state.config.price_max_age)
-            .unwrap_or(chrono::Duration::minutes(2));
-        Utc::now() - max_age
+/// Maps what the prices service could not do to caller-facing errors.
+pub fn price_error(err: PriceError) -> ApiError {
+    match err {
+        PriceError::Refused(err) => provider_error(err),
+        PriceError::Unavailable(why) => {
+            tracing::warn!(reason = %why, "no price to serve");
+            ApiError::Unavailable("the price provider is unavailable; retry later".into())
+        }
+        PriceError::Database(err) => err.into(),
     }
+}
 
-    /// The latest price of one coin: cache, then fresh storage, then the provider.
+impl MarketApi {
+    /// The latest price of one coin (the prices service's rule); 404 for a coin the provider
+    /// does not know.
     pub async fn latest_price(&self, coin_id: &str, vs: &str) -> Result<LatestPrice, ApiError> {
-        if let Some(price) = self.state.price_cache.get(coin_id, vs).await {
-            return Ok(price);
-        }
-        let stored = store::latest(&self.state.db, coin_id, vs).await?;
-        if let Some(price) = &stored
-            && price.fetched_at >= self.max_age_start()
-        {
-            self.state.price_cache.put(price).await;
-            return Ok(price.clone());
-        }
-        let fetched = self.state.prices.markets(&[coin_id.to_owned()], vs).await;
-        let batch = match (fetched, stored) {
-            (Ok(batch), _) => batch,
-            // The provider is down but we have an older price: serve it, marked by its age.
-            (Err(err), Some(stale)) if err.is_transient() => {
-                tracing::warn!(error = %err, coin_id, "serving a stale price");
-                return Ok(stale);
-            }
-            (Err(err), _) => return Err(provider_error(err)),
-        };
-        if batch.quotes.is_empty() {
-            return Err(ApiError::not_found("coin"));
-        }
-        store::save_quotes(
-            &self.state.db,
-            &batch.quotes,
-            vs,
-            self.state.prices.kind().as_str(),
-        )
-        .await?;
-        let price = store::latest(&self.state.db, coin_id, vs)
-            .await?
-            .ok_or_else(|| ApiError::not_found("coin"))?;
-        self.state.price_cache.put(&price).await;
-        Ok(price)
+        self.state
+            .prices
+            .latest(coin_id, vs)
+            .await
+            .map_err(price_error)?
+            .ok_or_else(|| ApiError::not_found("coin"))
     }
 }
 
@@ -385,7 +296,7 @@ impl MarketApi {
             // Keeps the coin in the scheduled refresh; never delays the answer.
             tokio::spawn(async move { common::market::recent::note(&redis, &[coin_id]).await });
         }
-        Ok(Json(price.into()))
+        Ok(Json(price))
     }
 
     /// Fetch prices for many coins in the background.
@@ -399,7 +310,7 @@ impl MarketApi {
         caller: ActiveUser,
         body: JsonBody<BulkFetchRequest>,
     ) -> ApiResult<BulkAccepted, { status::AUTHED | status::BODY }> {
-        let (coins, vs) = parse_bulk(&body.0, &self.state.prices)?;
+        let (coins, vs) = parse_bulk(&body.0, self.state.prices.provider())?;
         let count = coins.len();
         let args = BulkFetch {
             coins,
@@ -428,23 +339,13 @@ impl MarketApi {
             return Err(ApiError::invalid("limit", "must be between 1 and 100").into());
         }
         let vs = parse_vs_currency(vs_currency.0.as_deref())?;
-        let stored =
-            store::popular(&self.state.db, &vs, i64::from(limit), self.max_age_start()).await?;
-        if stored.len() >= limit as usize {
-            return Ok(Json(stored.into_iter().map(Price::from).collect()));
-        }
-        let top = match self.state.prices.top(limit as usize, &vs).await {
-            Ok(top) => top,
-            Err(err) if err.is_transient() && !stored.is_empty() => {
-                tracing::warn!(error = %err, "serving a partial popular list");
-                return Ok(Json(stored.into_iter().map(Price::from).collect()));
-            }
-            Err(err) => return Err(provider_error(err).into()),
-        };
-        store::save_quotes(&self.state.db, &top, &vs, self.state.prices.kind().as_str()).await?;
-        let stored =
-            store::popular(&self.state.db, &vs, i64::from(limit), self.max_age_start()).await?;
-        Ok(Json(stored.into_iter().map(Price::from).collect()))
+        let prices = self
+            .state
+            .prices
+            .popular(limit, &vs)
+            .await
+            .map_err(price_error)?;
+        Ok(Json(prices))
     }
 
     /// A coin's price history between `from` and `to` (at most 365 days; default the last 7).
@@ -484,6 +385,7 @@ impl MarketApi {
             let fetched = self
                 .state
                 .prices
+                .provider()
                 .history(&coin_id, &vs, from, to)
                 .await
                 .map_err(provider_error)?;
@@ -492,7 +394,7 @@ impl MarketApi {
                 &coin_id,
                 &vs,
                 &fetched,
-                self.state.prices.kind().as_str(),
+                self.state.prices.provider().kind().as_str(),
             )
             .await?;
             points = store::history(&self.state.db, &coin_id, &vs, from, to).await?;
@@ -533,7 +435,8 @@ impl MarketAdminApi {
     ) -> ApiResult<Json<CacheStatsBody>, { status::AUTHED | status::FORBIDDEN }> {
         let stats = self
             .state
-            .price_cache
+            .prices
+            .cache()
             .stats()
             .await
             .map_err(|err| ApiError::Unavailable(format!("the cache is unavailable: {err}")))?;
@@ -559,7 +462,8 @@ impl MarketAdminApi {
         let admin = admin.0;
         let deleted = self
             .state
-            .price_cache
+            .prices
+            .cache()
             .clear()
             .await
             .map_err(|err| ApiError::Unavailable(format!("the cache is unavailable: {err}")))?;

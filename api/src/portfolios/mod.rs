@@ -12,7 +12,6 @@ pub mod valuation;
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
-use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use common::market::store as market_store;
@@ -39,9 +38,8 @@ use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
 use crate::users::validate::SURROUNDING_SPACE;
+use common::prices::PriceError;
 
-/// How long a request waits on the price provider before going on without it.
-const PROVIDER_WAIT: Duration = Duration::from_secs(3);
 /// Clock skew tolerated on `executed_at` before it counts as "in the future".
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
 /// Upper bound (exclusive) of a quantity, and of `quantity × price + fee`: far beyond any
@@ -192,7 +190,7 @@ impl PortfoliosApi {
                 "must be a currency code such as usd or eur",
             )
         })?;
-        if self.state.prices.accepts_currency(&vs) {
+        if self.state.prices.provider().accepts_currency(&vs) {
             Ok(vs)
         } else {
             Err(ApiError::invalid(
@@ -208,94 +206,47 @@ impl PortfoliosApi {
         if market_store::coin_exists(&self.state.db, coin_id).await? {
             return Ok(());
         }
-        let fetched = tokio::time::timeout(
-            PROVIDER_WAIT,
-            self.state.prices.markets(&[coin_id.to_owned()], vs),
-        )
-        .await;
-        let batch = match fetched {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(err)) if !err.is_transient() => {
+        match self.state.prices.latest(coin_id, vs).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(ApiError::invalid("coin_id", "is not a known coin")),
+            Err(PriceError::Refused(err)) => {
                 tracing::warn!(error = %err, coin_id, "price provider refused a coin lookup");
-                return Err(ApiError::invalid("coin_id", "is not a known coin"));
+                Err(ApiError::invalid("coin_id", "is not a known coin"))
             }
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, coin_id, "price provider failed a coin lookup");
-                return Err(unavailable());
-            }
-            Err(_) => return Err(unavailable()),
-        };
-        if batch.quotes.is_empty() {
-            return Err(ApiError::invalid("coin_id", "is not a known coin"));
+            Err(PriceError::Unavailable(_)) => Err(unavailable()),
+            Err(PriceError::Database(err)) => Err(err.into()),
         }
-        market_store::save_quotes(
-            &self.state.db,
-            &batch.quotes,
-            vs,
-            self.state.prices.kind().as_str(),
-        )
-        .await?;
-        Ok(())
     }
 
-    /// Latest prices of `coins`: stored ones in one query, then one batched provider call for
-    /// those of `open` coins still missing (stored for next time). A provider failure leaves
-    /// them missing rather than failing the valuation.
+    /// Latest prices of `coins` (the prices service's rule, one batched provider call at
+    /// most). A provider that fails leaves prices missing (or stale) rather than failing the
+    /// valuation.
     async fn prices(
         &self,
         coins: &[&str],
-        open: &[&str],
         vs: &str,
     ) -> Result<HashMap<String, MarketPrice>, ApiError> {
-        let mut prices = repo::latest_prices(&self.state.db, coins, vs).await?;
-        let missing: Vec<String> = open
-            .iter()
-            .filter(|coin| !prices.contains_key(**coin))
-            .map(|coin| (*coin).to_owned())
-            .collect();
-        if missing.is_empty() {
-            return Ok(prices);
-        }
-        let batch = match tokio::time::timeout(
-            PROVIDER_WAIT,
-            self.state.prices.markets(&missing, vs),
-        )
-        .await
-        {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(err)) => {
-                tracing::warn!(error = %err, missing = missing.len(), "no prices for a valuation");
-                return Ok(prices);
-            }
-            Err(_) => {
-                tracing::warn!(
-                    missing = missing.len(),
-                    "price provider timed out in a valuation"
-                );
-                return Ok(prices);
+        let coins: Vec<String> = coins.iter().map(|coin| (*coin).to_owned()).collect();
+        let found = match self.state.prices.latest_many(&coins, vs).await {
+            Ok(found) => found,
+            Err(PriceError::Database(err)) => return Err(err.into()),
+            Err(err) => {
+                tracing::warn!(error = %err, coins = coins.len(), "no prices for a valuation");
+                return Ok(HashMap::new());
             }
         };
-        if let Err(err) = market_store::save_quotes(
-            &self.state.db,
-            &batch.quotes,
-            vs,
-            self.state.prices.kind().as_str(),
-        )
-        .await
-        {
-            tracing::warn!(error = %err, "could not store fetched prices");
-        }
-        for quote in batch.quotes {
-            prices.insert(
-                quote.id,
-                MarketPrice {
-                    price: quote.price,
-                    change_24h_pct: quote.change_24h_pct,
-                    updated_at: quote.last_updated,
-                },
-            );
-        }
-        Ok(prices)
+        Ok(found
+            .prices
+            .into_values()
+            .map(|price| {
+                let market = MarketPrice {
+                    price: price.price,
+                    change_24h_pct: price.change_24h_pct,
+                    updated_at: price.last_updated,
+                };
+                (price.coin_id, market)
+            })
+            .collect())
     }
 }
 
@@ -992,12 +943,7 @@ impl PortfoliosApi {
             positions.push((coin_id, position));
         }
         let coins: Vec<&str> = positions.iter().map(|(coin, _)| coin.as_str()).collect();
-        let open: Vec<&str> = positions
-            .iter()
-            .filter(|(_, position)| !position.quantity.is_zero())
-            .map(|(coin, _)| coin.as_str())
-            .collect();
-        let prices = self.prices(&coins, &open, &portfolio.base_currency).await?;
+        let prices = self.prices(&coins, &portfolio.base_currency).await?;
         let valued = valuation::value_positions(positions, &prices).map_err(valuation_error)?;
         Ok(Json(Valuation {
             portfolio_id: portfolio.id,

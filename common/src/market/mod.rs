@@ -172,6 +172,19 @@ pub struct MarketConfig {
     )]
     pub coingecko_calls_per_minute: u32,
 
+    /// How long a price stays in the Redis cache.
+    #[arg(long = "price-cache-ttl", env = "PRICE_CACHE_TTL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub price_cache_ttl: Duration,
+
+    /// How old a stored price may be before a read asks the provider for a fresh one.
+    #[arg(long = "price-max-age", env = "PRICE_MAX_AGE", default_value = "2m", value_parser = parse_duration, value_name = "DURATION")]
+    pub price_max_age: Duration,
+
+    /// The longest a read waits for the provider before it serves the stored price (marked
+    /// stale) or answers that prices are unavailable.
+    #[arg(long = "price-provider-wait", env = "PRICE_PROVIDER_WAIT", default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    pub price_provider_wait: Duration,
+
     /// Timeout of one upstream call.
     #[arg(long = "coingecko-timeout", env = "COINGECKO_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
     pub coingecko_timeout: Duration,

@@ -18,7 +18,7 @@ use apalis::prelude::*;
 use common::jobs::queues::QueueSet;
 use common::jobs::store as jobs_store;
 use common::jobs::{Envelope, JobArgs, JobKind};
-use common::market::PriceProvider;
+use common::prices::Prices;
 use common::redis::Redis;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -39,8 +39,8 @@ pub struct JobContext {
     pub redis: Redis,
     /// Every job queue (handlers may enqueue follow-up jobs).
     pub queues: QueueSet,
-    /// The configured price provider.
-    pub prices: Arc<PriceProvider>,
+    /// Latest prices: the provider behind them, and where fetched quotes are recorded.
+    pub prices: Prices,
 }
 
 /// How a job attempt failed.

@@ -11,7 +11,11 @@ use crate::jobs::{JobContext, JobError};
 /// returns, per coin in the order asked, its price or its own error.
 pub async fn run(ctx: JobContext, job: BulkFetch) -> Result<BulkFetchResult, JobError> {
     recent::note(&ctx.redis, &job.coins).await;
-    let batch = ctx.prices.markets(&job.coins, &job.vs_currency).await?;
+    let batch = ctx
+        .prices
+        .provider()
+        .markets(&job.coins, &job.vs_currency)
+        .await?;
     super::store_and_publish(&ctx, &job.vs_currency, &batch.quotes).await?;
 
     let by_id: HashMap<&str, _> = batch
@@ -43,7 +47,7 @@ pub async fn run(ctx: JobContext, job: BulkFetch) -> Result<BulkFetchResult, Job
         .collect();
     Ok(BulkFetchResult {
         vs_currency: job.vs_currency,
-        source: ctx.prices.kind().as_str().to_owned(),
+        source: ctx.prices.provider().kind().as_str().to_owned(),
         found: u32::try_from(batch.quotes.len()).unwrap_or(u32::MAX),
         missing: u32::try_from(batch.missing.len()).unwrap_or(u32::MAX),
         coins,

@@ -4,7 +4,7 @@ pub mod bulk_fetch;
 pub mod refresh;
 
 use common::events::{self, Event};
-use common::market::{ProviderError, Quote, store};
+use common::market::{ProviderError, Quote};
 use serde_json::json;
 
 use crate::jobs::{JobContext, JobError};
@@ -19,9 +19,11 @@ impl From<ProviderError> for JobError {
     }
 }
 
-/// Stores `quotes` (latest prices and history) and publishes them as a `prices` tick.
+/// Records `quotes` with the prices service (latest prices, history, cache) and publishes them
+/// as a `prices` tick.
 async fn store_and_publish(ctx: &JobContext, vs: &str, quotes: &[Quote]) -> Result<(), JobError> {
-    store::save_quotes(&ctx.db, quotes, vs, ctx.prices.kind().as_str())
+    ctx.prices
+        .record(quotes, vs)
         .await
         .map_err(|err| JobError::Retry(format!("storing quotes: {err}")))?;
     publish_prices(ctx, vs, quotes).await;
@@ -46,7 +48,7 @@ async fn publish_prices(ctx: &JobContext, vs: &str, quotes: &[Quote]) {
         .collect();
     let event = Event::new(
         "prices",
-        json!({ "vs_currency": vs, "source": ctx.prices.kind().as_str(), "quotes": ticks }),
+        json!({ "vs_currency": vs, "source": ctx.prices.provider().kind().as_str(), "quotes": ticks }),
     );
     if let Err(err) = events::publish(&ctx.redis, events::PRICES_CHANNEL, &event).await {
         tracing::debug!(error = %err, "prices event not published");

@@ -20,7 +20,7 @@ const RECENT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 /// stores latest prices and history, and publishes a `prices` event.
 pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResult, JobError> {
     let top = usize::try_from(job.top).unwrap_or(usize::MAX);
-    let mut quotes = ctx.prices.top(top, &job.vs_currency).await?;
+    let mut quotes = ctx.prices.provider().top(top, &job.vs_currency).await?;
     let have: BTreeSet<String> = quotes.iter().map(|quote| quote.id.clone()).collect();
 
     let held = store::held_coins_by_currency(&ctx.db)
@@ -31,7 +31,7 @@ pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResul
     for (currency, coins) in held {
         if currency == job.vs_currency {
             wanted.extend(coins);
-        } else if ctx.prices.accepts_currency(&currency) {
+        } else if ctx.prices.provider().accepts_currency(&currency) {
             other_currencies.push((currency, coins));
         }
     }
@@ -44,7 +44,11 @@ pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResul
     let rest: Vec<String> = wanted.difference(&have).cloned().collect();
     let mut missing = Vec::new();
     if !rest.is_empty() {
-        let batch = ctx.prices.markets(&rest, &job.vs_currency).await?;
+        let batch = ctx
+            .prices
+            .provider()
+            .markets(&rest, &job.vs_currency)
+            .await?;
         quotes.extend(batch.quotes);
         missing = batch.missing;
     }
@@ -52,7 +56,7 @@ pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResul
     let mut refreshed = quotes.len();
     // Portfolios valued in other currencies get their holdings refreshed in that currency.
     for (currency, coins) in other_currencies {
-        let batch = ctx.prices.markets(&coins, &currency).await?;
+        let batch = ctx.prices.provider().markets(&coins, &currency).await?;
         super::store_and_publish(&ctx, &currency, &batch.quotes).await?;
         refreshed += batch.quotes.len();
     }
@@ -64,7 +68,7 @@ pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResul
     );
     Ok(PriceRefreshResult {
         vs_currency: job.vs_currency,
-        source: ctx.prices.kind().as_str().to_owned(),
+        source: ctx.prices.provider().kind().as_str().to_owned(),
         refreshed: u32::try_from(refreshed).unwrap_or(u32::MAX),
         missing,
     })

@@ -1,4 +1,4 @@
-//! The Redis cache of latest prices, shared by every API process.
+//! The Redis cache of latest prices, shared by every process.
 //!
 //! Entries expire after `PRICE_CACHE_TTL`. Hits and misses are counted in Redis (so
 //! `GET /admin/cache/stats` covers all processes) and in `price_cache_requests_total{result}`.
@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
-use common::market::store::LatestPrice;
-use common::redis::Redis;
 use redis::AsyncCommands;
+
+use super::LatestPrice;
+use crate::redis::Redis;
 
 /// The latest-price cache.
 #[derive(Debug, Clone)]
@@ -65,6 +66,46 @@ impl PriceCache {
         let outcome = if price.is_some() { "hit" } else { "miss" };
         metrics::counter!("price_cache_requests_total", "result" => outcome).increment(1);
         price
+    }
+
+    /// The cached prices of `coins` (one round trip), counting each hit or miss.
+    pub async fn get_many(&self, coins: &[String], vs: &str) -> Vec<LatestPrice> {
+        if coins.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = coins.iter().map(|coin| self.key(coin, vs)).collect();
+        let result = async {
+            let mut conn = self.redis.conn().await?;
+            let cached: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+            let hits = cached.iter().filter(|entry| entry.is_some()).count();
+            let mut counts = redis::pipe();
+            counts
+                .hincr(self.stats_key(), "hits", hits)
+                .ignore()
+                .hincr(self.stats_key(), "misses", cached.len() - hits)
+                .ignore();
+            let () = counts.query_async(&mut conn).await?;
+            Ok::<_, redis::RedisError>(cached)
+        }
+        .await;
+        let cached = match result {
+            Ok(cached) => cached,
+            Err(err) => {
+                tracing::warn!(error = %err, "price cache unavailable; reading through");
+                Vec::new()
+            }
+        };
+        let prices: Vec<LatestPrice> = cached
+            .into_iter()
+            .flatten()
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect();
+        metrics::counter!("price_cache_requests_total", "result" => "hit")
+            .increment(prices.len() as u64);
+        metrics::counter!("price_cache_requests_total", "result" => "miss")
+            .increment((coins.len() - prices.len()) as u64);
+        prices
     }
 
     /// Caches a price (best effort).
