@@ -1261,7 +1261,12 @@ async fn allocation_sums_to_exactly_100_and_missing_prices_are_fetched_once() {
         .execute(&app.pool)
         .await
         .expect("forget");
-    app.state.prices.cache().clear().await.expect("forget the cached price too");
+    app.state
+        .prices
+        .cache()
+        .clear()
+        .await
+        .expect("forget the cached price too");
     let v = valuation(&app, &user, &portfolio).await;
     assert_eq!(v["totals"]["partial"], false);
     assert_eq!(holding(&v, "bitcoin")["price_missing"], false);

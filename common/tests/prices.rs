@@ -1,0 +1,203 @@
+//! The prices service's rule against real Postgres and Redis and a fake CoinGecko (a real HTTP
+//! server on loopback that can be told to fail or to hang): cache, then a fresh stored price,
+//! then the provider, else the older stored price marked stale.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use common::config::RedisConfig;
+use common::market::{MarketConfig, PriceProvider, ProviderKind};
+use common::prices::{PriceError, Prices};
+use common::redis::Redis;
+use poem::http::StatusCode;
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::web::{Data, Query};
+use poem::{EndpointExt, IntoResponse, Response, Route, Server, get, handler};
+use test_support::{TestDatabase, redis_prefix, redis_url};
+
+/// How the fake answers, besides normally (0): with a 503, or not within the service's wait.
+const DOWN: usize = 1;
+const HANGING: usize = 2;
+
+#[derive(Clone, Default)]
+struct Fake {
+    mode: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+}
+
+#[derive(serde::Deserialize)]
+struct MarketsQuery {
+    ids: Option<String>,
+}
+
+#[handler]
+async fn markets(fake: Data<&Fake>, query: Query<MarketsQuery>) -> Response {
+    fake.calls.fetch_add(1, Ordering::SeqCst);
+    match fake.mode.load(Ordering::SeqCst) {
+        DOWN => {
+            return "down"
+                .with_status(StatusCode::SERVICE_UNAVAILABLE)
+                .into_response();
+        }
+        HANGING => tokio::time::sleep(Duration::from_secs(30)).await,
+        _ => {}
+    }
+    let rows: Vec<serde_json::Value> = query
+        .ids
+        .clone()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|id| !id.starts_with("unknown"))
+        .map(|id| {
+            serde_json::json!({
+                "id": id, "symbol": id, "name": id, "current_price": 42.5,
+                "market_cap": 1000.0, "market_cap_rank": 1, "total_volume": 10.0,
+                "price_change_percentage_24h": 2.5, "last_updated": "2026-11-21T10:00:00.000Z"
+            })
+        })
+        .collect();
+    poem::web::Json(rows).into_response()
+}
+
+struct Setup {
+    prices: Prices,
+    fake: Fake,
+    pool: sqlx::PgPool,
+    _db: TestDatabase,
+}
+
+async fn setup(max_age: &str) -> Setup {
+    let fake = Fake::default();
+    let acceptor = TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind fake coingecko");
+    let addr = acceptor.local_addr()[0]
+        .as_socket_addr()
+        .copied()
+        .expect("socket address");
+    let app = Route::new()
+        .at("/api/v3/coins/markets", get(markets))
+        .data(fake.clone());
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        market: MarketConfig,
+    }
+    let mut config = Cli::parse_from([
+        "test",
+        "--price-max-age",
+        max_age,
+        "--price-provider-wait",
+        "500ms",
+        "--price-cache-ttl",
+        "1h",
+    ])
+    .market;
+    config.provider = ProviderKind::Coingecko;
+    config.coingecko_base_url = format!("http://{addr}/api/v3");
+    config.coingecko_max_attempts = 1;
+    config.coingecko_calls_per_minute = 60_000;
+
+    let db = TestDatabase::create().await;
+    let pool = db.pool().await;
+    let redis = Redis::new(&RedisConfig {
+        url: redis_url().as_str().into(),
+        key_prefix: redis_prefix(),
+        timeout: Duration::from_secs(2),
+    })
+    .expect("redis");
+    let provider = PriceProvider::from_config(&config, None).expect("provider");
+    let prices = Prices::from_config(pool.clone(), redis, Arc::new(provider), &config);
+    Setup {
+        prices,
+        fake,
+        pool,
+        _db: db,
+    }
+}
+
+fn coins(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|id| (*id).to_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_read_asks_the_provider_once_then_the_cache_answers() {
+    let setup = setup("2m").await;
+    let first = setup
+        .prices
+        .latest("bitcoin", "usd")
+        .await
+        .expect("a price")
+        .expect("a known coin");
+    assert_eq!(first.price.to_string(), "42.5");
+    assert!(!first.stale);
+    let again = setup
+        .prices
+        .latest("bitcoin", "usd")
+        .await
+        .expect("a price");
+    assert_eq!(again, Some(first));
+    assert_eq!(
+        setup.fake.calls.load(Ordering::SeqCst),
+        1,
+        "the second read was cached"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM latest_prices")
+        .fetch_one(&setup.pool)
+        .await
+        .expect("count");
+    assert_eq!(stored, 1, "the provider's quote was stored");
+
+    assert_eq!(
+        setup
+            .prices
+            .latest("unknown-coin", "usd")
+            .await
+            .expect("no error"),
+        None,
+        "a coin the provider does not know has no price"
+    );
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_or_slow_gets_the_stored_price_marked_stale() {
+    let setup = setup("2m").await;
+    let fresh = setup
+        .prices
+        .latest_many(&coins(&["bitcoin", "ethereum"]), "usd")
+        .await
+        .expect("prices");
+    assert_eq!(fresh.prices.len(), 2);
+    assert_eq!(fresh.unavailable, None);
+    // Both stored prices grow old, and the cache forgets them.
+    sqlx::query("UPDATE latest_prices SET fetched_at = now() - interval '1 hour'")
+        .execute(&setup.pool)
+        .await
+        .expect("age the prices");
+    setup.prices.cache().clear().await.expect("clear the cache");
+
+    for mode in [DOWN, HANGING] {
+        setup.fake.mode.store(mode, Ordering::SeqCst);
+        let found = setup
+            .prices
+            .latest_many(&coins(&["bitcoin", "ethereum", "solana"]), "usd")
+            .await
+            .expect("stored prices stand in for the provider");
+        assert!(found.unavailable.is_some(), "mode {mode}");
+        assert!(found.prices["bitcoin"].stale && found.prices["ethereum"].stale);
+        assert!(
+            !found.prices.contains_key("solana"),
+            "never stored, so no price"
+        );
+        let single = setup.prices.latest("solana", "usd").await;
+        assert!(
+            matches!(single, Err(PriceError::Unavailable(_))),
+            "mode {mode}: {single:?}"
+        );
+    }
+}
