@@ -44,30 +44,6 @@ impl PriceCache {
         self.redis.key("price-cache:stats")
     }
 
-    /// The cached price, counting the hit or miss.
-    pub async fn get(&self, coin_id: &str, vs: &str) -> Option<LatestPrice> {
-        let key = self.key(coin_id, vs);
-        let result = async {
-            let mut conn = self.redis.conn().await?;
-            let cached: Option<String> = conn.get(&key).await?;
-            let field = if cached.is_some() { "hits" } else { "misses" };
-            let () = conn.hincr(self.stats_key(), field, 1).await?;
-            Ok::<_, redis::RedisError>(cached)
-        }
-        .await;
-        let cached = match result {
-            Ok(cached) => cached,
-            Err(err) => {
-                tracing::warn!(error = %err, "price cache unavailable; reading through");
-                None
-            }
-        };
-        let price = cached.and_then(|json| serde_json::from_str(&json).ok());
-        let outcome = if price.is_some() { "hit" } else { "miss" };
-        metrics::counter!("price_cache_requests_total", "result" => outcome).increment(1);
-        price
-    }
-
     /// The cached prices of `coins` (one round trip), counting each hit or miss.
     pub async fn get_many(&self, coins: &[String], vs: &str) -> Vec<LatestPrice> {
         if coins.is_empty() {

@@ -120,26 +120,6 @@ pub async fn save_quotes(
     tx.commit().await
 }
 
-/// The latest stored price of a coin.
-pub async fn latest(
-    db: impl PgExecutor<'_>,
-    coin_id: &str,
-    vs: &str,
-) -> Result<Option<LatestPrice>, sqlx::Error> {
-    sqlx::query_as!(
-        LatestPrice,
-        r#"SELECT p.coin_id, c.symbol, c.name, p.vs_currency, p.price, p.market_cap,
-                p.market_cap_rank, p.volume_24h, p.change_24h_pct, p.quoted_at AS last_updated,
-                p.fetched_at, p.source, false AS "stale!"
-         FROM latest_prices p JOIN coins c ON c.id = p.coin_id
-         WHERE p.coin_id = $1 AND p.vs_currency = $2"#,
-        coin_id,
-        vs,
-    )
-    .fetch_optional(db)
-    .await
-}
-
 /// The `limit` stored coins with the largest market capitalisation fetched since `since`.
 pub async fn popular(
     db: impl PgExecutor<'_>,
