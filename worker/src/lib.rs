@@ -66,7 +66,14 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         queues,
         prices,
     };
-    let outcome = jobs::run(&config, ctx, common::shutdown::signal()).await;
+    // Every job kind this worker runs, by feature.
+    let handlers = market::handlers(jobs::Handlers::default());
+    let refresh = tokio::spawn(market::refresh::schedule(
+        ctx.clone(),
+        config.price_refresh_interval,
+    ));
+    let outcome = jobs::run(&config, ctx, handlers, common::shutdown::signal()).await;
+    refresh.abort();
     let _ = stop_http.send(());
     let _ = server.await;
     db.close().await;

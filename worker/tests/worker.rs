@@ -14,7 +14,7 @@ async fn the_worker_serves_health_and_metrics_and_stops_on_sigterm() {
         ("REDIS_URL", redis_url()),
         ("REDIS_KEY_PREFIX", redis_prefix()),
         ("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}")),
-        ("WORKER_QUEUES", "email,notify".to_owned()),
+        ("WORKER_QUEUES", "price_refresh,bulk_fetch".to_owned()),
     ];
     let worker = RunningBinary::start(
         Path::new(env!("CARGO_BIN_EXE_worker")),
@@ -74,7 +74,7 @@ async fn readiness_fails_while_redis_is_unreachable() {
 #[test]
 fn unknown_queues_stop_start_up_naming_the_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_worker"))
-        .env("WORKER_QUEUES", "email,emails")
+        .env("WORKER_QUEUES", "bulk_fetch,emails")
         .output()
         .expect("run worker");
     assert_eq!(output.status.code(), Some(2));

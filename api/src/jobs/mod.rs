@@ -1,7 +1,7 @@
 //! The caller's jobs: `/api/v1/jobs`.
 
 use chrono::{DateTime, Utc};
-use common::jobs::queues::OutboxJob;
+use common::jobs::store::OutboxJob;
 use common::jobs::store::{self, Cancellation, JobRow};
 use common::jobs::{JobKind, JobStatus, Queue};
 use common::market::jobs::{BulkFetch, BulkFetchResult};

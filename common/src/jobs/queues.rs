@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use queue::{Backoff, QueueConfig, QueueError, QueueStats, RedisQueue};
-use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::{Envelope, JobKind, Queue, store};
+use super::store::{self, OutboxJob};
+use super::{Envelope, Queue};
 use crate::config::{RedisConfig, parse_duration};
 
 /// How every queue of a process behaves (the worker sets these; producers use the defaults).
@@ -38,33 +38,6 @@ impl Default for QueueDefaults {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             redis_grace: Duration::from_secs(60),
-        }
-    }
-}
-
-/// A job as handed to Redis: enough to run it and to mark its row enqueued.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OutboxJob {
-    /// The job's id (also its id in Redis).
-    pub id: Uuid,
-    /// What it does.
-    pub kind: JobKind,
-    /// The queue it waits on.
-    pub queue: Queue,
-    /// Its arguments, as stored.
-    pub args: Value,
-    /// Attempts allowed.
-    pub max_attempts: i32,
-}
-
-impl From<&store::JobRow> for OutboxJob {
-    fn from(row: &store::JobRow) -> Self {
-        Self {
-            id: row.id,
-            kind: row.kind,
-            queue: row.queue,
-            args: row.args.clone(),
-            max_attempts: row.max_attempts,
         }
     }
 }

@@ -5,7 +5,6 @@ use serde_json::Value;
 use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
-use super::queues::OutboxJob;
 use super::{JobArgs, JobKind, JobStatus, Queue};
 
 /// A row of `jobs`.
@@ -40,6 +39,33 @@ pub struct JobRow {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a final status.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A job as handed to Redis: enough to run it and to mark its row enqueued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxJob {
+    /// The job's id (also its id in Redis).
+    pub id: Uuid,
+    /// What it does.
+    pub kind: JobKind,
+    /// The queue it waits on.
+    pub queue: Queue,
+    /// Its arguments, as stored.
+    pub args: Value,
+    /// Attempts allowed.
+    pub max_attempts: i32,
+}
+
+impl From<&JobRow> for OutboxJob {
+    fn from(row: &JobRow) -> Self {
+        Self {
+            id: row.id,
+            kind: row.kind,
+            queue: row.queue,
+            args: row.args.clone(),
+            max_attempts: row.max_attempts,
+        }
+    }
 }
 
 /// Accepts a job: writes it as `queued` and not yet handed to Redis. Call it inside the

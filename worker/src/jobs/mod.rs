@@ -1,6 +1,7 @@
 //! Running the job queues: one apalis worker per queue over the Redis backend, dispatching
-//! each job to the handler registered for its kind; the outbox relay, the rescuer, the refresh
-//! schedule and the queue-depth sampler, under one shutdown.
+//! each job to the handler its feature registered for its kind ([`Handlers`]); the outbox
+//! relay, the rescuer and the queue-depth sampler, under one shutdown. Features (`market`)
+//! own their handlers and schedules; this module knows none of them.
 
 mod metrics;
 pub mod relay;
@@ -75,13 +76,6 @@ impl std::fmt::Debug for Handlers {
 }
 
 impl Handlers {
-    /// Every kind this worker runs.
-    pub fn all() -> Self {
-        Self::default()
-            .register(crate::market::bulk_fetch::run)
-            .register(crate::market::refresh::run)
-    }
-
     /// Runs jobs of `J`'s kind with `handler`: their arguments are parsed as `J` (arguments
     /// that do not parse fail permanently), an attempt is cut off after [`JobArgs::TIMEOUT`]
     /// when the kind sets one, and the result is stored as `J::Output` serialises it.
@@ -171,11 +165,11 @@ async fn run_job(
 pub async fn run(
     config: &WorkerConfig,
     ctx: JobContext,
+    handlers: Handlers,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let failed = Arc::new(Notify::new());
     let rows = JobRows::spawn(ctx.db.clone());
-    let handlers = Handlers::all();
     let mut monitor = Monitor::new();
     for spec in config.queues.clone() {
         let concurrency = config.concurrency_of(&spec);
@@ -230,10 +224,6 @@ pub async fn run(
             ctx.clone(),
             config.rescue_interval,
             config.rescue_grace,
-        )),
-        tokio::spawn(crate::market::refresh::schedule(
-            ctx.clone(),
-            config.price_refresh_interval,
         )),
         tokio::spawn(sample_depth(ctx.queues.clone())),
     ];

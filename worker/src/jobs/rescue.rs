@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::jobs::queues::OutboxJob;
+use common::jobs::store::OutboxJob;
 use common::jobs::store::{self, UnfinishedJob};
 use common::jobs::{JobStatus, Queue};
 

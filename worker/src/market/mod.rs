@@ -7,7 +7,12 @@ use common::events::{self, Event};
 use common::market::{ProviderError, Quote};
 use serde_json::json;
 
-use crate::jobs::{JobContext, JobError};
+use crate::jobs::{Handlers, JobContext, JobError};
+
+/// The market's job kinds and their handlers.
+pub fn handlers(handlers: Handlers) -> Handlers {
+    handlers.register(bulk_fetch::run).register(refresh::run)
+}
 
 impl From<ProviderError> for JobError {
     fn from(err: ProviderError) -> Self {

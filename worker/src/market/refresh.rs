@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::jobs::queues::OutboxJob;
 use common::jobs::store as jobs_store;
+use common::jobs::store::OutboxJob;
 use common::market::jobs::{PriceRefresh, PriceRefreshResult};
 use common::market::{recent, store};
 use uuid::Uuid;
