@@ -10,7 +10,7 @@ use crate::market::Quote;
 /// A coin's latest price in one currency, as the API answers it. Amounts are decimal strings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
-#[cfg_attr(feature = "openapi", oai(rename = "Price"))]
+#[cfg_attr(feature = "openapi", oai(rename = "Price", example))]
 pub struct LatestPrice {
     /// Coin id, e.g. `bitcoin`.
     pub coin_id: String,
@@ -40,6 +40,28 @@ pub struct LatestPrice {
     /// (`fetched_at` says how old).
     #[serde(default)]
     pub stale: bool,
+}
+
+#[cfg(feature = "openapi")]
+impl poem_openapi::types::Example for LatestPrice {
+    fn example() -> Self {
+        let at = DateTime::<Utc>::from_timestamp(1_795_600_000, 0).unwrap_or_default();
+        Self {
+            coin_id: "bitcoin".into(),
+            symbol: "btc".into(),
+            name: "Bitcoin".into(),
+            vs_currency: "usd".into(),
+            price: Decimal::new(6_712_345_678, 5),
+            market_cap: Some(Decimal::new(132_233_100_000_000, 2)),
+            market_cap_rank: Some(1),
+            volume_24h: Some(Decimal::new(2_500_000_000_000, 2)),
+            change_24h_pct: Some(Decimal::new(-12_345, 4)),
+            last_updated: at,
+            fetched_at: at,
+            source: "coingecko".into(),
+            stale: false,
+        }
+    }
 }
 
 /// Stores quotes: coins upserted, latest prices replaced, one history point each. One
