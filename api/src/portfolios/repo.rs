@@ -2,15 +2,13 @@
 //! a portfolio is only ever found through `(user_id, id)` and never once deleted, and a
 //! transaction only through its (so found) portfolio.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::model::{PortfolioRow, TransactionRow};
-use super::valuation::{Entry, MarketPrice, Side};
+use super::valuation::{Entry, Side};
 use crate::error::ApiError;
 
 /// Maps constraint violations a caller can cause to their problems; others pass through.
@@ -416,33 +414,4 @@ pub async fn ledgers(
         }
     }
     Ok(ledgers)
-}
-
-/// The latest stored prices of `coins` in `vs`, by coin id. One query.
-pub async fn latest_prices(
-    db: impl PgExecutor<'_>,
-    coins: &[&str],
-    vs: &str,
-) -> Result<HashMap<String, MarketPrice>, sqlx::Error> {
-    let rows = sqlx::query!(
-        "SELECT coin_id, price, change_24h_pct, quoted_at FROM latest_prices
-         WHERE vs_currency = $1 AND coin_id = ANY($2)",
-        vs,
-        coins as &[&str],
-    )
-    .fetch_all(db)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            (
-                row.coin_id,
-                MarketPrice {
-                    price: row.price,
-                    change_24h_pct: row.change_24h_pct,
-                    updated_at: row.quoted_at,
-                },
-            )
-        })
-        .collect())
 }

@@ -1,0 +1,355 @@
+//! A portfolio's transactions: `/api/v1/portfolios/{id}/transactions[/{tx_id}]`.
+
+use chrono::Utc;
+use common::market::store as market_store;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use uuid::Uuid;
+
+use super::{NoContent, location, not_found, replayed};
+use crate::app::AppState;
+use crate::auth::extract::ActiveUser;
+use crate::error::{ApiError, ApiResult, status};
+use crate::market::parse_coin_id;
+use crate::platform::ApiTags;
+use crate::platform::json_body::JsonBody;
+use crate::platform::pagination::{Page, PageRequest};
+use crate::portfolios::amount::Dec;
+use crate::portfolios::idempotency::{self, Claim, Key, Scope};
+use crate::portfolios::model::{CreateTransactionRequest, SortOrder, Transaction, TransactionSide};
+use crate::portfolios::prices::PROVIDER_WAIT;
+use crate::portfolios::repo::{self, LedgerRow};
+use crate::portfolios::validate::{self, ValidTransaction};
+use crate::portfolios::valuation::{self, Side};
+
+/// Transaction endpoints.
+#[derive(Debug)]
+pub struct TransactionsApi {
+    state: AppState,
+}
+
+impl TransactionsApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// Makes sure the coin is known: stored already, or known to the price provider (whose
+    /// quote is then stored). Unknown coins are a 422.
+    async fn ensure_coin(&self, coin_id: &str, vs: &str) -> Result<(), ApiError> {
+        if market_store::coin_exists(&self.state.db, coin_id).await? {
+            return Ok(());
+        }
+        let fetched = tokio::time::timeout(
+            PROVIDER_WAIT,
+            self.state.prices.markets(&[coin_id.to_owned()], vs),
+        )
+        .await;
+        let batch = match fetched {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(err)) if !err.is_transient() => {
+                tracing::warn!(error = %err, coin_id, "price provider refused a coin lookup");
+                return Err(ApiError::invalid("coin_id", "is not a known coin"));
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, coin_id, "price provider failed a coin lookup");
+                return Err(unavailable());
+            }
+            Err(_) => return Err(unavailable()),
+        };
+        if batch.quotes.is_empty() {
+            return Err(ApiError::invalid("coin_id", "is not a known coin"));
+        }
+        market_store::save_quotes(
+            &self.state.db,
+            &batch.quotes,
+            vs,
+            self.state.prices.kind().as_str(),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(ApiResponse)]
+enum TransactionCreated {
+    /// Recorded. With an `Idempotency-Key` that was used before for the same request, this is
+    /// the first response again (same id), marked `Idempotent-Replayed: true`.
+    #[oai(status = 201)]
+    Created(
+        Json<Transaction>,
+        /// The transaction's URL.
+        #[oai(header = "Location")]
+        String,
+        /// `true` when this is a replay of an earlier response.
+        #[oai(header = "Idempotent-Replayed")]
+        Option<String>,
+    ),
+}
+
+fn created_transaction(transaction: Transaction, replay: bool) -> TransactionCreated {
+    let location = format!(
+        "{}/transactions/{}",
+        location(transaction.portfolio_id),
+        transaction.id
+    );
+    TransactionCreated::Created(Json(transaction), location, replayed(replay))
+}
+
+fn unavailable() -> ApiError {
+    ApiError::Unavailable("the price provider is unavailable; retry later".into())
+}
+
+fn ledger_overflow() -> ApiError {
+    ApiError::invalid(
+        "quantity",
+        "the holding would become too large to compute exactly",
+    )
+}
+
+fn describe_outflow(row: &LedgerRow) -> String {
+    let side = match row.entry.side {
+        Side::Sell => "sell",
+        _ => "transfer out",
+    };
+    format!(
+        "the {side} of {} at {}",
+        Dec(row.entry.quantity),
+        row.executed_at.to_rfc3339()
+    )
+}
+
+/// The over-sell rule for a new transaction placed after every transaction executed at or
+/// before its time: neither it nor any later transaction may take out more than is held.
+fn check_insert(ledger: &[LedgerRow], new: &ValidTransaction) -> Result<(), ApiError> {
+    let coin_id = &new.coin_id;
+    let at = ledger.partition_point(|row| row.executed_at <= new.executed_at);
+    let entry = new.entry();
+    let entries = ledger[..at]
+        .iter()
+        .map(|row| &row.entry)
+        .chain(std::iter::once(&entry))
+        .chain(ledger[at..].iter().map(|row| &row.entry));
+    match valuation::first_shortfall(entries).map_err(|_| ledger_overflow())? {
+        None => Ok(()),
+        Some((index, held)) if index == at => Err(ApiError::invalid(
+            "quantity",
+            format!(
+                "is more than the holding of {} {coin_id} at {}",
+                Dec(held),
+                new.executed_at.to_rfc3339()
+            ),
+        )),
+        Some((index, held)) => {
+            let later = &ledger[index - 1];
+            Err(ApiError::invalid(
+                "quantity",
+                format!(
+                    "would leave too little {coin_id} for {} (the holding then would be {})",
+                    describe_outflow(later),
+                    Dec(held)
+                ),
+            ))
+        }
+    }
+}
+
+/// The over-sell rule for deleting `id`: no later transaction may be left short.
+fn check_delete(ledger: &[LedgerRow], coin_id: &str, id: Uuid) -> Result<(), ApiError> {
+    let remaining: Vec<&LedgerRow> = ledger.iter().filter(|row| row.id != id).collect();
+    let shortfall = valuation::first_shortfall(remaining.iter().map(|row| &row.entry))
+        .map_err(|err| ApiError::Internal(err.into()))?;
+    match shortfall {
+        None => Ok(()),
+        Some((index, held)) => Err(ApiError::Conflict {
+            detail: format!(
+                "deleting this transaction would leave too little {coin_id} for {} \
+                 (the holding then would be {})",
+                describe_outflow(remaining[index]),
+                Dec(held)
+            ),
+            field: None,
+        }),
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1/portfolios", tag = "ApiTags::Portfolios")]
+impl TransactionsApi {
+    /// A portfolio's transactions, by `executed_at` (then the order they were recorded in).
+    ///
+    /// `order` is `asc` (ledger order, the default) or `desc`; filter by `coin_id` and `side`.
+    #[oai(path = "/:id/transactions", method = "get")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "poem-openapi takes each query parameter as an argument"
+    )]
+    async fn list_transactions(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// Page number, from 1 (at most 1,000,000).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        per_page: Query<Option<u32>>,
+        /// Only this coin's transactions.
+        #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}$"))]
+        coin_id: Query<Option<String>>,
+        /// Only transactions of this side.
+        side: Query<Option<TransactionSide>>,
+        /// `asc` (default) or `desc` by `executed_at`.
+        order: Query<Option<SortOrder>>,
+    ) -> ApiResult<
+        Json<Page<Transaction>>,
+        { status::AUTHED | status::VALIDATION | status::NOT_FOUND },
+    > {
+        let request = PageRequest::parse(page.0, per_page.0)?;
+        let coin_id = coin_id
+            .0
+            .as_deref()
+            .map(|raw| parse_coin_id("coin_id", raw))
+            .transpose()?;
+        let user = caller.0.id;
+        let mut conn = self.state.db.acquire().await?;
+        let portfolio = repo::find(&mut *conn, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        let (rows, total) = repo::list_transactions(
+            &mut conn,
+            portfolio.id,
+            &repo::TransactionFilter {
+                coin_id: coin_id.as_deref(),
+                side: side.0.map(Side::from),
+                order: order.0.unwrap_or(SortOrder::Asc).as_str(),
+            },
+            request.limit(),
+            request.offset(),
+        )
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(Transaction::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Json(Page::new(items, request, total)))
+    }
+
+    /// Record a transaction.
+    ///
+    /// A `sell` or `transfer_out` may not take out more than the holding at its
+    /// `executed_at`, nor leave a later one short (`422`, naming the transaction). Amounts are
+    /// decimal strings. `Idempotency-Key` works as for creating a portfolio.
+    #[oai(path = "/:id/transactions", method = "post")]
+    async fn create_transaction(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// A unique value per intended create, e.g. a UUID (1–255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        body: JsonBody<CreateTransactionRequest>,
+    ) -> ApiResult<TransactionCreated, { status::AUTHED | status::BODY | status::NOT_FOUND }> {
+        let request = body.0;
+        let key = idempotency_key.0.as_deref().map(Key::parse).transpose()?;
+        let new = validate::transaction(&request, Utc::now())?;
+        let user = caller.0.id;
+        let portfolio = repo::find(&self.state.db, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        self.ensure_coin(&new.coin_id, &portfolio.base_currency)
+            .await?;
+
+        let mut tx = self.state.db.begin().await?;
+        if let Some(key) = &key {
+            let path = format!("{}/transactions", location(portfolio.id));
+            let fingerprint = idempotency::fingerprint(&path, &request)?;
+            let claim = idempotency::claim::<Transaction>(
+                &mut tx,
+                user,
+                Scope::CreateTransaction,
+                key,
+                &fingerprint,
+            )
+            .await?;
+            if let Claim::Replay(transaction) = claim {
+                return Ok(created_transaction(transaction, true));
+            }
+        }
+        let portfolio = repo::lock(&mut tx, user, portfolio.id)
+            .await?
+            .ok_or_else(not_found)?;
+        let ledger = repo::coin_ledger(&mut *tx, portfolio.id, &new.coin_id).await?;
+        check_insert(&ledger, &new)?;
+        let row = repo::insert_transaction(&mut *tx, portfolio.id, &new.as_new()).await?;
+        let transaction = Transaction::try_from(row)?;
+        if let Some(key) = &key {
+            idempotency::store(
+                &mut tx,
+                user,
+                Scope::CreateTransaction,
+                key,
+                201,
+                &transaction,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(created_transaction(transaction, false))
+    }
+
+    /// One transaction of a portfolio.
+    #[oai(path = "/:id/transactions/:tx_id", method = "get")]
+    async fn get_transaction(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// The transaction's id.
+        tx_id: Path<Uuid>,
+    ) -> ApiResult<Json<Transaction>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
+    {
+        let user = caller.0.id;
+        let mut conn = self.state.db.acquire().await?;
+        let portfolio = repo::find(&mut *conn, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        let row = repo::find_transaction(&mut *conn, portfolio.id, tx_id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("transaction"))?;
+        Ok(Json(row.try_into()?))
+    }
+
+    /// Delete a transaction.
+    ///
+    /// Refused with `409` when a later `sell` or `transfer_out` would then take out more than
+    /// the holding (the problem names it); nothing changes.
+    #[oai(path = "/:id/transactions/:tx_id", method = "delete")]
+    async fn delete_transaction(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// The transaction's id.
+        tx_id: Path<Uuid>,
+    ) -> ApiResult<
+        NoContent,
+        { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::CONFLICT },
+    > {
+        let user = caller.0.id;
+        let mut tx = self.state.db.begin().await?;
+        let portfolio = repo::lock(&mut tx, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        let row = repo::find_transaction(&mut *tx, portfolio.id, tx_id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("transaction"))?;
+        let ledger = repo::coin_ledger(&mut *tx, portfolio.id, &row.coin_id).await?;
+        check_delete(&ledger, &row.coin_id, row.id)?;
+        repo::delete_transaction(&mut *tx, row.id).await?;
+        tx.commit().await?;
+        Ok(NoContent::Done)
+    }
+}
