@@ -6,12 +6,13 @@
 //!
 //! - [`routes`]: the handlers, one file per resource (portfolios, transactions, valuation);
 //! - [`validate`]: parsing of their input; [`model`]: the shapes they show;
-//! - [`valuation`]: the arithmetic (cost basis, over-sell, valuing); [`prices`]: the prices
-//!   a valuation uses; [`amount`]: exact decimals as JSON strings;
+//! - [`ledger`]: the over-sell rules; [`valuation`]: cost basis and valuing; [`prices`]: the
+//!   prices a valuation uses; [`amount`]: exact decimals as JSON strings;
 //! - [`repo`]: the queries; [`idempotency`]: `Idempotency-Key` on creates.
 
 pub mod amount;
 pub mod idempotency;
+pub mod ledger;
 pub mod model;
 pub mod prices;
 pub mod repo;

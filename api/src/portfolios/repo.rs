@@ -7,6 +7,7 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use super::ledger::LedgerRow;
 use super::model::{PortfolioRow, TransactionRow};
 use super::valuation::{Entry, Side};
 use crate::error::ApiError;
@@ -209,14 +210,6 @@ pub async fn has_transactions(
     )
     .fetch_one(db)
     .await
-}
-
-/// A transaction of a coin's ledger, with what an over-sell message needs.
-#[derive(Debug, Clone)]
-pub struct LedgerRow {
-    pub id: Uuid,
-    pub executed_at: DateTime<Utc>,
-    pub entry: Entry,
 }
 
 /// The ledger of one coin in one portfolio, in ledger order: `executed_at`, then creation.

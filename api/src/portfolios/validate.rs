@@ -1,5 +1,5 @@
 //! Parsing of portfolio and transaction input: what passes here is valid everywhere after,
-//! except for the over-sell rules, which need the ledger.
+//! except for the over-sell rules, which need the ledger (see [`super::ledger`]).
 
 use std::sync::LazyLock;
 

@@ -17,11 +17,12 @@ use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
 use crate::portfolios::amount::Dec;
 use crate::portfolios::idempotency::{self, Claim, Key, Scope};
+use crate::portfolios::ledger::{self, DeleteRefusal, InsertRefusal};
 use crate::portfolios::model::{CreateTransactionRequest, SortOrder, Transaction, TransactionSide};
 use crate::portfolios::prices::PROVIDER_WAIT;
-use crate::portfolios::repo::{self, LedgerRow};
+use crate::portfolios::repo;
 use crate::portfolios::validate::{self, ValidTransaction};
-use crate::portfolios::valuation::{self, Side};
+use crate::portfolios::valuation::Side;
 
 /// Transaction endpoints.
 #[derive(Debug)]
@@ -101,76 +102,40 @@ fn unavailable() -> ApiError {
     ApiError::Unavailable("the price provider is unavailable; retry later".into())
 }
 
-fn ledger_overflow() -> ApiError {
-    ApiError::invalid(
-        "quantity",
-        "the holding would become too large to compute exactly",
-    )
-}
-
-fn describe_outflow(row: &LedgerRow) -> String {
-    let side = match row.entry.side {
-        Side::Sell => "sell",
-        _ => "transfer out",
-    };
-    format!(
-        "the {side} of {} at {}",
-        Dec(row.entry.quantity),
-        row.executed_at.to_rfc3339()
-    )
-}
-
-/// The over-sell rule for a new transaction placed after every transaction executed at or
-/// before its time: neither it nor any later transaction may take out more than is held.
-fn check_insert(ledger: &[LedgerRow], new: &ValidTransaction) -> Result<(), ApiError> {
+/// A refused new transaction as a 422 on `quantity`.
+fn insert_refused(refusal: InsertRefusal, new: &ValidTransaction) -> ApiError {
     let coin_id = &new.coin_id;
-    let at = ledger.partition_point(|row| row.executed_at <= new.executed_at);
-    let entry = new.entry();
-    let entries = ledger[..at]
-        .iter()
-        .map(|row| &row.entry)
-        .chain(std::iter::once(&entry))
-        .chain(ledger[at..].iter().map(|row| &row.entry));
-    match valuation::first_shortfall(entries).map_err(|_| ledger_overflow())? {
-        None => Ok(()),
-        Some((index, held)) if index == at => Err(ApiError::invalid(
-            "quantity",
-            format!(
-                "is more than the holding of {} {coin_id} at {}",
-                Dec(held),
-                new.executed_at.to_rfc3339()
-            ),
-        )),
-        Some((index, held)) => {
-            let later = &ledger[index - 1];
-            Err(ApiError::invalid(
-                "quantity",
-                format!(
-                    "would leave too little {coin_id} for {} (the holding then would be {})",
-                    describe_outflow(later),
-                    Dec(held)
-                ),
-            ))
+    let message = match refusal {
+        InsertRefusal::ExceedsHolding { held } => format!(
+            "is more than the holding of {} {coin_id} at {}",
+            Dec(held),
+            new.executed_at.to_rfc3339()
+        ),
+        InsertRefusal::LeavesShort { later, held } => format!(
+            "would leave too little {coin_id} for {later} (the holding then would be {})",
+            Dec(held)
+        ),
+        InsertRefusal::Overflow => {
+            "the holding would become too large to compute exactly".to_owned()
         }
-    }
+    };
+    ApiError::invalid("quantity", message)
 }
 
-/// The over-sell rule for deleting `id`: no later transaction may be left short.
-fn check_delete(ledger: &[LedgerRow], coin_id: &str, id: Uuid) -> Result<(), ApiError> {
-    let remaining: Vec<&LedgerRow> = ledger.iter().filter(|row| row.id != id).collect();
-    let shortfall = valuation::first_shortfall(remaining.iter().map(|row| &row.entry))
-        .map_err(|err| ApiError::Internal(err.into()))?;
-    match shortfall {
-        None => Ok(()),
-        Some((index, held)) => Err(ApiError::Conflict {
+/// A refused deletion as a 409 naming the transaction left short.
+fn delete_refused(refusal: DeleteRefusal, coin_id: &str) -> ApiError {
+    match refusal {
+        DeleteRefusal::LeavesShort { later, held } => ApiError::Conflict {
             detail: format!(
-                "deleting this transaction would leave too little {coin_id} for {} \
+                "deleting this transaction would leave too little {coin_id} for {later} \
                  (the holding then would be {})",
-                describe_outflow(remaining[index]),
                 Dec(held)
             ),
             field: None,
-        }),
+        },
+        DeleteRefusal::Overflow => ApiError::Internal(anyhow::anyhow!(
+            "the ledger of {coin_id} is too large to compute exactly"
+        )),
     }
 }
 
@@ -282,7 +247,8 @@ impl TransactionsApi {
             .await?
             .ok_or_else(not_found)?;
         let ledger = repo::coin_ledger(&mut *tx, portfolio.id, &new.coin_id).await?;
-        check_insert(&ledger, &new)?;
+        ledger::check_insert(&ledger, &new.entry(), new.executed_at)
+            .map_err(|refusal| insert_refused(refusal, &new))?;
         let row = repo::insert_transaction(&mut *tx, portfolio.id, &new.as_new()).await?;
         let transaction = Transaction::try_from(row)?;
         if let Some(key) = &key {
@@ -347,7 +313,8 @@ impl TransactionsApi {
             .await?
             .ok_or_else(|| ApiError::not_found("transaction"))?;
         let ledger = repo::coin_ledger(&mut *tx, portfolio.id, &row.coin_id).await?;
-        check_delete(&ledger, &row.coin_id, row.id)?;
+        ledger::check_delete(&ledger, row.id)
+            .map_err(|refusal| delete_refused(refusal, &row.coin_id))?;
         repo::delete_transaction(&mut *tx, row.id).await?;
         tx.commit().await?;
         Ok(NoContent::Done)
