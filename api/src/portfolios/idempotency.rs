@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, on_constraint};
 
 /// The header's name, as problems name the field.
 pub const HEADER: &str = "Idempotency-Key";
@@ -99,7 +99,15 @@ pub async fn claim<T: ParseFromJSON>(
     )
     .fetch_optional(&mut *conn)
     .await
-    .map_err(map_violation)?;
+    .map_err(|err| {
+        // The account was deleted while its access token is still valid.
+        on_constraint(
+            err,
+            &[("idempotency_keys_user_id_fkey", || {
+                ApiError::Unauthorized("the account no longer exists".into())
+            })],
+        )
+    })?;
     if claimed.is_some() {
         // Keep each user's key table small: their expired keys go on every claim.
         sqlx::query!(
@@ -157,15 +165,6 @@ pub async fn store<T: ToJSON>(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-fn map_violation(err: sqlx::Error) -> ApiError {
-    match err.as_database_error() {
-        Some(db) if db.is_foreign_key_violation() => {
-            ApiError::Unauthorized("the account no longer exists".into())
-        }
-        _ => err.into(),
-    }
 }
 
 /// Deletes up to `limit` keys of any user that expired (older than 24 h); returns how many.

@@ -10,30 +10,22 @@ use uuid::Uuid;
 use super::ledger::LedgerRow;
 use super::model::{PortfolioRow, TransactionRow};
 use super::valuation::{Entry, Side};
-use crate::error::ApiError;
+use crate::error::{ApiError, Constraint, on_constraint};
 
-/// Maps constraint violations a caller can cause to their problems; others pass through.
-fn map_violation(err: sqlx::Error) -> ApiError {
-    let Some(db) = err.as_database_error() else {
-        return err.into();
-    };
-    match db.constraint() {
-        Some("portfolios_user_name_key") if db.is_unique_violation() => ApiError::Conflict {
-            detail: "you already have a portfolio with this name".into(),
-            field: Some("name"),
-        },
-        // The account was deleted while its access token is still valid.
-        Some("portfolios_user_id_fkey" | "idempotency_keys_user_id_fkey")
-            if db.is_foreign_key_violation() =>
-        {
-            ApiError::Unauthorized("the account no longer exists".into())
-        }
-        Some("portfolio_transactions_coin_id_fkey") if db.is_foreign_key_violation() => {
-            ApiError::invalid("coin_id", "is not a known coin")
-        }
-        _ => err.into(),
-    }
-}
+/// The constraints on these tables a caller can violate, and their problems.
+const CONSTRAINTS: &[Constraint] = &[
+    ("portfolios_user_name_key", || ApiError::Conflict {
+        detail: "you already have a portfolio with this name".into(),
+        field: Some("name"),
+    }),
+    // The account was deleted while its access token is still valid.
+    ("portfolios_user_id_fkey", || {
+        ApiError::Unauthorized("the account no longer exists".into())
+    }),
+    ("portfolio_transactions_coin_id_fkey", || {
+        ApiError::invalid("coin_id", "is not a known coin")
+    }),
+];
 
 /// Fields of a new portfolio, validated.
 #[derive(Debug)]
@@ -62,7 +54,7 @@ pub async fn insert(
     )
     .fetch_one(db)
     .await
-    .map_err(map_violation)
+    .map_err(|err| on_constraint(err, CONSTRAINTS))
 }
 
 /// The owner's portfolio, unless deleted.
@@ -184,7 +176,7 @@ pub async fn update(
     )
     .fetch_one(db)
     .await
-    .map_err(map_violation)
+    .map_err(|err| on_constraint(err, CONSTRAINTS))
 }
 
 /// Soft-deletes a (locked) portfolio: it and everything under it answer 404 from now on.
@@ -285,7 +277,7 @@ pub async fn insert_transaction(
     )
     .fetch_one(db)
     .await
-    .map_err(map_violation)
+    .map_err(|err| on_constraint(err, CONSTRAINTS))
 }
 
 /// A transaction of a portfolio.
