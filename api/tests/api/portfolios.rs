@@ -1477,6 +1477,88 @@ async fn an_idempotency_key_replays_the_first_response() {
 }
 
 #[tokio::test]
+async fn a_replay_answers_the_stored_status_and_body() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let key = [("idempotency-key", "stored-1")];
+    let body = json!({"name": "Main"});
+    let first = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(body.clone()),
+        &key,
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let (status, stored): (Option<i16>, Option<Value>) = sqlx::query_as(
+        "SELECT response_status, response_body FROM idempotency_keys WHERE key = 'stored-1'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("stored response");
+    assert_eq!(status, Some(201), "the status answered is stored");
+    assert_eq!(stored.as_ref(), Some(&first.body), "and so is the body");
+
+    // A replay answers whatever was stored, not what a create answers now.
+    sqlx::query(
+        "UPDATE idempotency_keys SET response_status = 200,
+                response_body = jsonb_set(response_body, '{name}', '\"Stored\"')
+         WHERE key = 'stored-1'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("edit the stored response");
+    let replay = send(
+        &app,
+        Method::POST,
+        "/api/v1/portfolios",
+        &user.access,
+        Some(body),
+        &key,
+    )
+    .await;
+    assert_eq!(replay.status, StatusCode::OK, "{}", replay.body);
+    assert_eq!(replay.body["name"], "Stored");
+    assert_eq!(replay.body["id"], first.body["id"]);
+    assert_eq!(replay.header("location"), first.header("location"));
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+
+    // Transactions store theirs the same way.
+    let portfolio = id_of(&first.body);
+    let path = format!("/api/v1/portfolios/{portfolio}/transactions");
+    let tx_key = [("idempotency-key", "stored-tx")];
+    let recorded = send(
+        &app,
+        Method::POST,
+        &path,
+        &user.access,
+        Some(tx("bitcoin", "buy", "1", "100", "0", 1)),
+        &tx_key,
+    )
+    .await;
+    assert_eq!(recorded.status, StatusCode::CREATED, "{}", recorded.body);
+    let status: Option<i16> =
+        sqlx::query_scalar("SELECT response_status FROM idempotency_keys WHERE key = 'stored-tx'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("stored status");
+    assert_eq!(status, Some(201));
+    let replay = send(
+        &app,
+        Method::POST,
+        &path,
+        &user.access,
+        Some(tx("bitcoin", "buy", "1", "100", "0", 1)),
+        &tx_key,
+    )
+    .await;
+    assert_eq!(replay.status, StatusCode::CREATED);
+    assert_eq!(replay.body, recorded.body);
+}
+
+#[tokio::test]
 async fn an_idempotency_key_on_transactions_covers_the_portfolio_too() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;

@@ -1,5 +1,6 @@
 //! The portfolios themselves: `/api/v1/portfolios` and `/api/v1/portfolios/{id}`.
 
+use poem::http::StatusCode;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -12,7 +13,7 @@ use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
-use crate::portfolios::idempotency::{self, Claim, Key, Scope};
+use crate::portfolios::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::portfolios::model::{
     self, CreatePortfolioRequest, Portfolio, PortfolioRow, PortfolioSort, SortOrder,
     UpdatePortfolioRequest,
@@ -154,7 +155,8 @@ impl PortfoliosApi {
         #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<CreatePortfolioRequest>,
-    ) -> ApiResult<PortfolioCreated, { status::AUTHED | status::BODY | status::CONFLICT }> {
+    ) -> ApiResult<Answer<PortfolioCreated>, { status::AUTHED | status::BODY | status::CONFLICT }>
+    {
         let request = body.0;
         let mut problems = FieldErrors::default();
         let name = problems.take(validate::name(&request.name));
@@ -185,8 +187,8 @@ impl PortfoliosApi {
                 &fingerprint,
             )
             .await?;
-            if let Claim::Replay(portfolio) = claim {
-                return Ok(created_portfolio(portfolio, true));
+            if let Claim::Replay { status, body } = claim {
+                return Ok(Answer::replay(status, created_portfolio(body, true)));
             }
         }
         let row = repo::insert(
@@ -201,11 +203,20 @@ impl PortfoliosApi {
         .await?;
         let portfolio = Portfolio::from(row);
         if let Some(key) = &key {
-            idempotency::store(&mut tx, user, Scope::CreatePortfolio, key, 201, &portfolio).await?;
+            let status = StatusCode::CREATED; // What `PortfolioCreated` answers.
+            idempotency::store(
+                &mut tx,
+                user,
+                Scope::CreatePortfolio,
+                key,
+                status,
+                &portfolio,
+            )
+            .await?;
         }
         tx.commit().await?;
         tracing::info!(portfolio_id = %portfolio.id, "portfolio created");
-        Ok(created_portfolio(portfolio, false))
+        Ok(Answer::fresh(created_portfolio(portfolio, false)))
     }
 
     /// One of the caller's portfolios, with its version as `ETag`.

@@ -2,6 +2,7 @@
 
 use chrono::Utc;
 use common::market::store as market_store;
+use poem::http::StatusCode;
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, OpenApi};
@@ -16,7 +17,7 @@ use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
 use crate::portfolios::amount::Dec;
-use crate::portfolios::idempotency::{self, Claim, Key, Scope};
+use crate::portfolios::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::portfolios::ledger::{self, DeleteRefusal, InsertRefusal};
 use crate::portfolios::model::{CreateTransactionRequest, SortOrder, Transaction, TransactionSide};
 use crate::portfolios::prices::PROVIDER_WAIT;
@@ -216,7 +217,8 @@ impl TransactionsApi {
         #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<CreateTransactionRequest>,
-    ) -> ApiResult<TransactionCreated, { status::AUTHED | status::BODY | status::NOT_FOUND }> {
+    ) -> ApiResult<Answer<TransactionCreated>, { status::AUTHED | status::BODY | status::NOT_FOUND }>
+    {
         let request = body.0;
         let key = idempotency_key.0.as_deref().map(Key::parse).transpose()?;
         let new = validate::transaction(&request, Utc::now())?;
@@ -239,8 +241,8 @@ impl TransactionsApi {
                 &fingerprint,
             )
             .await?;
-            if let Claim::Replay(transaction) = claim {
-                return Ok(created_transaction(transaction, true));
+            if let Claim::Replay { status, body } = claim {
+                return Ok(Answer::replay(status, created_transaction(body, true)));
             }
         }
         let portfolio = repo::lock(&mut tx, user, portfolio.id)
@@ -257,13 +259,13 @@ impl TransactionsApi {
                 user,
                 Scope::CreateTransaction,
                 key,
-                201,
+                StatusCode::CREATED, // What `TransactionCreated` answers.
                 &transaction,
             )
             .await?;
         }
         tx.commit().await?;
-        Ok(created_transaction(transaction, false))
+        Ok(Answer::fresh(created_transaction(transaction, false)))
     }
 
     /// One transaction of a portfolio.
