@@ -27,7 +27,7 @@ use crate::platform::body_limit::BodyLimit;
 use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
 use crate::platform::route_templates::RouteTemplates;
-use crate::portfolios::PortfoliosApi;
+use crate::portfolios::{PortfoliosApi, TransactionsApi, ValuationApi};
 use crate::users::UsersApi;
 use crate::users::cache::UserCache;
 
@@ -95,6 +95,8 @@ pub type Apis = (
     AuthApi,
     UsersApi,
     PortfoliosApi,
+    TransactionsApi,
+    ValuationApi,
     AdminApi,
     MarketApi,
     MarketAdminApi,
@@ -110,6 +112,8 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             AuthApi::new(state.clone()),
             UsersApi::new(state.clone()),
             PortfoliosApi::new(state.clone()),
+            TransactionsApi::new(state.clone()),
+            ValuationApi::new(state.clone()),
             AdminApi::new(state.clone()),
             MarketApi::new(state.clone()),
             MarketAdminApi::new(state.clone()),

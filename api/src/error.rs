@@ -147,42 +147,35 @@ impl ApiError {
         Self::NotFound(format!("{what} not found"))
     }
 
+    /// The kind of problem this is: the one place a variant is given its HTTP status, its
+    /// `code` and the status-set bit that documents it (all three in [`status::Kind`]).
+    pub fn kind(&self) -> status::Kind {
+        use status::Kind;
+        match self {
+            Self::BadRequest(_) => Kind::BadRequest,
+            Self::Validation(_) => Kind::Validation,
+            Self::Unauthorized(_) => Kind::Unauthorized,
+            Self::Forbidden(_) => Kind::Forbidden,
+            Self::NotFound(_) => Kind::NotFound,
+            Self::MethodNotAllowed => Kind::MethodNotAllowed,
+            Self::Conflict { .. } => Kind::Conflict,
+            Self::PreconditionFailed(_) => Kind::PreconditionFailed,
+            Self::PayloadTooLarge { .. } => Kind::PayloadTooLarge,
+            Self::UnsupportedMediaType(_) => Kind::UnsupportedMediaType,
+            Self::RateLimited { .. } => Kind::RateLimited,
+            Self::Unavailable(_) => Kind::Unavailable,
+            Self::Internal(_) => Kind::Internal,
+        }
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
-        match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
-            Self::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.kind().status()
     }
 
     /// The stable machine-readable code.
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "BAD_REQUEST",
-            Self::Validation(_) => "VALIDATION_ERROR",
-            Self::Unauthorized(_) => "UNAUTHORIZED",
-            Self::Forbidden(_) => "FORBIDDEN",
-            Self::NotFound(_) => "NOT_FOUND",
-            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
-            Self::Conflict { .. } => "CONFLICT",
-            Self::PreconditionFailed(_) => "PRECONDITION_FAILED",
-            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
-            Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
-            Self::RateLimited { .. } => "RATE_LIMITED",
-            Self::Unavailable(_) => "UNAVAILABLE",
-            Self::Internal(_) => "INTERNAL",
-        }
+        self.kind().code()
     }
 
     /// The problem document for this error; internal details never leave the process.
@@ -289,38 +282,195 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// A constraint a request can violate, by name, and the problem that answers its violation.
+pub type Constraint = (&'static str, fn() -> ApiError);
+
+/// Answers the violation of a constraint in `map` with its problem; any other error (another
+/// constraint's too) is what `From<sqlx::Error>` makes of it.
+///
+/// Constraint names are unique per table and say what kind they are (`…_key` unique,
+/// `…_fkey` foreign key), so the name alone picks the problem:
+///
+/// ```text
+/// .map_err(|err| on_constraint(err, &[("users_email_key", || ApiError::Conflict { … })]))
+/// ```
+pub fn on_constraint(err: sqlx::Error, map: &[Constraint]) -> ApiError {
+    let problem = err
+        .as_database_error()
+        .and_then(|db| db.constraint())
+        .and_then(|name| map.iter().find(|(constraint, _)| *constraint == name))
+        .map(|(_, problem)| problem());
+    problem.unwrap_or_else(|| err.into())
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(err: anyhow::Error) -> Self {
         Self::Internal(err)
     }
 }
 
-/// Bit flags naming which problem statuses an operation can answer, for the OpenAPI document.
+/// The kinds of problem and the bit flags naming which of them an operation can answer, for
+/// the OpenAPI document.
 pub mod status {
+    use poem::http::StatusCode;
+
+    /// A kind of problem: one per HTTP status the API answers errors with. [`Kind::row`] is
+    /// the one table of what each kind is answered with; its bit in a status set
+    /// ([`Kind::flag`]) documents that an operation can answer it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    pub enum Kind {
+        BadRequest,
+        Unauthorized,
+        Forbidden,
+        NotFound,
+        MethodNotAllowed,
+        Conflict,
+        PreconditionFailed,
+        PayloadTooLarge,
+        UnsupportedMediaType,
+        Validation,
+        RateLimited,
+        Internal,
+        Unavailable,
+    }
+
+    impl Kind {
+        /// Every kind, in declaration (and status) order: the order the document lists them.
+        pub const ALL: [Self; 13] = [
+            Self::BadRequest,
+            Self::Unauthorized,
+            Self::Forbidden,
+            Self::NotFound,
+            Self::MethodNotAllowed,
+            Self::Conflict,
+            Self::PreconditionFailed,
+            Self::PayloadTooLarge,
+            Self::UnsupportedMediaType,
+            Self::Validation,
+            Self::RateLimited,
+            Self::Internal,
+            Self::Unavailable,
+        ];
+
+        /// The HTTP status, the problem's `code`, and the document's description.
+        const fn row(self) -> (StatusCode, &'static str, &'static str) {
+            match self {
+                Self::BadRequest => (
+                    StatusCode::BAD_REQUEST,
+                    "BAD_REQUEST",
+                    "The request could not be read (e.g. malformed JSON).",
+                ),
+                Self::Unauthorized => (
+                    StatusCode::UNAUTHORIZED,
+                    "UNAUTHORIZED",
+                    "The bearer token is missing, invalid or expired.",
+                ),
+                Self::Forbidden => (
+                    StatusCode::FORBIDDEN,
+                    "FORBIDDEN",
+                    "The caller may not do this.",
+                ),
+                Self::NotFound => (
+                    StatusCode::NOT_FOUND,
+                    "NOT_FOUND",
+                    "No such resource (or not the caller's).",
+                ),
+                Self::MethodNotAllowed => (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "METHOD_NOT_ALLOWED",
+                    "The method is not defined for this path.",
+                ),
+                Self::Conflict => (
+                    StatusCode::CONFLICT,
+                    "CONFLICT",
+                    "The request conflicts with the current state.",
+                ),
+                Self::PreconditionFailed => (
+                    StatusCode::PRECONDITION_FAILED,
+                    "PRECONDITION_FAILED",
+                    "`If-Match` does not match the current `ETag`: reload and retry.",
+                ),
+                Self::PayloadTooLarge => (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "PAYLOAD_TOO_LARGE",
+                    "The request body is too large.",
+                ),
+                Self::UnsupportedMediaType => (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    "The body is not `application/json`, or is compressed (`Content-Encoding` \
+                     other than `identity`).",
+                ),
+                Self::Validation => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "VALIDATION_ERROR",
+                    "Invalid fields; see `errors`.",
+                ),
+                Self::RateLimited => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    "Rate limited; see `Retry-After`.",
+                ),
+                Self::Internal => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL",
+                    "Internal error; quote `request_id`.",
+                ),
+                Self::Unavailable => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UNAVAILABLE",
+                    "A dependency is unavailable; retry later.",
+                ),
+            }
+        }
+
+        /// The HTTP status.
+        pub const fn status(self) -> StatusCode {
+            self.row().0
+        }
+
+        /// The stable machine-readable `code`.
+        pub const fn code(self) -> &'static str {
+            self.row().1
+        }
+
+        /// What the OpenAPI document says of this response.
+        pub const fn description(self) -> &'static str {
+            self.row().2
+        }
+
+        /// This kind's bit in a status set.
+        pub const fn flag(self) -> u32 {
+            1 << self as u32
+        }
+    }
+
     /// 400: the request could not be read.
-    pub const BAD_REQUEST: u32 = 1 << 0;
+    pub const BAD_REQUEST: u32 = Kind::BadRequest.flag();
     /// 401: credentials missing or invalid.
-    pub const UNAUTHORIZED: u32 = 1 << 1;
+    pub const UNAUTHORIZED: u32 = Kind::Unauthorized.flag();
     /// 403: not allowed.
-    pub const FORBIDDEN: u32 = 1 << 2;
+    pub const FORBIDDEN: u32 = Kind::Forbidden.flag();
     /// 404: no such resource.
-    pub const NOT_FOUND: u32 = 1 << 3;
+    pub const NOT_FOUND: u32 = Kind::NotFound.flag();
+    /// 405: the method is not defined for this path.
+    pub const METHOD_NOT_ALLOWED: u32 = Kind::MethodNotAllowed.flag();
     /// 409: conflicts with the current state.
-    pub const CONFLICT: u32 = 1 << 4;
-    /// 413: body too large.
-    pub const PAYLOAD_TOO_LARGE: u32 = 1 << 5;
-    /// 422: invalid fields.
-    pub const VALIDATION: u32 = 1 << 6;
-    /// 429: rate limited.
-    pub const RATE_LIMITED: u32 = 1 << 7;
-    /// 500: internal error.
-    pub const INTERNAL: u32 = 1 << 8;
-    /// 503: a dependency is unavailable.
-    pub const UNAVAILABLE: u32 = 1 << 9;
+    pub const CONFLICT: u32 = Kind::Conflict.flag();
     /// 412: an `If-Match` precondition failed.
-    pub const PRECONDITION_FAILED: u32 = 1 << 10;
+    pub const PRECONDITION_FAILED: u32 = Kind::PreconditionFailed.flag();
+    /// 413: body too large.
+    pub const PAYLOAD_TOO_LARGE: u32 = Kind::PayloadTooLarge.flag();
     /// 415: the body's media type or content coding is not accepted.
-    pub const UNSUPPORTED_MEDIA_TYPE: u32 = 1 << 11;
+    pub const UNSUPPORTED_MEDIA_TYPE: u32 = Kind::UnsupportedMediaType.flag();
+    /// 422: invalid fields.
+    pub const VALIDATION: u32 = Kind::Validation.flag();
+    /// 429: rate limited.
+    pub const RATE_LIMITED: u32 = Kind::RateLimited.flag();
+    /// 500: internal error.
+    pub const INTERNAL: u32 = Kind::Internal.flag();
+    /// 503: a dependency is unavailable.
+    pub const UNAVAILABLE: u32 = Kind::Unavailable.flag();
 
     /// What any operation can answer.
     pub const ALWAYS: u32 = BAD_REQUEST | RATE_LIMITED | INTERNAL | UNAVAILABLE;
@@ -328,46 +478,6 @@ pub mod status {
     pub const AUTHED: u32 = ALWAYS | UNAUTHORIZED;
     /// What any operation with a JSON body can answer in addition.
     pub const BODY: u32 = PAYLOAD_TOO_LARGE | UNSUPPORTED_MEDIA_TYPE | VALIDATION;
-
-    pub(super) const ALL: [(u32, u16, &str); 12] = [
-        (
-            BAD_REQUEST,
-            400,
-            "The request could not be read (e.g. malformed JSON).",
-        ),
-        (
-            UNAUTHORIZED,
-            401,
-            "The bearer token is missing, invalid or expired.",
-        ),
-        (FORBIDDEN, 403, "The caller may not do this."),
-        (NOT_FOUND, 404, "No such resource (or not the caller's)."),
-        (
-            CONFLICT,
-            409,
-            "The request conflicts with the current state.",
-        ),
-        (
-            PRECONDITION_FAILED,
-            412,
-            "`If-Match` does not match the current `ETag`: reload and retry.",
-        ),
-        (PAYLOAD_TOO_LARGE, 413, "The request body is too large."),
-        (
-            UNSUPPORTED_MEDIA_TYPE,
-            415,
-            "The body is not `application/json`, or is compressed (`Content-Encoding` other \
-             than `identity`).",
-        ),
-        (VALIDATION, 422, "Invalid fields; see `errors`."),
-        (RATE_LIMITED, 429, "Rate limited; see `Retry-After`."),
-        (INTERNAL, 500, "Internal error; quote `request_id`."),
-        (
-            UNAVAILABLE,
-            503,
-            "A dependency is unavailable; retry later.",
-        ),
-    ];
 }
 
 /// An [`ApiError`] typed with the set of statuses an operation documents.
@@ -402,12 +512,12 @@ impl<const SET: u32> IntoResponse for Problems<SET> {
 
 impl<const SET: u32> ApiResponse for Problems<SET> {
     fn meta() -> MetaResponses {
-        let responses = status::ALL
-            .iter()
-            .filter(|(flag, _, _)| SET & flag != 0)
-            .map(|(_, code, description)| MetaResponse {
-                description,
-                status: Some(*code),
+        let responses = status::Kind::ALL
+            .into_iter()
+            .filter(|kind| SET & kind.flag() != 0)
+            .map(|kind| MetaResponse {
+                description: kind.description(),
+                status: Some(kind.status().as_u16()),
                 status_range: None,
                 content: vec![MetaMediaType {
                     content_type: PROBLEM_JSON,
@@ -449,6 +559,143 @@ mod tests {
             problem.errors,
             vec![FieldError::new("email", "must be a valid email address")]
         );
+    }
+
+    #[test]
+    fn kinds_are_listed_once_in_status_order_with_a_bit_each() {
+        use status::Kind;
+        for (index, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(
+                kind as usize, index,
+                "{kind:?} is listed in declaration order"
+            );
+            assert_eq!(kind.flag(), 1 << index);
+        }
+        assert_eq!(
+            Kind::ALL.len(),
+            Kind::Unavailable as usize + 1,
+            "every kind"
+        );
+        assert!(Kind::ALL.windows(2).all(|w| w[0].status() < w[1].status()));
+    }
+
+    #[test]
+    fn every_variant_answers_its_kinds_status_and_code() {
+        let cases = [
+            (ApiError::BadRequest("x".into()), 400, "BAD_REQUEST"),
+            (ApiError::invalid("f", "m"), 422, "VALIDATION_ERROR"),
+            (ApiError::Unauthorized("x".into()), 401, "UNAUTHORIZED"),
+            (ApiError::Forbidden("x".into()), 403, "FORBIDDEN"),
+            (ApiError::not_found("x"), 404, "NOT_FOUND"),
+            (ApiError::MethodNotAllowed, 405, "METHOD_NOT_ALLOWED"),
+            (
+                ApiError::Conflict {
+                    detail: "x".into(),
+                    field: None,
+                },
+                409,
+                "CONFLICT",
+            ),
+            (
+                ApiError::PreconditionFailed("x".into()),
+                412,
+                "PRECONDITION_FAILED",
+            ),
+            (
+                ApiError::PayloadTooLarge { limit: 1 },
+                413,
+                "PAYLOAD_TOO_LARGE",
+            ),
+            (
+                ApiError::UnsupportedMediaType("x".into()),
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+            ),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 1,
+                },
+                429,
+                "RATE_LIMITED",
+            ),
+            (ApiError::Unavailable("x".into()), 503, "UNAVAILABLE"),
+            (ApiError::Internal(anyhow::anyhow!("x")), 500, "INTERNAL"),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(err.status().as_u16(), status, "{err:?}");
+            assert_eq!(err.code(), code, "{err:?}");
+            let problem = err.to_problem(None, None);
+            assert_eq!((problem.status, problem.code.as_str()), (status, code));
+        }
+    }
+
+    /// A database error naming a violated constraint.
+    #[derive(Debug)]
+    struct Violation(&'static str);
+
+    impl fmt::Display for Violation {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "violates {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Violation {}
+
+    impl sqlx::error::DatabaseError for Violation {
+        fn message(&self) -> &str {
+            self.0
+        }
+
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::UniqueViolation
+        }
+
+        fn constraint(&self) -> Option<&str> {
+            Some(self.0)
+        }
+    }
+
+    #[test]
+    fn named_constraints_become_their_problems_and_others_pass_through() {
+        const MAP: &[Constraint] = &[
+            ("things_name_key", || ApiError::Conflict {
+                detail: "taken".into(),
+                field: Some("name"),
+            }),
+            ("things_owner_fkey", || {
+                ApiError::Unauthorized("gone".into())
+            }),
+        ];
+        let violation = |name| sqlx::Error::Database(Box::new(Violation(name)));
+        let err = on_constraint(violation("things_name_key"), MAP);
+        assert!(
+            matches!(
+                err,
+                ApiError::Conflict {
+                    field: Some("name"),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = on_constraint(violation("things_owner_fkey"), MAP);
+        assert!(matches!(err, ApiError::Unauthorized(_)), "{err:?}");
+        let err = on_constraint(violation("other_key"), MAP);
+        assert!(matches!(err, ApiError::Internal(_)), "{err:?}");
+        let err = on_constraint(sqlx::Error::PoolTimedOut, MAP);
+        assert!(matches!(err, ApiError::Unavailable(_)), "{err:?}");
     }
 
     #[test]

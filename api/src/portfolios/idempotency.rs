@@ -6,15 +6,20 @@
 //! either finds the committed row and replays it, or (the first one failed and rolled back)
 //! claims the key itself. So one key creates at most one resource, without advisory locks or
 //! polling. Only successful responses are stored: a request that failed changed nothing and
-//! may simply run again. Keys are per user and operation and expire after 24 hours.
+//! may simply run again. Keys are per user and operation and expire after 24 hours. A replay
+//! answers the stored status and body ([`Answer`]).
 
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::ApiResponse;
+use poem_openapi::registry::{MetaResponses, Registry};
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, on_constraint};
 
 /// The header's name, as problems name the field.
 pub const HEADER: &str = "Idempotency-Key";
@@ -69,8 +74,63 @@ pub fn fingerprint(path: &str, body: &impl Serialize) -> Result<Vec<u8>, ApiErro
 pub enum Claim<T> {
     /// The key is ours: do the work, then [`store`] the response before committing.
     Fresh,
-    /// The key was used for this very request: answer with its first response again.
-    Replay(T),
+    /// The key was used for this very request: answer with its first response again, with
+    /// the status it was answered with ([`Answer::replay`]).
+    Replay { status: StatusCode, body: T },
+}
+
+/// A create's response: what the handler made of it, answered with the stored status when it
+/// is a replay. The OpenAPI document shows `R`'s responses, one of which the first request
+/// answered.
+#[derive(Debug)]
+pub struct Answer<R> {
+    response: R,
+    /// The stored status of a replay.
+    replayed: Option<StatusCode>,
+}
+
+impl<R> Answer<R> {
+    /// A response made just now.
+    pub fn fresh(response: R) -> Self {
+        Self {
+            response,
+            replayed: None,
+        }
+    }
+
+    /// The replay of a response first answered with `status`.
+    pub fn replay(status: StatusCode, response: R) -> Self {
+        Self {
+            response,
+            replayed: Some(status),
+        }
+    }
+}
+
+impl<R: IntoResponse> IntoResponse for Answer<R> {
+    fn into_response(self) -> Response {
+        let mut response = self.response.into_response();
+        if let Some(status) = self.replayed {
+            response.set_status(status);
+        }
+        response
+    }
+}
+
+impl<R: ApiResponse> ApiResponse for Answer<R> {
+    const BAD_REQUEST_HANDLER: bool = R::BAD_REQUEST_HANDLER;
+
+    fn meta() -> MetaResponses {
+        R::meta()
+    }
+
+    fn register(registry: &mut Registry) {
+        R::register(registry);
+    }
+
+    fn from_parse_request_error(err: poem::Error) -> Self {
+        Self::fresh(R::from_parse_request_error(err))
+    }
 }
 
 /// Claims `key` for this request inside `conn`'s transaction, or finds its first response.
@@ -99,7 +159,15 @@ pub async fn claim<T: ParseFromJSON>(
     )
     .fetch_optional(&mut *conn)
     .await
-    .map_err(map_violation)?;
+    .map_err(|err| {
+        // The account was deleted while its access token is still valid.
+        on_constraint(
+            err,
+            &[("idempotency_keys_user_id_fkey", || {
+                ApiError::Unauthorized("the account no longer exists".into())
+            })],
+        )
+    })?;
     if claimed.is_some() {
         // Keep each user's key table small: their expired keys go on every claim.
         sqlx::query!(
@@ -112,7 +180,7 @@ pub async fn claim<T: ParseFromJSON>(
         return Ok(Claim::Fresh);
     }
     let stored = sqlx::query!(
-        "SELECT request_hash, response_body FROM idempotency_keys
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys
          WHERE user_id = $1 AND scope = $2 AND key = $3",
         user_id,
         scope.as_str(),
@@ -126,25 +194,37 @@ pub async fn claim<T: ParseFromJSON>(
             "this key was already used with a different request; use a new key",
         ));
     }
+    // Both are written in the claiming transaction, so a committed row always has them.
+    let status = stored
+        .response_status
+        .and_then(|status| u16::try_from(status).ok())
+        .and_then(|status| StatusCode::from_u16(status).ok())
+        .ok_or_else(|| {
+            ApiError::Internal(anyhow::anyhow!(
+                "stored idempotent response has no valid status: {:?}",
+                stored.response_status
+            ))
+        })?;
     let body = T::parse_from_json(stored.response_body).map_err(|err| {
         ApiError::Internal(anyhow::anyhow!(
             "stored idempotent response: {}",
             err.message()
         ))
     })?;
-    Ok(Claim::Replay(body))
+    Ok(Claim::Replay { status, body })
 }
 
-/// Stores the response of a request that claimed its key (same transaction as its writes).
+/// Stores the response of a request that claimed its key (same transaction as its writes):
+/// the status it answers and its body.
 pub async fn store<T: ToJSON>(
     conn: &mut PgConnection,
     user_id: Uuid,
     scope: Scope,
     key: &Key,
-    status: u16,
+    status: StatusCode,
     body: &T,
 ) -> Result<(), ApiError> {
-    let status = i16::try_from(status).map_err(|err| ApiError::Internal(err.into()))?;
+    let status = i16::try_from(status.as_u16()).map_err(|err| ApiError::Internal(err.into()))?;
     sqlx::query!(
         "UPDATE idempotency_keys SET response_status = $4, response_body = $5
          WHERE user_id = $1 AND scope = $2 AND key = $3",
@@ -157,15 +237,6 @@ pub async fn store<T: ToJSON>(
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-fn map_violation(err: sqlx::Error) -> ApiError {
-    match err.as_database_error() {
-        Some(db) if db.is_foreign_key_violation() => {
-            ApiError::Unauthorized("the account no longer exists".into())
-        }
-        _ => err.into(),
-    }
 }
 
 /// Deletes up to `limit` keys of any user that expired (older than 24 h); returns how many.

@@ -7,32 +7,25 @@ use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use super::ledger::LedgerRow;
 use super::model::{PortfolioRow, TransactionRow};
 use super::valuation::{Entry, Side};
-use crate::error::ApiError;
+use crate::error::{ApiError, Constraint, on_constraint};
 
-/// Maps constraint violations a caller can cause to their problems; others pass through.
-fn map_violation(err: sqlx::Error) -> ApiError {
-    let Some(db) = err.as_database_error() else {
-        return err.into();
-    };
-    match db.constraint() {
-        Some("portfolios_user_name_key") if db.is_unique_violation() => ApiError::Conflict {
-            detail: "you already have a portfolio with this name".into(),
-            field: Some("name"),
-        },
-        // The account was deleted while its access token is still valid.
-        Some("portfolios_user_id_fkey" | "idempotency_keys_user_id_fkey")
-            if db.is_foreign_key_violation() =>
-        {
-            ApiError::Unauthorized("the account no longer exists".into())
-        }
-        Some("portfolio_transactions_coin_id_fkey") if db.is_foreign_key_violation() => {
-            ApiError::invalid("coin_id", "is not a known coin")
-        }
-        _ => err.into(),
-    }
-}
+/// The constraints on these tables a caller can violate, and their problems.
+const CONSTRAINTS: &[Constraint] = &[
+    ("portfolios_user_name_key", || ApiError::Conflict {
+        detail: "you already have a portfolio with this name".into(),
+        field: Some("name"),
+    }),
+    // The account was deleted while its access token is still valid.
+    ("portfolios_user_id_fkey", || {
+        ApiError::Unauthorized("the account no longer exists".into())
+    }),
+    ("portfolio_transactions_coin_id_fkey", || {
+        ApiError::invalid("coin_id", "is not a known coin")
+    }),
+];
 
 /// Fields of a new portfolio, validated.
 #[derive(Debug)]
@@ -61,7 +54,7 @@ pub async fn insert(
     )
     .fetch_one(db)
     .await
-    .map_err(map_violation)
+    .map_err(|err| on_constraint(err, CONSTRAINTS))
 }
 
 /// The owner's portfolio, unless deleted.
@@ -183,7 +176,7 @@ pub async fn update(
     )
     .fetch_one(db)
     .await
-    .map_err(map_violation)
+    .map_err(|err| on_constraint(err, CONSTRAINTS))
 }
 
 /// Soft-deletes a (locked) portfolio: it and everything under it answer 404 from now on.
@@ -209,14 +202,6 @@ pub async fn has_transactions(
     )
     .fetch_one(db)
     .await
-}
-
-/// A transaction of a coin's ledger, with what an over-sell message needs.
-#[derive(Debug, Clone)]
-pub struct LedgerRow {
-    pub id: Uuid,
-    pub executed_at: DateTime<Utc>,
-    pub entry: Entry,
 }
 
 /// The ledger of one coin in one portfolio, in ledger order: `executed_at`, then creation.
@@ -292,7 +277,7 @@ pub async fn insert_transaction(
     )
     .fetch_one(db)
     .await
-    .map_err(map_violation)
+    .map_err(|err| on_constraint(err, CONSTRAINTS))
 }
 
 /// A transaction of a portfolio.

@@ -1,6 +1,6 @@
 //! Pure portfolio arithmetic: replaying a coin's ledger into a position (average cost or
-//! FIFO), the over-sell check, and valuing positions at market prices. No I/O, so every rule
-//! is unit-tested here against hand-computed figures.
+//! FIFO) and valuing positions at market prices. No I/O, so every rule is unit-tested here
+//! against hand-computed figures. The over-sell rules are in [`super::ledger`].
 //!
 //! The rules, as the OpenAPI document states them:
 //! - `buy` adds `quantity` at a cost of `quantity × price + fee`.
@@ -118,24 +118,6 @@ fn inflow_cost(entry: &Entry) -> Result<Decimal, LedgerError> {
             .checked_mul(entry.price)
             .and_then(|gross| gross.checked_add(entry.fee)),
     )
-}
-
-/// Where the holding first goes negative, if it does: the over-sell rule. Only quantities
-/// matter, so this holds for both cost-basis methods.
-pub fn first_shortfall<'a>(
-    entries: impl IntoIterator<Item = &'a Entry>,
-) -> Result<Option<(usize, Decimal)>, LedgerError> {
-    let mut held = Decimal::ZERO;
-    for (index, entry) in entries.into_iter().enumerate() {
-        if entry.side.is_inflow() {
-            held = checked(held.checked_add(entry.quantity))?;
-        } else if entry.quantity > held {
-            return Ok(Some((index, held)));
-        } else {
-            held -= entry.quantity;
-        }
-    }
-    Ok(None)
 }
 
 /// Replays a coin's ledger (oldest first) into its position.
@@ -478,15 +460,13 @@ mod tests {
     }
 
     #[test]
-    fn shortfalls_are_found_where_they_happen() {
+    fn replaying_an_over_sold_ledger_names_the_entry() {
         let ledger = [
             entry(Side::Buy, "1", "10", "0"),
             entry(Side::Sell, "0.4", "10", "0"),
             entry(Side::TransferOut, "0.6", "0", "0"),
             entry(Side::Sell, "0.000000000000000001", "10", "0"),
         ];
-        assert_eq!(first_shortfall(&ledger), Ok(Some((3, Decimal::ZERO))));
-        assert_eq!(first_shortfall(&ledger[..3]), Ok(None));
         assert_eq!(
             replay(Method::Fifo, &ledger),
             Err(LedgerError::Shortfall { index: 3 })

@@ -6,7 +6,7 @@ use sqlx::{PgExecutor, PgPool};
 use uuid::Uuid;
 
 use super::model::UserRow;
-use crate::error::ApiError;
+use crate::error::{ApiError, Constraint, on_constraint};
 
 /// Fields of a new account, already validated.
 #[derive(Debug)]
@@ -17,24 +17,17 @@ pub struct NewUser<'a> {
     pub role: Role,
 }
 
-/// Maps a unique-index violation on `users` to a 409 naming the field; other errors pass through.
-pub fn map_unique_violation(err: sqlx::Error) -> ApiError {
-    let constraint = err
-        .as_database_error()
-        .filter(|db| db.is_unique_violation())
-        .and_then(|db| db.constraint());
-    match constraint {
-        Some("users_email_key") => ApiError::Conflict {
-            detail: "this email address is already registered".into(),
-            field: Some("email"),
-        },
-        Some("users_username_key") => ApiError::Conflict {
-            detail: "this username is taken".into(),
-            field: Some("username"),
-        },
-        _ => err.into(),
-    }
-}
+/// The unique indexes on `users`, each a 409 naming its field.
+const UNIQUE: &[Constraint] = &[
+    ("users_email_key", || ApiError::Conflict {
+        detail: "this email address is already registered".into(),
+        field: Some("email"),
+    }),
+    ("users_username_key", || ApiError::Conflict {
+        detail: "this username is taken".into(),
+        field: Some("username"),
+    }),
+];
 
 /// Inserts a user; a taken email or username is a 409.
 pub async fn insert(db: impl PgExecutor<'_>, user: &NewUser<'_>) -> Result<UserRow, ApiError> {
@@ -52,7 +45,7 @@ pub async fn insert(db: impl PgExecutor<'_>, user: &NewUser<'_>) -> Result<UserR
     )
     .fetch_one(db)
     .await
-    .map_err(map_unique_violation)
+    .map_err(|err| on_constraint(err, UNIQUE))
 }
 
 /// The user with this id.
@@ -118,7 +111,7 @@ pub async fn update(
     )
     .fetch_optional(db)
     .await
-    .map_err(map_unique_violation)
+    .map_err(|err| on_constraint(err, UNIQUE))
 }
 
 /// Stores a new password hash.

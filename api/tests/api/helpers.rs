@@ -58,6 +58,13 @@ impl Reply {
         );
     }
 
+    /// Asserts a `201 Created` and returns the new resource's id.
+    #[track_caller]
+    pub fn created_id(&self) -> String {
+        assert_eq!(self.status, StatusCode::CREATED, "{}", self.body);
+        self.body["id"].as_str().expect("an id").to_owned()
+    }
+
     /// The `field` names of a validation problem.
     pub fn error_fields(&self) -> Vec<String> {
         self.body["errors"]
@@ -123,9 +130,24 @@ impl TestApp {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
+        self.send(method, path, bearer, body, &[]).await
+    }
+
+    /// Sends a request with extra headers (`If-Match`, `Idempotency-Key`, …).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.client.request(method, path);
         if let Some(token) = bearer {
             request = request.header("authorization", format!("Bearer {token}"));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         if let Some(body) = body {
             request = request.body_json(&body);
@@ -221,6 +243,137 @@ impl TestApp {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         session_from(&reply.body, &session.email, &session.password)
     }
+}
+
+/// The portfolio routes, one method per action; `id`s are as the API wrote them.
+impl TestApp {
+    /// `POST /api/v1/portfolios`.
+    pub async fn create_portfolio(&self, user: &Session, body: Value) -> Reply {
+        self.create_portfolio_with(user, body, &[]).await
+    }
+
+    /// `POST /api/v1/portfolios` with an `Idempotency-Key`.
+    pub async fn create_portfolio_keyed(&self, user: &Session, body: Value, key: &str) -> Reply {
+        self.create_portfolio_with(user, body, &[("idempotency-key", key)])
+            .await
+    }
+
+    async fn create_portfolio_with(
+        &self,
+        user: &Session,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let path = "/api/v1/portfolios";
+        self.send(Method::POST, path, Some(&user.access), Some(body), headers)
+            .await
+    }
+
+    /// `GET /api/v1/portfolios{query}`, e.g. with `query` `"?sort=name"` (or `""`).
+    pub async fn list_portfolios(&self, user: &Session, query: &str) -> Reply {
+        self.get(&format!("/api/v1/portfolios{query}"), Some(&user.access))
+            .await
+    }
+
+    /// `GET /api/v1/portfolios/{id}`.
+    pub async fn get_portfolio(&self, user: &Session, id: &str) -> Reply {
+        self.get(&portfolio_path(id), Some(&user.access)).await
+    }
+
+    /// `PATCH /api/v1/portfolios/{id}`, with `If-Match` when given.
+    pub async fn patch_portfolio(
+        &self,
+        user: &Session,
+        id: &str,
+        body: Value,
+        if_match: Option<&str>,
+    ) -> Reply {
+        let headers: Vec<(&str, &str)> =
+            if_match.map(|tag| ("if-match", tag)).into_iter().collect();
+        let path = portfolio_path(id);
+        self.send(
+            Method::PATCH,
+            &path,
+            Some(&user.access),
+            Some(body),
+            &headers,
+        )
+        .await
+    }
+
+    /// `DELETE /api/v1/portfolios/{id}`, with `If-Match` when given.
+    pub async fn delete_portfolio(
+        &self,
+        user: &Session,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Reply {
+        let headers: Vec<(&str, &str)> =
+            if_match.map(|tag| ("if-match", tag)).into_iter().collect();
+        let path = portfolio_path(id);
+        self.send(Method::DELETE, &path, Some(&user.access), None, &headers)
+            .await
+    }
+
+    /// `POST /api/v1/portfolios/{portfolio}/transactions`.
+    pub async fn add_transaction(&self, user: &Session, portfolio: &str, body: Value) -> Reply {
+        self.add_transaction_with(user, portfolio, body, &[]).await
+    }
+
+    /// `POST /api/v1/portfolios/{portfolio}/transactions` with an `Idempotency-Key`.
+    pub async fn add_transaction_keyed(
+        &self,
+        user: &Session,
+        portfolio: &str,
+        body: Value,
+        key: &str,
+    ) -> Reply {
+        self.add_transaction_with(user, portfolio, body, &[("idempotency-key", key)])
+            .await
+    }
+
+    async fn add_transaction_with(
+        &self,
+        user: &Session,
+        portfolio: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let path = format!("{}/transactions", portfolio_path(portfolio));
+        self.send(Method::POST, &path, Some(&user.access), Some(body), headers)
+            .await
+    }
+
+    /// `GET /api/v1/portfolios/{portfolio}/transactions{query}` (`query` as for
+    /// [`list_portfolios`](Self::list_portfolios)).
+    pub async fn list_transactions(&self, user: &Session, portfolio: &str, query: &str) -> Reply {
+        let path = format!("{}/transactions{query}", portfolio_path(portfolio));
+        self.get(&path, Some(&user.access)).await
+    }
+
+    /// `GET /api/v1/portfolios/{portfolio}/transactions/{id}`.
+    pub async fn get_transaction(&self, user: &Session, portfolio: &str, id: &str) -> Reply {
+        let path = format!("{}/transactions/{id}", portfolio_path(portfolio));
+        self.get(&path, Some(&user.access)).await
+    }
+
+    /// `DELETE /api/v1/portfolios/{portfolio}/transactions/{id}`.
+    pub async fn delete_transaction(&self, user: &Session, portfolio: &str, id: &str) -> Reply {
+        let path = format!("{}/transactions/{id}", portfolio_path(portfolio));
+        self.call(Method::DELETE, &path, Some(&user.access), None)
+            .await
+    }
+
+    /// `GET /api/v1/portfolios/{portfolio}/valuation`.
+    pub async fn valuation(&self, user: &Session, portfolio: &str) -> Reply {
+        let path = format!("{}/valuation", portfolio_path(portfolio));
+        self.get(&path, Some(&user.access)).await
+    }
+}
+
+/// The URL of portfolio `id`.
+pub fn portfolio_path(id: &str) -> String {
+    format!("/api/v1/portfolios/{id}")
 }
 
 /// Reads a token response.

@@ -9,55 +9,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{Reply, Session, TestApp};
 
-/// Sends a request with extra headers (`If-Match`, `Idempotency-Key`).
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: Option<Value>,
-    headers: &[(&str, &str)],
-) -> Reply {
-    let mut request = app
-        .client
-        .request(method, path)
-        .header("authorization", format!("Bearer {token}"));
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    if let Some(body) = body {
-        request = request.body_json(&body);
-    }
-    TestApp::reply(request.send().await).await
-}
-
-async fn create_portfolio(app: &TestApp, user: &Session, body: Value) -> Value {
-    let reply = app
-        .post("/api/v1/portfolios", Some(&user.access), body)
-        .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    reply.body
-}
-
-fn id_of(body: &Value) -> String {
-    body["id"].as_str().expect("id").to_owned()
-}
-
-async fn add_tx(app: &TestApp, user: &Session, portfolio: &str, body: Value) -> Reply {
-    app.post(
-        &format!("/api/v1/portfolios/{portfolio}/transactions"),
-        Some(&user.access),
-        body,
-    )
-    .await
-}
-
-#[track_caller]
-fn created(reply: &Reply) -> String {
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    id_of(&reply.body)
-}
-
 /// Stores a coin, and its USD price when given (what the price refresh would have done).
 async fn seed_coin(app: &TestApp, id: &str, price: Option<(&str, Option<&str>)>) {
     sqlx::query("INSERT INTO coins (id, symbol, name) VALUES ($1, $1, $1)")
@@ -106,14 +57,9 @@ async fn a_portfolio_has_defaults_a_location_and_a_version_etag() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
     let reply = app
-        .post(
-            "/api/v1/portfolios",
-            Some(&user.access),
-            json!({"name": "  Long term  "}),
-        )
+        .create_portfolio(&user, json!({"name": "  Long term  "}))
         .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
-    let id = id_of(&reply.body);
+    let id = reply.created_id();
     assert_eq!(reply.body["name"], "Long term", "trimmed");
     assert_eq!(reply.body["base_currency"], "usd");
     assert_eq!(reply.body["cost_basis_method"], "average");
@@ -125,21 +71,20 @@ async fn a_portfolio_has_defaults_a_location_and_a_version_etag() {
     assert_eq!(reply.header("etag"), Some("\"1\""));
     assert_eq!(reply.header("idempotent-replayed"), None);
 
-    let got = app
-        .get(&format!("/api/v1/portfolios/{id}"), Some(&user.access))
-        .await;
+    let got = app.get_portfolio(&user, &id).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.header("etag"), Some("\"1\""));
     assert_eq!(got.body, reply.body);
 
-    let fifo = create_portfolio(
-        &app,
-        &user,
-        json!({"name": "Trading", "base_currency": "USD", "cost_basis_method": "fifo"}),
-    )
-    .await;
-    assert_eq!(fifo["base_currency"], "usd");
-    assert_eq!(fifo["cost_basis_method"], "fifo");
+    let fifo = app
+        .create_portfolio(
+            &user,
+            json!({"name": "Trading", "base_currency": "USD", "cost_basis_method": "fifo"}),
+        )
+        .await;
+    fifo.created_id();
+    assert_eq!(fifo.body["base_currency"], "usd");
+    assert_eq!(fifo.body["cost_basis_method"], "fifo");
 }
 
 #[tokio::test]
@@ -168,9 +113,7 @@ async fn bad_portfolio_input_is_a_422_naming_the_field_and_writes_nothing() {
         (json!({"name": 5}), "name"),
     ];
     for (body, field) in cases {
-        let reply = app
-            .post("/api/v1/portfolios", Some(&user.access), body.clone())
-            .await;
+        let reply = app.create_portfolio(&user, body.clone()).await;
         reply.assert_problem(422, "VALIDATION_ERROR");
         assert_eq!(reply.error_fields(), vec![field], "{body}");
     }
@@ -186,60 +129,51 @@ async fn names_are_unique_per_owner_regardless_of_case_until_deleted() {
     let app = TestApp::spawn().await;
     let ada = app.register("ada").await;
     let bob = app.register("bob").await;
-    let first = create_portfolio(&app, &ada, json!({"name": "Main"})).await;
-    let clash = app
-        .post(
-            "/api/v1/portfolios",
-            Some(&ada.access),
-            json!({"name": "MAIN"}),
-        )
-        .await;
+    let first = app
+        .create_portfolio(&ada, json!({"name": "Main"}))
+        .await
+        .created_id();
+    let clash = app.create_portfolio(&ada, json!({"name": "MAIN"})).await;
     clash.assert_problem(409, "CONFLICT");
     assert_eq!(clash.error_fields(), vec!["name"]);
     // Another owner may use the name.
-    create_portfolio(&app, &bob, json!({"name": "main"})).await;
+    app.create_portfolio(&bob, json!({"name": "main"}))
+        .await
+        .created_id();
     // Renaming onto a taken name is refused too.
-    let other = create_portfolio(&app, &ada, json!({"name": "Other"})).await;
-    let rename = send(
-        &app,
-        Method::PATCH,
-        &format!("/api/v1/portfolios/{}", id_of(&other)),
-        &ada.access,
-        Some(json!({"name": "main"})),
-        &[],
-    )
-    .await;
+    let other = app
+        .create_portfolio(&ada, json!({"name": "Other"}))
+        .await
+        .created_id();
+    let rename = app
+        .patch_portfolio(&ada, &other, json!({"name": "main"}), None)
+        .await;
     rename.assert_problem(409, "CONFLICT");
     // Once deleted, the name is free again.
-    let deleted = send(
-        &app,
-        Method::DELETE,
-        &format!("/api/v1/portfolios/{}", id_of(&first)),
-        &ada.access,
-        None,
-        &[],
-    )
-    .await;
+    let deleted = app.delete_portfolio(&ada, &first, None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    create_portfolio(&app, &ada, json!({"name": "Main"})).await;
+    app.create_portfolio(&ada, json!({"name": "Main"}))
+        .await
+        .created_id();
 }
 
 #[tokio::test]
 async fn if_match_guards_updates_and_deletes() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let id = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
-    let path = format!("/api/v1/portfolios/{id}");
+    let id = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
 
-    let updated = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &user.access,
-        Some(json!({"name": "Renamed", "cost_basis_method": "fifo"})),
-        &[("if-match", "\"1\"")],
-    )
-    .await;
+    let updated = app
+        .patch_portfolio(
+            &user,
+            &id,
+            json!({"name": "Renamed", "cost_basis_method": "fifo"}),
+            Some("\"1\""),
+        )
+        .await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
     assert_eq!(updated.header("etag"), Some("\"2\""));
     assert_eq!(updated.body["version"], 2);
@@ -248,103 +182,49 @@ async fn if_match_guards_updates_and_deletes() {
 
     // A stale version (and a weak tag, which never matches) is refused; nothing changes.
     for stale in ["\"1\"", "W/\"2\"", "2", "\"1\", \"3\""] {
-        let reply = send(
-            &app,
-            Method::PATCH,
-            &path,
-            &user.access,
-            Some(json!({"name": "Lost update"})),
-            &[("if-match", stale)],
-        )
-        .await;
+        let reply = app
+            .patch_portfolio(&user, &id, json!({"name": "Lost update"}), Some(stale))
+            .await;
         reply.assert_problem(412, "PRECONDITION_FAILED");
-        let reply = send(
-            &app,
-            Method::DELETE,
-            &path,
-            &user.access,
-            None,
-            &[("if-match", stale)],
-        )
-        .await;
+        let reply = app.delete_portfolio(&user, &id, Some(stale)).await;
         reply.assert_problem(412, "PRECONDITION_FAILED");
     }
-    let current = app.get(&path, Some(&user.access)).await;
+    let current = app.get_portfolio(&user, &id).await;
     assert_eq!(current.body["name"], "Renamed");
     assert_eq!(current.header("etag"), Some("\"2\""));
 
     // A list naming the current version, or `*`, matches; no If-Match at all is allowed.
-    let listed = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &user.access,
-        Some(json!({"name": "Third"})),
-        &[("if-match", "\"1\", \"2\"")],
-    )
-    .await;
+    let listed = app
+        .patch_portfolio(&user, &id, json!({"name": "Third"}), Some("\"1\", \"2\""))
+        .await;
     assert_eq!(listed.header("etag"), Some("\"3\""), "{}", listed.body);
-    let star = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &user.access,
-        Some(json!({"name": "Fourth"})),
-        &[("if-match", "*")],
-    )
-    .await;
+    let star = app
+        .patch_portfolio(&user, &id, json!({"name": "Fourth"}), Some("*"))
+        .await;
     assert_eq!(star.header("etag"), Some("\"4\""), "{}", star.body);
-    let unconditional = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &user.access,
-        Some(json!({"name": "Fifth"})),
-        &[],
-    )
-    .await;
+    let unconditional = app
+        .patch_portfolio(&user, &id, json!({"name": "Fifth"}), None)
+        .await;
     assert_eq!(unconditional.header("etag"), Some("\"5\""));
 
-    let empty = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &user.access,
-        Some(json!({})),
-        &[],
-    )
-    .await;
+    let empty = app.patch_portfolio(&user, &id, json!({}), None).await;
     assert_eq!(
         empty.status,
         StatusCode::OK,
         "an empty merge patch changes nothing"
     );
     assert_eq!(empty.header("etag"), Some("\"5\""), "and bumps no version");
-    let stale_empty = send(
-        &app,
-        Method::PATCH,
-        &path,
-        &user.access,
-        Some(json!({"name": null})),
-        &[("if-match", "\"4\"")],
-    )
-    .await;
+    let stale_empty = app
+        .patch_portfolio(&user, &id, json!({"name": null}), Some("\"4\""))
+        .await;
     stale_empty.assert_problem(412, "PRECONDITION_FAILED");
 
-    let deleted = send(
-        &app,
-        Method::DELETE,
-        &path,
-        &user.access,
-        None,
-        &[("if-match", "\"5\"")],
-    )
-    .await;
+    let deleted = app.delete_portfolio(&user, &id, Some("\"5\"")).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    app.get(&path, Some(&user.access))
+    app.get_portfolio(&user, &id)
         .await
         .assert_problem(404, "NOT_FOUND");
-    let again = send(&app, Method::DELETE, &path, &user.access, None, &[]).await;
+    let again = app.delete_portfolio(&user, &id, None).await;
     again.assert_problem(404, "NOT_FOUND");
 }
 
@@ -352,16 +232,16 @@ async fn if_match_guards_updates_and_deletes() {
 async fn concurrent_conditional_updates_let_exactly_one_through() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let id = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
-    let path = format!("/api/v1/portfolios/{id}");
+    let id = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
     let replies = join_all((0..4).map(|n| {
-        send(
-            &app,
-            Method::PATCH,
-            &path,
-            &user.access,
-            Some(json!({"name": format!("Writer {n}")})),
-            &[("if-match", "\"1\"")],
+        app.patch_portfolio(
+            &user,
+            &id,
+            json!({"name": format!("Writer {n}")}),
+            Some("\"1\""),
         )
     }))
     .await;
@@ -374,7 +254,7 @@ async fn concurrent_conditional_updates_let_exactly_one_through() {
         .filter(|r| r.status == StatusCode::PRECONDITION_FAILED)
         .count();
     assert_eq!((ok, stale), (1, 3));
-    let current = app.get(&path, Some(&user.access)).await;
+    let current = app.get_portfolio(&user, &id).await;
     assert_eq!(current.body["version"], 2);
 }
 
@@ -388,35 +268,29 @@ async fn the_base_currency_is_fixed_once_there_are_transactions() {
     .await;
     let user = app.register("ada").await;
     seed_coin(&app, "bitcoin", None).await;
-    let empty = id_of(&create_portfolio(&app, &user, json!({"name": "Empty"})).await);
-    let reply = send(
-        &app,
-        Method::PATCH,
-        &format!("/api/v1/portfolios/{empty}"),
-        &user.access,
-        Some(json!({"base_currency": "EUR"})),
-        &[],
-    )
-    .await;
+    let empty = app
+        .create_portfolio(&user, json!({"name": "Empty"}))
+        .await
+        .created_id();
+    let reply = app
+        .patch_portfolio(&user, &empty, json!({"base_currency": "EUR"}), None)
+        .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.body["base_currency"], "eur");
 
-    let used = id_of(&create_portfolio(&app, &user, json!({"name": "Used"})).await);
-    created(&add_tx(&app, &user, &used, tx("bitcoin", "buy", "1", "10", "0", 1)).await);
-    let reply = send(
-        &app,
-        Method::PATCH,
-        &format!("/api/v1/portfolios/{used}"),
-        &user.access,
-        Some(json!({"base_currency": "eur"})),
-        &[],
-    )
-    .await;
+    let used = app
+        .create_portfolio(&user, json!({"name": "Used"}))
+        .await
+        .created_id();
+    app.add_transaction(&user, &used, tx("bitcoin", "buy", "1", "10", "0", 1))
+        .await
+        .created_id();
+    let reply = app
+        .patch_portfolio(&user, &used, json!({"base_currency": "eur"}), None)
+        .await;
     reply.assert_problem(409, "CONFLICT");
     assert_eq!(reply.error_fields(), vec!["base_currency"]);
-    let current = app
-        .get(&format!("/api/v1/portfolios/{used}"), Some(&user.access))
-        .await;
+    let current = app.get_portfolio(&user, &used).await;
     assert_eq!(current.body["base_currency"], "usd");
     assert_eq!(current.body["version"], 1);
 }
@@ -426,9 +300,13 @@ async fn portfolio_lists_page_and_sort_stably() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
     let other = app.register("bob").await;
-    create_portfolio(&app, &other, json!({"name": "Not mine"})).await;
+    app.create_portfolio(&other, json!({"name": "Not mine"}))
+        .await
+        .created_id();
     for name in ["delta", "Alpha", "echo", "charlie", "Bravo"] {
-        create_portfolio(&app, &user, json!({"name": name})).await;
+        app.create_portfolio(&user, json!({"name": name}))
+            .await
+            .created_id();
     }
     let names = |reply: &Reply| -> Vec<String> {
         reply.body["items"]
@@ -439,7 +317,7 @@ async fn portfolio_lists_page_and_sort_stably() {
             .collect()
     };
     // Default: newest first.
-    let all = app.get("/api/v1/portfolios", Some(&user.access)).await;
+    let all = app.list_portfolios(&user, "").await;
     assert_eq!(all.status, StatusCode::OK, "{}", all.body);
     assert_eq!(names(&all), ["Bravo", "charlie", "echo", "Alpha", "delta"]);
     assert_eq!(all.body["page"], 1);
@@ -447,28 +325,18 @@ async fn portfolio_lists_page_and_sort_stably() {
     assert_eq!(all.body["total"], 5);
     assert_eq!(all.body["total_pages"], 1);
 
-    let by_name = app
-        .get("/api/v1/portfolios?sort=name", Some(&user.access))
-        .await;
+    let by_name = app.list_portfolios(&user, "?sort=name").await;
     assert_eq!(
         names(&by_name),
         ["Alpha", "Bravo", "charlie", "delta", "echo"]
     );
-    let by_name_desc = app
-        .get(
-            "/api/v1/portfolios?sort=name&order=desc",
-            Some(&user.access),
-        )
-        .await;
+    let by_name_desc = app.list_portfolios(&user, "?sort=name&order=desc").await;
     assert_eq!(
         names(&by_name_desc),
         ["echo", "delta", "charlie", "Bravo", "Alpha"]
     );
     let oldest = app
-        .get(
-            "/api/v1/portfolios?sort=created_at&order=asc",
-            Some(&user.access),
-        )
+        .list_portfolios(&user, "?sort=created_at&order=asc")
         .await;
     assert_eq!(
         names(&oldest),
@@ -476,21 +344,15 @@ async fn portfolio_lists_page_and_sort_stably() {
     );
 
     // Edges: a partial last page, a page past the end, and out-of-range parameters.
-    let last = app
-        .get("/api/v1/portfolios?page=3&per_page=2", Some(&user.access))
-        .await;
+    let last = app.list_portfolios(&user, "?page=3&per_page=2").await;
     assert_eq!(names(&last), ["delta"]);
     assert_eq!(last.body["total"], 5);
     assert_eq!(last.body["total_pages"], 3);
-    let beyond = app
-        .get("/api/v1/portfolios?page=4&per_page=2", Some(&user.access))
-        .await;
+    let beyond = app.list_portfolios(&user, "?page=4&per_page=2").await;
     assert_eq!(beyond.status, StatusCode::OK);
     assert_eq!(names(&beyond), Vec::<String>::new());
     assert_eq!(beyond.body["total"], 5);
-    let max = app
-        .get("/api/v1/portfolios?per_page=100", Some(&user.access))
-        .await;
+    let max = app.list_portfolios(&user, "?per_page=100").await;
     assert_eq!(max.status, StatusCode::OK);
     for (query, field) in [
         ("page=0", "page"),
@@ -501,9 +363,7 @@ async fn portfolio_lists_page_and_sort_stably() {
         ("sort=size", "sort"),
         ("order=up", "order"),
     ] {
-        let reply = app
-            .get(&format!("/api/v1/portfolios?{query}"), Some(&user.access))
-            .await;
+        let reply = app.list_portfolios(&user, &format!("?{query}")).await;
         reply.assert_problem(422, "VALIDATION_ERROR");
         assert_eq!(reply.error_fields(), vec![field], "{query}");
     }
@@ -516,9 +376,9 @@ async fn portfolio_lists_page_and_sort_stably() {
     let mut seen = Vec::new();
     for page in 1..=3 {
         let reply = app
-            .get(
-                &format!("/api/v1/portfolios?sort=created_at&order=asc&per_page=2&page={page}"),
-                Some(&user.access),
+            .list_portfolios(
+                &user,
+                &format!("?sort=created_at&order=asc&per_page=2&page={page}"),
             )
             .await;
         seen.extend(names(&reply));
@@ -534,17 +394,18 @@ async fn another_users_portfolio_is_404_on_every_route() {
     let app = TestApp::spawn().await;
     let owner = app.register("owner").await;
     let intruder = app.register("intruder").await;
-    let portfolio = id_of(&create_portfolio(&app, &owner, json!({"name": "Mine"})).await);
-    let tx_id = created(
-        &add_tx(
-            &app,
-            &owner,
-            &portfolio,
-            tx("bitcoin", "buy", "1", "10", "0", 1),
-        )
-        .await,
-    );
-    let own = id_of(&create_portfolio(&app, &intruder, json!({"name": "Theirs"})).await);
+    let portfolio = app
+        .create_portfolio(&owner, json!({"name": "Mine"}))
+        .await
+        .created_id();
+    let tx_id = app
+        .add_transaction(&owner, &portfolio, tx("bitcoin", "buy", "1", "10", "0", 1))
+        .await
+        .created_id();
+    let own = app
+        .create_portfolio(&intruder, json!({"name": "Theirs"}))
+        .await
+        .created_id();
     let base = format!("/api/v1/portfolios/{portfolio}");
     let body = tx("bitcoin", "buy", "1", "10", "0", 2);
     let routes: Vec<(Method, String, Option<Value>)> = vec![
@@ -573,56 +434,48 @@ async fn another_users_portfolio_is_404_on_every_route() {
         ),
     ];
     for (method, path, body) in routes {
-        let reply = send(
-            &app,
-            method.clone(),
-            &path,
-            &intruder.access,
-            body.clone(),
-            &[],
-        )
-        .await;
+        let reply = app
+            .send(
+                method.clone(),
+                &path,
+                Some(&intruder.access),
+                body.clone(),
+                &[],
+            )
+            .await;
         reply.assert_problem(404, "NOT_FOUND");
         // Even with a key or a precondition.
-        let reply = send(
-            &app,
-            method.clone(),
-            &path,
-            &intruder.access,
-            body,
-            &[("if-match", "\"1\""), ("idempotency-key", "k")],
-        )
-        .await;
+        let reply = app
+            .send(
+                method.clone(),
+                &path,
+                Some(&intruder.access),
+                body,
+                &[("if-match", "\"1\""), ("idempotency-key", "k")],
+            )
+            .await;
         reply.assert_problem(404, "NOT_FOUND");
     }
     // Unknown ids are the same 404 to the owner.
     let missing = "00000000-0000-7000-8000-000000000000";
-    app.get(
-        &format!("/api/v1/portfolios/{missing}"),
-        Some(&owner.access),
-    )
-    .await
-    .assert_problem(404, "NOT_FOUND");
-    app.get(
-        &format!("{base}/transactions/{missing}"),
-        Some(&owner.access),
-    )
-    .await
-    .assert_problem(404, "NOT_FOUND");
-    let bad = app
-        .get("/api/v1/portfolios/not-a-uuid", Some(&owner.access))
-        .await;
+    app.get_portfolio(&owner, missing)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    app.get_transaction(&owner, &portfolio, missing)
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    let bad = app.get_portfolio(&owner, "not-a-uuid").await;
     bad.assert_problem(422, "VALIDATION_ERROR");
 
     // Nothing changed for the owner.
-    let mine = app.get(&base, Some(&owner.access)).await;
+    let mine = app.get_portfolio(&owner, &portfolio).await;
     assert_eq!(mine.body["name"], "Mine");
     assert_eq!(mine.body["version"], 1);
     assert_eq!(
         count(&app, "SELECT count(*) FROM portfolio_transactions").await,
         1
     );
-    let listed = app.get("/api/v1/portfolios", Some(&intruder.access)).await;
+    let listed = app.list_portfolios(&intruder, "").await;
     assert_eq!(listed.body["total"], 1, "only their own portfolio");
 }
 
@@ -630,38 +483,28 @@ async fn another_users_portfolio_is_404_on_every_route() {
 async fn a_deleted_portfolio_hides_everything_under_it() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
-    let tx_id = created(
-        &add_tx(
-            &app,
-            &user,
-            &portfolio,
-            tx("bitcoin", "buy", "1", "10", "0", 1),
-        )
-        .await,
-    );
-    let base = format!("/api/v1/portfolios/{portfolio}");
-    let deleted = send(&app, Method::DELETE, &base, &user.access, None, &[]).await;
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
+    let tx_id = app
+        .add_transaction(&user, &portfolio, tx("bitcoin", "buy", "1", "10", "0", 1))
+        .await
+        .created_id();
+    let deleted = app.delete_portfolio(&user, &portfolio, None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    for path in [
-        base.clone(),
-        format!("{base}/transactions"),
-        format!("{base}/transactions/{tx_id}"),
-        format!("{base}/valuation"),
+    for reply in [
+        app.get_portfolio(&user, &portfolio).await,
+        app.list_transactions(&user, &portfolio, "").await,
+        app.get_transaction(&user, &portfolio, &tx_id).await,
+        app.valuation(&user, &portfolio).await,
     ] {
-        app.get(&path, Some(&user.access))
-            .await
-            .assert_problem(404, "NOT_FOUND");
+        reply.assert_problem(404, "NOT_FOUND");
     }
-    add_tx(
-        &app,
-        &user,
-        &portfolio,
-        tx("bitcoin", "buy", "1", "10", "0", 2),
-    )
-    .await
-    .assert_problem(404, "NOT_FOUND");
-    let listed = app.get("/api/v1/portfolios", Some(&user.access)).await;
+    app.add_transaction(&user, &portfolio, tx("bitcoin", "buy", "1", "10", "0", 2))
+        .await
+        .assert_problem(404, "NOT_FOUND");
+    let listed = app.list_portfolios(&user, "").await;
     assert_eq!(listed.body["total"], 0);
     // Soft: the rows are kept.
     assert_eq!(
@@ -676,22 +519,25 @@ async fn a_deleted_portfolio_hides_everything_under_it() {
 async fn decimals_round_trip_exactly() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Dust"})).await);
-    let reply = add_tx(
-        &app,
-        &user,
-        &portfolio,
-        json!({
-            "coin_id": "bitcoin",
-            "side": "buy",
-            "quantity": "0.000000000000000001",
-            "price": "123456789012.123456789",
-            "fee": "0.10",
-            "executed_at": "2025-01-01T00:00:00Z",
-        }),
-    )
-    .await;
-    let tx_id = created(&reply);
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Dust"}))
+        .await
+        .created_id();
+    let reply = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            json!({
+                "coin_id": "bitcoin",
+                "side": "buy",
+                "quantity": "0.000000000000000001",
+                "price": "123456789012.123456789",
+                "fee": "0.10",
+                "executed_at": "2025-01-01T00:00:00Z",
+            }),
+        )
+        .await;
+    let tx_id = reply.created_id();
     assert_eq!(reply.body["quantity"], "0.000000000000000001");
     assert_eq!(reply.body["price"], "123456789012.123456789");
     assert_eq!(reply.body["fee"], "0.1");
@@ -718,21 +564,11 @@ async fn decimals_round_trip_exactly() {
         "NUMERIC holds every digit"
     );
 
-    let fetched = app
-        .get(
-            &format!("/api/v1/portfolios/{portfolio}/transactions/{tx_id}"),
-            Some(&user.access),
-        )
-        .await;
+    let fetched = app.get_transaction(&user, &portfolio, &tx_id).await;
     assert_eq!(fetched.body["quantity"], "0.000000000000000001");
     assert_eq!(fetched.body["price"], "123456789012.123456789");
 
-    let valuation = app
-        .get(
-            &format!("/api/v1/portfolios/{portfolio}/valuation"),
-            Some(&user.access),
-        )
-        .await;
+    let valuation = app.valuation(&user, &portfolio).await;
     assert_eq!(valuation.status, StatusCode::OK, "{}", valuation.body);
     let holding = &valuation.body["holdings"][0];
     assert_eq!(holding["quantity"], "0.000000000000000001");
@@ -741,15 +577,15 @@ async fn decimals_round_trip_exactly() {
     assert_eq!(holding["avg_cost"], "100000123456789012.123456789");
     assert!(holding["price"].is_string(), "{holding}");
 
-    let large = add_tx(
-        &app,
-        &user,
-        &portfolio,
-        json!({"coin_id": "ethereum", "side": "transfer_in",
+    let large = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            json!({"coin_id": "ethereum", "side": "transfer_in",
                "quantity": "123456789012.123456789", "executed_at": "2025-01-02T00:00:00Z"}),
-    )
-    .await;
-    created(&large);
+        )
+        .await;
+    large.created_id();
     assert_eq!(large.body["quantity"], "123456789012.123456789");
     assert_eq!(large.body["price"], "0", "a transfer defaults to zero cost");
 }
@@ -758,7 +594,10 @@ async fn decimals_round_trip_exactly() {
 async fn bad_transactions_are_422_naming_the_field_and_write_nothing() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
     let future = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
     let base = json!({"coin_id": "bitcoin", "side": "buy", "quantity": "1", "price": "10"});
     let with = |field: &str, value: Value| {
@@ -796,7 +635,7 @@ async fn bad_transactions_are_422_naming_the_field_and_write_nothing() {
         (without("quantity"), "quantity"),
     ];
     for (body, field) in cases {
-        let reply = add_tx(&app, &user, &portfolio, body.clone()).await;
+        let reply = app.add_transaction(&user, &portfolio, body.clone()).await;
         reply.assert_problem(422, "VALIDATION_ERROR");
         assert_eq!(reply.error_fields(), vec![field], "{body}");
     }
@@ -809,43 +648,42 @@ async fn bad_transactions_are_422_naming_the_field_and_write_nothing() {
         0
     );
     // A known coin is accepted without a stored price: the provider knows it.
-    created(&add_tx(&app, &user, &portfolio, base).await);
+    app.add_transaction(&user, &portfolio, base)
+        .await
+        .created_id();
 }
 
 #[tokio::test]
 async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
-    created(
-        &add_tx(
-            &app,
-            &user,
-            &portfolio,
-            tx("bitcoin", "buy", "1", "100", "0", 10),
-        )
-        .await,
-    );
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
+    app.add_transaction(&user, &portfolio, tx("bitcoin", "buy", "1", "100", "0", 10))
+        .await
+        .created_id();
 
     // More than held now, or anything before the buy.
-    let over = add_tx(
-        &app,
-        &user,
-        &portfolio,
-        tx("bitcoin", "sell", "1.5", "120", "0", 11),
-    )
-    .await;
+    let over = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            tx("bitcoin", "sell", "1.5", "120", "0", 11),
+        )
+        .await;
     over.assert_problem(422, "VALIDATION_ERROR");
     assert_eq!(over.error_fields(), vec!["quantity"]);
     let message = over.body["errors"][0]["message"].as_str().expect("message");
     assert!(message.contains("holding of 1 bitcoin"), "{message}");
-    let early = add_tx(
-        &app,
-        &user,
-        &portfolio,
-        tx("bitcoin", "sell", "0.1", "120", "0", 9),
-    )
-    .await;
+    let early = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            tx("bitcoin", "sell", "0.1", "120", "0", 9),
+        )
+        .await;
     early.assert_problem(422, "VALIDATION_ERROR");
     assert!(
         early.body["errors"][0]["message"]
@@ -853,42 +691,41 @@ async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
             .expect("message")
             .contains("holding of 0 bitcoin")
     );
-    let transfer = add_tx(
-        &app,
-        &user,
-        &portfolio,
-        tx("bitcoin", "transfer_out", "2", "0", "0", 12),
-    )
-    .await;
+    let transfer = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            tx("bitcoin", "transfer_out", "2", "0", "0", 12),
+        )
+        .await;
     transfer.assert_problem(422, "VALIDATION_ERROR");
     // Another coin's holding does not count.
-    let other = add_tx(
-        &app,
-        &user,
-        &portfolio,
-        tx("ethereum", "sell", "1", "10", "0", 12),
-    )
-    .await;
+    let other = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            tx("ethereum", "sell", "1", "10", "0", 12),
+        )
+        .await;
     other.assert_problem(422, "VALIDATION_ERROR");
 
     // Exactly the holding is fine.
-    let sell = created(
-        &add_tx(
-            &app,
+    let sell = app
+        .add_transaction(
             &user,
             &portfolio,
             tx("bitcoin", "sell", "0.6", "120", "0", 20),
         )
-        .await,
-    );
+        .await
+        .created_id();
     // A sell placed earlier that would leave the later one short is refused, naming it.
-    let squeeze = add_tx(
-        &app,
-        &user,
-        &portfolio,
-        tx("bitcoin", "sell", "0.5", "110", "0", 15),
-    )
-    .await;
+    let squeeze = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            tx("bitcoin", "sell", "0.5", "110", "0", 15),
+        )
+        .await;
     squeeze.assert_problem(422, "VALIDATION_ERROR");
     let message = squeeze.body["errors"][0]["message"]
         .as_str()
@@ -897,15 +734,13 @@ async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
         message.contains("sell of 0.6 at 2025-01-20T12:00:00+00:00") && message.contains("0.5"),
         "{message}"
     );
-    created(
-        &add_tx(
-            &app,
-            &user,
-            &portfolio,
-            tx("bitcoin", "sell", "0.4", "110", "0", 15),
-        )
-        .await,
-    );
+    app.add_transaction(
+        &user,
+        &portfolio,
+        tx("bitcoin", "sell", "0.4", "110", "0", 15),
+    )
+    .await
+    .created_id();
     assert_eq!(
         count(&app, "SELECT count(*) FROM portfolio_transactions").await,
         3
@@ -917,16 +752,7 @@ async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
             .fetch_one(&app.pool)
             .await
             .expect("buy");
-    let path = format!("/api/v1/portfolios/{portfolio}/transactions");
-    let conflict = send(
-        &app,
-        Method::DELETE,
-        &format!("{path}/{buy_id}"),
-        &user.access,
-        None,
-        &[],
-    )
-    .await;
+    let conflict = app.delete_transaction(&user, &portfolio, &buy_id).await;
     conflict.assert_problem(409, "CONFLICT");
     assert!(
         conflict.body["detail"]
@@ -940,35 +766,11 @@ async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
     );
 
     // Deleting a sell is always possible; then the buy only once no sell needs it.
-    let gone = send(
-        &app,
-        Method::DELETE,
-        &format!("{path}/{sell}"),
-        &user.access,
-        None,
-        &[],
-    )
-    .await;
+    let gone = app.delete_transaction(&user, &portfolio, &sell).await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
-    let still = send(
-        &app,
-        Method::DELETE,
-        &format!("{path}/{buy_id}"),
-        &user.access,
-        None,
-        &[],
-    )
-    .await;
+    let still = app.delete_transaction(&user, &portfolio, &buy_id).await;
     still.assert_problem(409, "CONFLICT");
-    let again = send(
-        &app,
-        Method::DELETE,
-        &format!("{path}/{sell}"),
-        &user.access,
-        None,
-        &[],
-    )
-    .await;
+    let again = app.delete_transaction(&user, &portfolio, &sell).await;
     again.assert_problem(404, "NOT_FOUND");
 }
 
@@ -976,19 +778,15 @@ async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
 async fn concurrent_sells_cannot_both_spend_one_holding() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
-    created(
-        &add_tx(
-            &app,
-            &user,
-            &portfolio,
-            tx("bitcoin", "buy", "1", "100", "0", 1),
-        )
-        .await,
-    );
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
+    app.add_transaction(&user, &portfolio, tx("bitcoin", "buy", "1", "100", "0", 1))
+        .await
+        .created_id();
     let replies = join_all((0..5).map(|_| {
-        add_tx(
-            &app,
+        app.add_transaction(
             &user,
             &portfolio,
             tx("bitcoin", "sell", "0.4", "120", "0", 2),
@@ -1017,7 +815,10 @@ async fn concurrent_sells_cannot_both_spend_one_holding() {
 async fn transactions_list_by_execution_time_with_filters() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
     // Recorded out of order on purpose.
     for body in [
         tx("ethereum", "buy", "2", "10", "0", 3),
@@ -1025,19 +826,14 @@ async fn transactions_list_by_execution_time_with_filters() {
         tx("bitcoin", "sell", "0.5", "120", "0", 4),
         tx("bitcoin", "transfer_in", "0.25", "0", "0", 2),
     ] {
-        created(&add_tx(&app, &user, &portfolio, body).await);
+        app.add_transaction(&user, &portfolio, body)
+            .await
+            .created_id();
     }
     let list = |query: &'static str| {
-        let app = &app;
-        let user = &user;
-        let portfolio = portfolio.clone();
+        let (app, user, portfolio) = (&app, &user, &portfolio);
         async move {
-            let reply = app
-                .get(
-                    &format!("/api/v1/portfolios/{portfolio}/transactions{query}"),
-                    Some(&user.access),
-                )
-                .await;
+            let reply = app.list_transactions(user, portfolio, query).await;
             assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
             reply
         }
@@ -1065,12 +861,7 @@ async fn transactions_list_by_execution_time_with_filters() {
     assert_eq!(days(&paged), ["04"]);
     assert_eq!(paged.body["total_pages"], 2);
     for query in ["?per_page=101", "?page=0", "?side=short", "?coin_id=BTC!"] {
-        let reply = app
-            .get(
-                &format!("/api/v1/portfolios/{portfolio}/transactions{query}"),
-                Some(&user.access),
-            )
-            .await;
+        let reply = app.list_transactions(&user, &portfolio, query).await;
         reply.assert_problem(422, "VALIDATION_ERROR");
     }
 }
@@ -1086,14 +877,13 @@ async fn fixture(app: &TestApp, user: &Session, method: &str) -> String {
     seed_coin(app, "fixture-eth", Some(("5", None))).await;
     seed_coin(app, "fixture-closed", None).await;
     seed_coin(app, "fixture-unpriced", None).await;
-    let portfolio = id_of(
-        &create_portfolio(
-            app,
+    let portfolio = app
+        .create_portfolio(
             user,
             json!({"name": format!("Fixture {method}"), "cost_basis_method": method}),
         )
-        .await,
-    );
+        .await
+        .created_id();
     for body in [
         tx("fixture-btc", "buy", "2", "100", "2", 1),
         tx("fixture-btc", "buy", "1", "130", "1", 2),
@@ -1107,18 +897,16 @@ async fn fixture(app: &TestApp, user: &Session, method: &str) -> String {
         tx("fixture-closed", "sell", "1", "12", "0", 2),
         tx("fixture-unpriced", "buy", "1", "7", "0", 1),
     ] {
-        created(&add_tx(app, user, &portfolio, body).await);
+        app.add_transaction(user, &portfolio, body)
+            .await
+            .created_id();
     }
     portfolio
 }
 
-async fn valuation(app: &TestApp, user: &Session, portfolio: &str) -> Value {
-    let reply = app
-        .get(
-            &format!("/api/v1/portfolios/{portfolio}/valuation"),
-            Some(&user.access),
-        )
-        .await;
+/// The portfolio's valuation, which must be a 200.
+async fn valued(app: &TestApp, user: &Session, portfolio: &str) -> Value {
+    let reply = app.valuation(user, portfolio).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     reply.body
 }
@@ -1137,7 +925,7 @@ async fn valuation_by_average_cost_matches_the_hand_computed_fixture() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
     let portfolio = fixture(&app, &user, "average").await;
-    let v = valuation(&app, &user, &portfolio).await;
+    let v = valued(&app, &user, &portfolio).await;
     assert_eq!(v["portfolio_id"], portfolio.as_str());
     assert_eq!(v["base_currency"], "usd");
     assert_eq!(v["cost_basis_method"], "average");
@@ -1209,7 +997,7 @@ async fn valuation_by_fifo_matches_the_hand_computed_fixture_and_follows_the_met
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
     let portfolio = fixture(&app, &user, "fifo").await;
-    let v = valuation(&app, &user, &portfolio).await;
+    let v = valued(&app, &user, &portfolio).await;
     let btc = holding(&v, "fixture-btc");
     assert_eq!(btc["cost_basis"], "156.25");
     assert_eq!(btc["avg_cost"], "89.285714285714285714");
@@ -1222,17 +1010,16 @@ async fn valuation_by_fifo_matches_the_hand_computed_fixture_and_follows_the_met
     assert_eq!(v["totals"]["realized_pnl"], "73.9");
 
     // Switching the method revalues at once.
-    let switched = send(
-        &app,
-        Method::PATCH,
-        &format!("/api/v1/portfolios/{portfolio}"),
-        &user.access,
-        Some(json!({"cost_basis_method": "average"})),
-        &[],
-    )
-    .await;
+    let switched = app
+        .patch_portfolio(
+            &user,
+            &portfolio,
+            json!({"cost_basis_method": "average"}),
+            None,
+        )
+        .await;
     assert_eq!(switched.status, StatusCode::OK);
-    let v = valuation(&app, &user, &portfolio).await;
+    let v = valued(&app, &user, &portfolio).await;
     assert_eq!(holding(&v, "fixture-btc")["cost_basis"], "145.6875");
 }
 
@@ -1240,23 +1027,26 @@ async fn valuation_by_fifo_matches_the_hand_computed_fixture_and_follows_the_met
 async fn allocation_sums_to_exactly_100_and_missing_prices_are_fetched_once() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Thirds"})).await);
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Thirds"}))
+        .await
+        .created_id();
     seed_coin(&app, "third-a", Some(("1", None))).await;
     seed_coin(&app, "third-b", Some(("1", None))).await;
     seed_coin(&app, "third-c", Some(("1", None))).await;
     for (coin, day) in [("third-a", 1), ("third-b", 2), ("third-c", 3)] {
-        created(&add_tx(&app, &user, &portfolio, tx(coin, "buy", "1", "1", "0", day)).await);
+        app.add_transaction(&user, &portfolio, tx(coin, "buy", "1", "1", "0", day))
+            .await
+            .created_id();
     }
     // bitcoin has no stored price: the provider is asked once and the quote kept.
-    created(
-        &add_tx(
-            &app,
-            &user,
-            &portfolio,
-            tx("bitcoin", "buy", "0.001", "50000", "0", 4),
-        )
-        .await,
-    );
+    app.add_transaction(
+        &user,
+        &portfolio,
+        tx("bitcoin", "buy", "0.001", "50000", "0", 4),
+    )
+    .await
+    .created_id();
     sqlx::query("DELETE FROM latest_prices WHERE coin_id = 'bitcoin'")
         .execute(&app.pool)
         .await
@@ -1267,7 +1057,7 @@ async fn allocation_sums_to_exactly_100_and_missing_prices_are_fetched_once() {
         .clear()
         .await
         .expect("forget the cached price too");
-    let v = valuation(&app, &user, &portfolio).await;
+    let v = valued(&app, &user, &portfolio).await;
     assert_eq!(v["totals"]["partial"], false);
     assert_eq!(holding(&v, "bitcoin")["price_missing"], false);
     assert!(holding(&v, "bitcoin")["price"].is_string());
@@ -1305,26 +1095,21 @@ async fn an_unreachable_provider_leaves_prices_missing_not_an_error() {
     let user = app.register("ada").await;
     seed_coin(&app, "bitcoin", None).await;
     seed_coin(&app, "ethereum", Some(("2000", None))).await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Main"})).await);
-    created(
-        &add_tx(
-            &app,
-            &user,
-            &portfolio,
-            tx("bitcoin", "buy", "1", "100", "0", 1),
-        )
-        .await,
-    );
-    created(
-        &add_tx(
-            &app,
-            &user,
-            &portfolio,
-            tx("ethereum", "buy", "1", "1000", "0", 1),
-        )
-        .await,
-    );
-    let v = valuation(&app, &user, &portfolio).await;
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
+    app.add_transaction(&user, &portfolio, tx("bitcoin", "buy", "1", "100", "0", 1))
+        .await
+        .created_id();
+    app.add_transaction(
+        &user,
+        &portfolio,
+        tx("ethereum", "buy", "1", "1000", "0", 1),
+    )
+    .await
+    .created_id();
+    let v = valued(&app, &user, &portfolio).await;
     assert_eq!(v["totals"]["partial"], true);
     assert_eq!(v["totals"]["missing_prices"], json!(["bitcoin"]));
     assert_eq!(v["totals"]["total_value"], "2000");
@@ -1333,22 +1118,20 @@ async fn an_unreachable_provider_leaves_prices_missing_not_an_error() {
     assert_eq!(holding(&v, "ethereum")["allocation_pct"], "100");
     assert_eq!(holding(&v, "bitcoin")["price_missing"], true);
     // An unknown coin cannot be added while the provider is unreachable: 503, not a guess.
-    add_tx(
-        &app,
-        &user,
-        &portfolio,
-        tx("solana", "buy", "1", "100", "0", 1),
-    )
-    .await
-    .assert_problem(503, "UNAVAILABLE");
+    app.add_transaction(&user, &portfolio, tx("solana", "buy", "1", "100", "0", 1))
+        .await
+        .assert_problem(503, "UNAVAILABLE");
 }
 
 #[tokio::test]
 async fn an_empty_portfolio_values_to_zero() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let portfolio = id_of(&create_portfolio(&app, &user, json!({"name": "Empty"})).await);
-    let v = valuation(&app, &user, &portfolio).await;
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Empty"}))
+        .await
+        .created_id();
+    let v = valued(&app, &user, &portfolio).await;
     assert_eq!(v["holdings"], json!([]));
     assert_eq!(
         v["totals"],
@@ -1370,29 +1153,19 @@ async fn an_empty_portfolio_values_to_zero() {
 async fn an_idempotency_key_replays_the_first_response() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let key = [("idempotency-key", "create-main-1")];
+    let key = "create-main-1";
     let body = json!({"name": "Main", "cost_basis_method": "fifo"});
-    let first = send(
-        &app,
-        Method::POST,
-        "/api/v1/portfolios",
-        &user.access,
-        Some(body.clone()),
-        &key,
-    )
-    .await;
+    let first = app.create_portfolio_keyed(&user, body.clone(), key).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     assert_eq!(first.header("idempotent-replayed"), None);
     // The same request again, with its JSON written differently.
-    let retry = send(
-        &app,
-        Method::POST,
-        "/api/v1/portfolios",
-        &user.access,
-        Some(json!({"cost_basis_method": "fifo", "name": "Main"})),
-        &key,
-    )
-    .await;
+    let retry = app
+        .create_portfolio_keyed(
+            &user,
+            json!({"cost_basis_method": "fifo", "name": "Main"}),
+            key,
+        )
+        .await;
     assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.body);
     assert_eq!(retry.body, first.body, "same id, same body");
     assert_eq!(retry.header("location"), first.header("location"));
@@ -1401,54 +1174,28 @@ async fn an_idempotency_key_replays_the_first_response() {
     assert_eq!(count(&app, "SELECT count(*) FROM portfolios").await, 1);
 
     // Same key, different request: refused, nothing created.
-    let mismatch = send(
-        &app,
-        Method::POST,
-        "/api/v1/portfolios",
-        &user.access,
-        Some(json!({"name": "Other"})),
-        &key,
-    )
-    .await;
+    let mismatch = app
+        .create_portfolio_keyed(&user, json!({"name": "Other"}), key)
+        .await;
     mismatch.assert_problem(422, "VALIDATION_ERROR");
     assert_eq!(mismatch.error_fields(), vec!["Idempotency-Key"]);
     assert_eq!(count(&app, "SELECT count(*) FROM portfolios").await, 1);
 
     // Keys are per user: another user's same key creates their own portfolio.
     let other = app.register("bob").await;
-    let theirs = send(
-        &app,
-        Method::POST,
-        "/api/v1/portfolios",
-        &other.access,
-        Some(body.clone()),
-        &key,
-    )
-    .await;
+    let theirs = app.create_portfolio_keyed(&other, body.clone(), key).await;
     assert_eq!(theirs.status, StatusCode::CREATED);
     assert_ne!(theirs.body["id"], first.body["id"]);
 
     // A failed request is not remembered: fixing it under the same key works.
-    let bad_key = [("idempotency-key", "create-bad")];
-    let failed = send(
-        &app,
-        Method::POST,
-        "/api/v1/portfolios",
-        &user.access,
-        Some(json!({"name": "Main"})),
-        &bad_key,
-    )
-    .await;
+    let bad_key = "create-bad";
+    let failed = app
+        .create_portfolio_keyed(&user, json!({"name": "Main"}), bad_key)
+        .await;
     failed.assert_problem(409, "CONFLICT");
-    let fixed = send(
-        &app,
-        Method::POST,
-        "/api/v1/portfolios",
-        &user.access,
-        Some(json!({"name": "Second"})),
-        &bad_key,
-    )
-    .await;
+    let fixed = app
+        .create_portfolio_keyed(&user, json!({"name": "Second"}), bad_key)
+        .await;
     assert_eq!(fixed.status, StatusCode::CREATED, "{}", fixed.body);
 
     // After 24 hours a key is forgotten.
@@ -1456,88 +1203,116 @@ async fn an_idempotency_key_replays_the_first_response() {
         .execute(&app.pool)
         .await
         .expect("age keys");
-    let reused = send(
-        &app,
-        Method::POST,
-        "/api/v1/portfolios",
-        &user.access,
-        Some(json!({"name": "Third"})),
-        &key,
-    )
-    .await;
+    let reused = app
+        .create_portfolio_keyed(&user, json!({"name": "Third"}), key)
+        .await;
     assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.body);
     assert_ne!(reused.body["id"], first.body["id"]);
     assert_eq!(reused.header("idempotent-replayed"), None);
 
-    let invalid = send(
-        &app,
-        Method::POST,
-        "/api/v1/portfolios",
-        &user.access,
-        Some(json!({"name": "Fourth"})),
-        &[("idempotency-key", "has space")],
-    )
-    .await;
+    let invalid = app
+        .create_portfolio_keyed(&user, json!({"name": "Fourth"}), "has space")
+        .await;
     invalid.assert_problem(422, "VALIDATION_ERROR");
     assert_eq!(invalid.error_fields(), vec!["Idempotency-Key"]);
+}
+
+#[tokio::test]
+async fn a_replay_answers_the_stored_status_and_body() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let key = "stored-1";
+    let body = json!({"name": "Main"});
+    let first = app.create_portfolio_keyed(&user, body.clone(), key).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let (status, stored): (Option<i16>, Option<Value>) = sqlx::query_as(
+        "SELECT response_status, response_body FROM idempotency_keys WHERE key = 'stored-1'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("stored response");
+    assert_eq!(status, Some(201), "the status answered is stored");
+    assert_eq!(stored.as_ref(), Some(&first.body), "and so is the body");
+
+    // A replay answers whatever was stored, not what a create answers now.
+    sqlx::query(
+        "UPDATE idempotency_keys SET response_status = 200,
+                response_body = jsonb_set(response_body, '{name}', '\"Stored\"')
+         WHERE key = 'stored-1'",
+    )
+    .execute(&app.pool)
+    .await
+    .expect("edit the stored response");
+    let replay = app.create_portfolio_keyed(&user, body, key).await;
+    assert_eq!(replay.status, StatusCode::OK, "{}", replay.body);
+    assert_eq!(replay.body["name"], "Stored");
+    assert_eq!(replay.body["id"], first.body["id"]);
+    assert_eq!(replay.header("location"), first.header("location"));
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+
+    // Transactions store theirs the same way.
+    let portfolio = first.created_id();
+    let tx_key = "stored-tx";
+    let recorded = app
+        .add_transaction_keyed(
+            &user,
+            &portfolio,
+            tx("bitcoin", "buy", "1", "100", "0", 1),
+            tx_key,
+        )
+        .await;
+    assert_eq!(recorded.status, StatusCode::CREATED, "{}", recorded.body);
+    let status: Option<i16> =
+        sqlx::query_scalar("SELECT response_status FROM idempotency_keys WHERE key = 'stored-tx'")
+            .fetch_one(&app.pool)
+            .await
+            .expect("stored status");
+    assert_eq!(status, Some(201));
+    let replay = app
+        .add_transaction_keyed(
+            &user,
+            &portfolio,
+            tx("bitcoin", "buy", "1", "100", "0", 1),
+            tx_key,
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::CREATED);
+    assert_eq!(replay.body, recorded.body);
 }
 
 #[tokio::test]
 async fn an_idempotency_key_on_transactions_covers_the_portfolio_too() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let a = id_of(&create_portfolio(&app, &user, json!({"name": "A"})).await);
-    let b = id_of(&create_portfolio(&app, &user, json!({"name": "B"})).await);
-    let key = [("idempotency-key", "buy-1")];
+    let a = app
+        .create_portfolio(&user, json!({"name": "A"}))
+        .await
+        .created_id();
+    let b = app
+        .create_portfolio(&user, json!({"name": "B"}))
+        .await
+        .created_id();
+    let key = "buy-1";
     let body = tx("bitcoin", "buy", "1.50", "100", "0", 1);
-    let path = |p: &str| format!("/api/v1/portfolios/{p}/transactions");
-    let first = send(
-        &app,
-        Method::POST,
-        &path(&a),
-        &user.access,
-        Some(body.clone()),
-        &key,
-    )
-    .await;
+    let first = app
+        .add_transaction_keyed(&user, &a, body.clone(), key)
+        .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
     // "1.5" is the same amount as "1.50".
     let mut same = body.clone();
     same["quantity"] = json!("1.5");
-    let retry = send(
-        &app,
-        Method::POST,
-        &path(&a),
-        &user.access,
-        Some(same),
-        &key,
-    )
-    .await;
+    let retry = app.add_transaction_keyed(&user, &a, same, key).await;
     assert_eq!(retry.status, StatusCode::CREATED);
     assert_eq!(retry.body, first.body);
     assert_eq!(retry.header("location"), first.header("location"));
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
-    let elsewhere = send(
-        &app,
-        Method::POST,
-        &path(&b),
-        &user.access,
-        Some(body.clone()),
-        &key,
-    )
-    .await;
+    let elsewhere = app
+        .add_transaction_keyed(&user, &b, body.clone(), key)
+        .await;
     elsewhere.assert_problem(422, "VALIDATION_ERROR");
     let mut different = body;
     different["quantity"] = json!("2");
-    let mismatch = send(
-        &app,
-        Method::POST,
-        &path(&a),
-        &user.access,
-        Some(different),
-        &key,
-    )
-    .await;
+    let mismatch = app.add_transaction_keyed(&user, &a, different, key).await;
     mismatch.assert_problem(422, "VALIDATION_ERROR");
     assert_eq!(
         count(&app, "SELECT count(*) FROM portfolio_transactions").await,
@@ -1549,25 +1324,11 @@ async fn an_idempotency_key_on_transactions_covers_the_portfolio_too() {
 async fn concurrent_retries_with_one_key_create_one_resource() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
-    let key = [("idempotency-key", "race")];
-    let replies = join_all((0..6).map(|_| {
-        send(
-            &app,
-            Method::POST,
-            "/api/v1/portfolios",
-            &user.access,
-            Some(json!({"name": "Raced"})),
-            &key,
-        )
-    }))
-    .await;
-    let ids: HashSet<String> = replies
-        .iter()
-        .map(|r| {
-            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-            id_of(&r.body)
-        })
-        .collect();
+    let key = "race";
+    let replies =
+        join_all((0..6).map(|_| app.create_portfolio_keyed(&user, json!({"name": "Raced"}), key)))
+            .await;
+    let ids: HashSet<String> = replies.iter().map(Reply::created_id).collect();
     assert_eq!(ids.len(), 1, "every retry got the one portfolio");
     let replayed = replies
         .iter()
@@ -1577,26 +1338,17 @@ async fn concurrent_retries_with_one_key_create_one_resource() {
     assert_eq!(count(&app, "SELECT count(*) FROM portfolios").await, 1);
 
     let portfolio = ids.into_iter().next().expect("one id");
-    let path = format!("/api/v1/portfolios/{portfolio}/transactions");
-    let tx_key = [("idempotency-key", "race-tx")];
+    let tx_key = "race-tx";
     let replies = join_all((0..6).map(|_| {
-        send(
-            &app,
-            Method::POST,
-            &path,
-            &user.access,
-            Some(tx("bitcoin", "buy", "1", "100", "0", 1)),
-            &tx_key,
+        app.add_transaction_keyed(
+            &user,
+            &portfolio,
+            tx("bitcoin", "buy", "1", "100", "0", 1),
+            tx_key,
         )
     }))
     .await;
-    let ids: HashSet<String> = replies
-        .iter()
-        .map(|r| {
-            assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-            id_of(&r.body)
-        })
-        .collect();
+    let ids: HashSet<String> = replies.iter().map(Reply::created_id).collect();
     assert_eq!(ids.len(), 1);
     assert_eq!(
         count(&app, "SELECT count(*) FROM portfolio_transactions").await,

@@ -206,6 +206,25 @@ impl Prices {
         })
     }
 
+    /// The stored prices of `coins` in `vs`, whatever their age (older than `max_age` are
+    /// marked `stale`), without asking the provider: for coins whose price is shown but not
+    /// needed (a closed holding is worth 0 at any price).
+    pub async fn stored(
+        &self,
+        coins: &[String],
+        vs: &str,
+    ) -> Result<HashMap<String, LatestPrice>, PriceError> {
+        let fresh_since = self.fresh_since();
+        Ok(store::latest_many(&self.db, coins, vs)
+            .await?
+            .into_iter()
+            .map(|mut price| {
+                price.stale = price.fetched_at < fresh_since;
+                (price.coin_id.clone(), price)
+            })
+            .collect())
+    }
+
     /// The `limit` largest coins by market capitalisation in `vs`: stored ones fetched within
     /// `max_age` when there are enough, else the provider's list (stored and cached); if the
     /// provider is down, what is stored.

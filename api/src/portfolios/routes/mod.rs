@@ -1,0 +1,35 @@
+//! The handlers, one file per resource, and what they share.
+
+mod portfolios;
+mod transactions;
+mod valuation;
+
+use poem_openapi::ApiResponse;
+use uuid::Uuid;
+
+pub use self::portfolios::PortfoliosApi;
+pub use self::transactions::TransactionsApi;
+pub use self::valuation::ValuationApi;
+use crate::error::ApiError;
+
+/// The `Location` of a portfolio.
+fn location(id: Uuid) -> String {
+    format!("/api/v1/portfolios/{id}")
+}
+
+/// `"true"` on a replayed response, for the `Idempotent-Replayed` header.
+fn replayed(replay: bool) -> Option<String> {
+    replay.then(|| "true".to_owned())
+}
+
+/// The 404 of a portfolio that is not the caller's, deleted, or not there at all.
+fn not_found() -> ApiError {
+    ApiError::not_found("portfolio")
+}
+
+#[derive(ApiResponse)]
+enum NoContent {
+    /// Done.
+    #[oai(status = 204)]
+    Done,
+}

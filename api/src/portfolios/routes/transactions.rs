@@ -1,0 +1,309 @@
+//! A portfolio's transactions: `/api/v1/portfolios/{id}/transactions[/{tx_id}]`.
+
+use chrono::Utc;
+use common::market::store as market_store;
+use common::prices::PriceError;
+use poem::http::StatusCode;
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, OpenApi};
+use uuid::Uuid;
+
+use super::{NoContent, location, not_found, replayed};
+use crate::app::AppState;
+use crate::auth::extract::ActiveUser;
+use crate::error::{ApiError, ApiResult, status};
+use crate::market::parse_coin_id;
+use crate::platform::ApiTags;
+use crate::platform::json_body::JsonBody;
+use crate::platform::pagination::{Page, PageRequest};
+use crate::portfolios::amount::Dec;
+use crate::portfolios::idempotency::{self, Answer, Claim, Key, Scope};
+use crate::portfolios::ledger::{self, DeleteRefusal, InsertRefusal};
+use crate::portfolios::model::{CreateTransactionRequest, SortOrder, Transaction, TransactionSide};
+use crate::portfolios::repo;
+use crate::portfolios::validate::{self, ValidTransaction};
+use crate::portfolios::valuation::Side;
+
+/// Transaction endpoints.
+#[derive(Debug)]
+pub struct TransactionsApi {
+    state: AppState,
+}
+
+impl TransactionsApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+
+    /// Makes sure the coin is known: stored already, or known to the price provider (the
+    /// prices service records its quote). Unknown coins are a 422.
+    async fn ensure_coin(&self, coin_id: &str, vs: &str) -> Result<(), ApiError> {
+        if market_store::coin_exists(&self.state.db, coin_id).await? {
+            return Ok(());
+        }
+        match self.state.prices.latest(coin_id, vs).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(ApiError::invalid("coin_id", "is not a known coin")),
+            Err(PriceError::Refused(err)) => {
+                tracing::warn!(error = %err, coin_id, "price provider refused a coin lookup");
+                Err(ApiError::invalid("coin_id", "is not a known coin"))
+            }
+            Err(PriceError::Unavailable(why)) => {
+                tracing::warn!(reason = %why, coin_id, "price provider failed a coin lookup");
+                Err(unavailable())
+            }
+            Err(PriceError::Database(err)) => Err(err.into()),
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum TransactionCreated {
+    /// Recorded. With an `Idempotency-Key` that was used before for the same request, this is
+    /// the first response again (same id), marked `Idempotent-Replayed: true`.
+    #[oai(status = 201)]
+    Created(
+        Json<Transaction>,
+        /// The transaction's URL.
+        #[oai(header = "Location")]
+        String,
+        /// `true` when this is a replay of an earlier response.
+        #[oai(header = "Idempotent-Replayed")]
+        Option<String>,
+    ),
+}
+
+fn created_transaction(transaction: Transaction, replay: bool) -> TransactionCreated {
+    let location = format!(
+        "{}/transactions/{}",
+        location(transaction.portfolio_id),
+        transaction.id
+    );
+    TransactionCreated::Created(Json(transaction), location, replayed(replay))
+}
+
+fn unavailable() -> ApiError {
+    ApiError::Unavailable("the price provider is unavailable; retry later".into())
+}
+
+/// A refused new transaction as a 422 on `quantity`.
+fn insert_refused(refusal: InsertRefusal, new: &ValidTransaction) -> ApiError {
+    let coin_id = &new.coin_id;
+    let message = match refusal {
+        InsertRefusal::ExceedsHolding { held } => format!(
+            "is more than the holding of {} {coin_id} at {}",
+            Dec(held),
+            new.executed_at.to_rfc3339()
+        ),
+        InsertRefusal::LeavesShort { later, held } => format!(
+            "would leave too little {coin_id} for {later} (the holding then would be {})",
+            Dec(held)
+        ),
+        InsertRefusal::Overflow => {
+            "the holding would become too large to compute exactly".to_owned()
+        }
+    };
+    ApiError::invalid("quantity", message)
+}
+
+/// A refused deletion as a 409 naming the transaction left short.
+fn delete_refused(refusal: DeleteRefusal, coin_id: &str) -> ApiError {
+    match refusal {
+        DeleteRefusal::LeavesShort { later, held } => ApiError::Conflict {
+            detail: format!(
+                "deleting this transaction would leave too little {coin_id} for {later} \
+                 (the holding then would be {})",
+                Dec(held)
+            ),
+            field: None,
+        },
+        DeleteRefusal::Overflow => ApiError::Internal(anyhow::anyhow!(
+            "the ledger of {coin_id} is too large to compute exactly"
+        )),
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1/portfolios", tag = "ApiTags::Portfolios")]
+impl TransactionsApi {
+    /// A portfolio's transactions, by `executed_at` (then the order they were recorded in).
+    ///
+    /// `order` is `asc` (ledger order, the default) or `desc`; filter by `coin_id` and `side`.
+    #[oai(path = "/:id/transactions", method = "get")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "poem-openapi takes each query parameter as an argument"
+    )]
+    async fn list_transactions(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// Page number, from 1 (at most 1,000,000).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
+        page: Query<Option<u32>>,
+        /// Items per page, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
+        per_page: Query<Option<u32>>,
+        /// Only this coin's transactions.
+        #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}$"))]
+        coin_id: Query<Option<String>>,
+        /// Only transactions of this side.
+        side: Query<Option<TransactionSide>>,
+        /// `asc` (default) or `desc` by `executed_at`.
+        order: Query<Option<SortOrder>>,
+    ) -> ApiResult<
+        Json<Page<Transaction>>,
+        { status::AUTHED | status::VALIDATION | status::NOT_FOUND },
+    > {
+        let request = PageRequest::parse(page.0, per_page.0)?;
+        let coin_id = coin_id
+            .0
+            .as_deref()
+            .map(|raw| parse_coin_id("coin_id", raw))
+            .transpose()?;
+        let user = caller.0.id;
+        let mut conn = self.state.db.acquire().await?;
+        let portfolio = repo::find(&mut *conn, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        let (rows, total) = repo::list_transactions(
+            &mut conn,
+            portfolio.id,
+            &repo::TransactionFilter {
+                coin_id: coin_id.as_deref(),
+                side: side.0.map(Side::from),
+                order: order.0.unwrap_or(SortOrder::Asc).as_str(),
+            },
+            request.limit(),
+            request.offset(),
+        )
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(Transaction::try_from)
+            .collect::<Result<_, _>>()?;
+        Ok(Json(Page::new(items, request, total)))
+    }
+
+    /// Record a transaction.
+    ///
+    /// A `sell` or `transfer_out` may not take out more than the holding at its
+    /// `executed_at`, nor leave a later one short (`422`, naming the transaction). Amounts are
+    /// decimal strings. `Idempotency-Key` works as for creating a portfolio.
+    #[oai(path = "/:id/transactions", method = "post")]
+    async fn create_transaction(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// A unique value per intended create, e.g. a UUID (1–255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
+        body: JsonBody<CreateTransactionRequest>,
+    ) -> ApiResult<Answer<TransactionCreated>, { status::AUTHED | status::BODY | status::NOT_FOUND }>
+    {
+        let request = body.0;
+        let key = idempotency_key.0.as_deref().map(Key::parse).transpose()?;
+        let new = validate::transaction(&request, Utc::now())?;
+        let user = caller.0.id;
+        let portfolio = repo::find(&self.state.db, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        self.ensure_coin(&new.coin_id, &portfolio.base_currency)
+            .await?;
+
+        let mut tx = self.state.db.begin().await?;
+        if let Some(key) = &key {
+            let path = format!("{}/transactions", location(portfolio.id));
+            let fingerprint = idempotency::fingerprint(&path, &request)?;
+            let claim = idempotency::claim::<Transaction>(
+                &mut tx,
+                user,
+                Scope::CreateTransaction,
+                key,
+                &fingerprint,
+            )
+            .await?;
+            if let Claim::Replay { status, body } = claim {
+                return Ok(Answer::replay(status, created_transaction(body, true)));
+            }
+        }
+        let portfolio = repo::lock(&mut tx, user, portfolio.id)
+            .await?
+            .ok_or_else(not_found)?;
+        let ledger = repo::coin_ledger(&mut *tx, portfolio.id, &new.coin_id).await?;
+        ledger::check_insert(&ledger, &new.entry(), new.executed_at)
+            .map_err(|refusal| insert_refused(refusal, &new))?;
+        let row = repo::insert_transaction(&mut *tx, portfolio.id, &new.as_new()).await?;
+        let transaction = Transaction::try_from(row)?;
+        if let Some(key) = &key {
+            idempotency::store(
+                &mut tx,
+                user,
+                Scope::CreateTransaction,
+                key,
+                StatusCode::CREATED, // What `TransactionCreated` answers.
+                &transaction,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Answer::fresh(created_transaction(transaction, false)))
+    }
+
+    /// One transaction of a portfolio.
+    #[oai(path = "/:id/transactions/:tx_id", method = "get")]
+    async fn get_transaction(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// The transaction's id.
+        tx_id: Path<Uuid>,
+    ) -> ApiResult<Json<Transaction>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
+    {
+        let user = caller.0.id;
+        let mut conn = self.state.db.acquire().await?;
+        let portfolio = repo::find(&mut *conn, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        let row = repo::find_transaction(&mut *conn, portfolio.id, tx_id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("transaction"))?;
+        Ok(Json(row.try_into()?))
+    }
+
+    /// Delete a transaction.
+    ///
+    /// Refused with `409` when a later `sell` or `transfer_out` would then take out more than
+    /// the holding (the problem names it); nothing changes.
+    #[oai(path = "/:id/transactions/:tx_id", method = "delete")]
+    async fn delete_transaction(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// The transaction's id.
+        tx_id: Path<Uuid>,
+    ) -> ApiResult<
+        NoContent,
+        { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::CONFLICT },
+    > {
+        let user = caller.0.id;
+        let mut tx = self.state.db.begin().await?;
+        let portfolio = repo::lock(&mut tx, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        let row = repo::find_transaction(&mut *tx, portfolio.id, tx_id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("transaction"))?;
+        let ledger = repo::coin_ledger(&mut *tx, portfolio.id, &row.coin_id).await?;
+        ledger::check_delete(&ledger, row.id)
+            .map_err(|refusal| delete_refused(refusal, &row.coin_id))?;
+        repo::delete_transaction(&mut *tx, row.id).await?;
+        tx.commit().await?;
+        Ok(NoContent::Done)
+    }
+}

@@ -1,0 +1,93 @@
+//! A portfolio's valuation: `/api/v1/portfolios/{id}/valuation`.
+
+use chrono::Utc;
+use poem_openapi::OpenApi;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use uuid::Uuid;
+
+use super::not_found;
+use crate::app::AppState;
+use crate::auth::extract::ActiveUser;
+use crate::error::{ApiError, ApiResult, status};
+use crate::platform::ApiTags;
+use crate::portfolios::model::{Valuation, ValuationTotals};
+use crate::portfolios::prices::{self, Wanted};
+use crate::portfolios::repo;
+use crate::portfolios::valuation::{self, LedgerError};
+
+/// Valuation endpoints.
+#[derive(Debug)]
+pub struct ValuationApi {
+    state: AppState,
+}
+
+impl ValuationApi {
+    /// Creates the endpoints over shared state.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+fn valuation_error(err: LedgerError) -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("valuation failed: {err}"))
+}
+
+#[OpenApi(prefix_path = "/api/v1/portfolios", tag = "ApiTags::Portfolios")]
+impl ValuationApi {
+    /// A portfolio valued at the latest prices: per holding and in total.
+    ///
+    /// Cost basis follows the portfolio's method (`average` or `fifo`); fees count in it.
+    /// `transfer_in` adds coins at zero cost basis unless it gives a price; `transfer_out`
+    /// removes coins with their cost basis and no proceeds. Quantities and prices are exact;
+    /// money is rounded to 8 decimal places, `avg_cost` to 18 and percentages to 4, half away
+    /// from zero, and totals are sums of the rounded holdings. A holding whose price is not
+    /// known is listed with `price: null` and `price_missing: true`; the totals then say
+    /// `partial: true` and name it in `missing_prices`. Allocation covers the priced holdings
+    /// and sums to exactly 100.
+    #[oai(path = "/:id/valuation", method = "get")]
+    async fn valuation(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<Valuation>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
+    {
+        let user = caller.0.id;
+        let portfolio = repo::find(&self.state.db, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        let method = portfolio.method();
+        let ledgers = repo::ledgers(&self.state.db, portfolio.id).await?;
+        let mut positions = Vec::with_capacity(ledgers.len());
+        for (coin_id, entries) in ledgers {
+            let position = valuation::replay(method.into(), &entries).map_err(valuation_error)?;
+            positions.push((coin_id, position));
+        }
+        let wanted: Vec<Wanted<'_>> = positions
+            .iter()
+            .map(|(coin_id, position)| Wanted {
+                coin_id,
+                held: !position.quantity.is_zero(),
+            })
+            .collect();
+        let prices = prices::latest(&self.state, &wanted, &portfolio.base_currency).await?;
+        let valued = valuation::value_positions(positions, &prices).map_err(valuation_error)?;
+        Ok(Json(Valuation {
+            portfolio_id: portfolio.id,
+            base_currency: portfolio.base_currency,
+            cost_basis_method: method,
+            valued_at: Utc::now(),
+            holdings: valued.holdings,
+            totals: ValuationTotals {
+                total_value: valued.total_value,
+                total_cost: valued.total_cost,
+                unrealized_pnl: valued.unrealized_pnl,
+                unrealized_pnl_pct: valued.unrealized_pnl_pct,
+                realized_pnl: valued.realized_pnl,
+                partial: valued.partial,
+                missing_prices: valued.missing_prices,
+            },
+        }))
+    }
+}
