@@ -11,7 +11,7 @@ use poem::listener::{Listener, TcpListener};
 use crate::app::{AppState, build_app, build_metrics_app};
 use crate::auth::passwords::PasswordHasher;
 use crate::config::ApiConfig;
-use crate::users::{repo, validate};
+use crate::users::{store, validate};
 
 /// Coinpulse HTTP API. Every flag can also be set through the environment variable shown.
 #[derive(Debug, clap::Parser)]
@@ -138,9 +138,9 @@ async fn create_admin(config: &ApiConfig, email: &str, username: &str) -> anyhow
     };
     let db = common::db::connect_and_migrate(&config.common.database).await?;
     let hash = PasswordHasher::new(&config.auth)?.hash(&password).await?;
-    let user = repo::insert(
+    let user = store::insert(
         &db,
-        &repo::NewUser {
+        &store::NewUser {
             email: &email,
             username: &username,
             password_hash: &hash,

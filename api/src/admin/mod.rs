@@ -15,7 +15,7 @@ use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
 use crate::users::model::{RoleName, UserProfile};
-use crate::users::{parse_profile_changes, repo};
+use crate::users::{parse_profile_changes, store};
 
 /// Admin endpoints.
 #[derive(Debug)]
@@ -114,13 +114,13 @@ impl AdminApi {
                 ApiError::invalid("q", "must be at most 254 characters, without U+0000").into(),
             );
         }
-        let filter = repo::UserFilter {
+        let filter = store::UserFilter {
             search,
             role: role.0.map(Role::from),
             is_active: active.0,
         };
         let (rows, total) =
-            repo::list(&self.state.db, &filter, request.limit(), request.offset()).await?;
+            store::list(&self.state.db, &filter, request.limit(), request.offset()).await?;
         let items = rows.into_iter().map(UserProfile::from).collect();
         Ok(Json(Page::new(items, request, total)))
     }
@@ -133,7 +133,7 @@ impl AdminApi {
         /// The user's id.
         id: Path<Uuid>,
     ) -> ApiResult<Json<UserProfile>, { ADMIN | status::VALIDATION | status::NOT_FOUND }> {
-        let user = repo::find(&self.state.db, id.0)
+        let user = store::find(&self.state.db, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
         Ok(Json(user.into()))
@@ -158,18 +158,18 @@ impl AdminApi {
         changes.is_active = request.is_active;
 
         let mut tx = self.state.db.begin().await?;
-        let target = repo::find(&mut *tx, id.0)
+        let target = store::find(&mut *tx, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
         let loses_admin = target.role == Role::Admin
             && target.is_active
             && (changes.role == Some(Role::User) || changes.is_active == Some(false));
-        if loses_admin && repo::lock_active_admins(&mut *tx).await? <= 1 {
+        if loses_admin && store::lock_active_admins(&mut *tx).await? <= 1 {
             return Err(
                 conflict("the last active administrator cannot be demoted or disabled").into(),
             );
         }
-        let user = repo::update(&mut *tx, id.0, &changes)
+        let user = store::update(&mut *tx, id.0, &changes)
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
         if changes.is_active == Some(false) {
@@ -193,16 +193,16 @@ impl AdminApi {
     ) -> ApiResult<NoContent, { ADMIN | status::VALIDATION | status::NOT_FOUND | status::CONFLICT }>
     {
         let mut tx = self.state.db.begin().await?;
-        let target = repo::find(&mut *tx, id.0)
+        let target = store::find(&mut *tx, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("user"))?;
         if target.role == Role::Admin
             && target.is_active
-            && repo::lock_active_admins(&mut *tx).await? <= 1
+            && store::lock_active_admins(&mut *tx).await? <= 1
         {
             return Err(conflict("the last active administrator cannot be deleted").into());
         }
-        repo::delete(&mut *tx, target.id).await?;
+        store::delete(&mut *tx, target.id).await?;
         tx.commit().await?;
         self.state.users.invalidate(target.id);
         tracing::info!(admin_id = %admin.0.id, user_id = %target.id, "user deleted by admin");

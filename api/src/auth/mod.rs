@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::users::model::{UserProfile, UserRow};
-use crate::users::{repo, validate};
+use crate::users::{store, validate};
 
 /// Authentication endpoints.
 #[derive(Debug)]
@@ -199,9 +199,9 @@ impl AuthApi {
 
         let password_hash = self.state.passwords.hash(&password).await?;
         let mut tx = self.state.db.begin().await?;
-        let user = repo::insert(
+        let user = store::insert(
             &mut *tx,
-            &repo::NewUser {
+            &store::NewUser {
                 email: &email,
                 username: &username,
                 password_hash: &password_hash,
@@ -225,7 +225,7 @@ impl AuthApi {
     ) -> ApiResult<Json<TokenResponse>, { status::AUTHED | status::BODY | status::FORBIDDEN }> {
         let request = body.0;
         let attempt = self.state.lockout.begin(&request.email).await?;
-        let user = repo::find_by_email(&self.state.db, request.email.trim()).await?;
+        let user = store::find_by_email(&self.state.db, request.email.trim()).await?;
         let verification = self
             .state
             .passwords
@@ -245,14 +245,14 @@ impl AuthApi {
             }
             (Some(user), Verification::Match) => user,
             (Some(user), Verification::MatchRehashed(new_hash)) => {
-                repo::set_password_hash(&self.state.db, user.id, &new_hash).await?;
+                store::set_password_hash(&self.state.db, user.id, &new_hash).await?;
                 user
             }
             _ => return Err(ApiError::Unauthorized("invalid email or password".into()).into()),
         };
         let mut tx = self.state.db.begin().await?;
         let now = Utc::now();
-        repo::touch_last_login(&mut *tx, user.id, now).await?;
+        store::touch_last_login(&mut *tx, user.id, now).await?;
         let user = UserRow {
             last_login_at: Some(now),
             ..user
@@ -296,7 +296,7 @@ impl AuthApi {
                 .into());
             }
         };
-        let user = match repo::find(&mut *tx, user_id).await? {
+        let user = match store::find(&mut *tx, user_id).await? {
             Some(user) if user.is_active => user,
             _ => {
                 return Err(ApiError::Unauthorized(

@@ -1,22 +1,22 @@
 //! The caller's portfolios, their transactions and valuation: `/api/v1/portfolios`.
 //!
 //! Every route answers 404 for a portfolio that is not the caller's (or is deleted), whatever
-//! the method. Every write under a portfolio locks its row first (see [`repo::lock`]), so
+//! the method. Every write under a portfolio locks its row first (see [`store::lock`]), so
 //! writes to one portfolio run one at a time and each check sees the state it protects.
 //!
 //! - [`routes`]: the handlers, one file per resource (portfolios, transactions, valuation);
 //! - [`validate`]: parsing of their input; [`model`]: the shapes they show;
 //! - [`ledger`]: the over-sell rules; [`valuation`]: cost basis and valuing; [`prices`]: the
 //!   prices a valuation uses; [`amount`]: exact decimals as JSON strings;
-//! - [`repo`]: the queries; [`idempotency`]: `Idempotency-Key` on creates.
+//! - [`store`]: the queries; [`idempotency`]: `Idempotency-Key` on creates.
 
 pub mod amount;
 pub mod idempotency;
 pub mod ledger;
 pub mod model;
 pub mod prices;
-pub mod repo;
 mod routes;
+pub mod store;
 pub mod validate;
 pub mod valuation;
 

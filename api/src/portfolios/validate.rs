@@ -9,7 +9,7 @@ use regex::Regex;
 use rust_decimal::Decimal;
 
 use super::model::CreateTransactionRequest;
-use super::repo::NewTransaction;
+use super::store::NewTransaction;
 use super::valuation::{Entry, Side};
 use crate::error::{ApiError, FieldError};
 use crate::market::{parse_coin_id, parse_vs_currency};

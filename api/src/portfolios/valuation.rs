@@ -20,7 +20,7 @@ use std::collections::{HashMap, VecDeque};
 use rust_decimal::Decimal;
 
 use super::amount::Dec;
-use super::model::Holding;
+use super::model::{Holding, ValuationTotals};
 
 /// Decimal places of money figures (cost basis, value, P&L, totals).
 pub const MONEY_PLACES: u32 = 8;
@@ -215,20 +215,13 @@ pub struct MarketPrice {
     pub updated_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// The whole portfolio.
-#[derive(Debug, Clone, PartialEq)]
+/// The whole portfolio: its holdings and their totals, in the API's own shapes.
+#[derive(Debug, Clone)]
 pub struct PortfolioValue {
     /// Largest value first; holdings without a price last; then by coin id.
     pub holdings: Vec<Holding>,
-    pub total_value: Dec,
-    pub total_cost: Dec,
-    pub unrealized_pnl: Dec,
-    pub unrealized_pnl_pct: Option<Dec>,
-    pub realized_pnl: Dec,
-    /// Some open holding has no price: value and unrealized P&L leave it out.
-    pub partial: bool,
-    /// The coins of open holdings without a price.
-    pub missing_prices: Vec<String>,
+    /// The totals, summed from the holdings' rounded figures.
+    pub totals: ValuationTotals,
 }
 
 fn money(value: Decimal) -> Dec {
@@ -323,13 +316,15 @@ pub fn value_positions(
     let unrealized = total_value - priced_cost;
     Ok(PortfolioValue {
         holdings,
-        total_value: Dec(total_value),
-        total_cost: Dec(total_cost),
-        unrealized_pnl: Dec(unrealized),
-        unrealized_pnl_pct: percent(unrealized, priced_cost)?,
-        realized_pnl: Dec(realized),
-        partial: !missing_prices.is_empty(),
-        missing_prices,
+        totals: ValuationTotals {
+            total_value: Dec(total_value),
+            total_cost: Dec(total_cost),
+            unrealized_pnl: Dec(unrealized),
+            unrealized_pnl_pct: percent(unrealized, priced_cost)?,
+            realized_pnl: Dec(realized),
+            partial: !missing_prices.is_empty(),
+            missing_prices,
+        },
     })
 }
 
@@ -573,14 +568,14 @@ mod tests {
         assert_eq!(unpriced.allocation_pct, None);
         assert_eq!(unpriced.cost_basis.to_string(), "7");
 
-        assert_eq!(got.total_value.to_string(), "330");
-        assert_eq!(got.total_cost.to_string(), "252.6875");
+        assert_eq!(got.totals.total_value.to_string(), "330");
+        assert_eq!(got.totals.total_cost.to_string(), "252.6875");
         // Over the priced holdings only: 330 − 245.6875.
-        assert_eq!(got.unrealized_pnl.to_string(), "84.3125");
-        assert_eq!(s(got.unrealized_pnl_pct).as_deref(), Some("34.317"));
-        assert_eq!(got.realized_pnl.to_string(), "58.9");
-        assert!(got.partial);
-        assert_eq!(got.missing_prices, ["unpriced-coin"]);
+        assert_eq!(got.totals.unrealized_pnl.to_string(), "84.3125");
+        assert_eq!(s(got.totals.unrealized_pnl_pct).as_deref(), Some("34.317"));
+        assert_eq!(got.totals.realized_pnl.to_string(), "58.9");
+        assert!(got.totals.partial);
+        assert_eq!(got.totals.missing_prices, ["unpriced-coin"]);
         let allocated: Decimal = got
             .holdings
             .iter()
@@ -600,11 +595,11 @@ mod tests {
         assert_eq!(s(btc.unrealized_pnl).as_deref(), Some("123.75"));
         assert_eq!(s(btc.unrealized_pnl_pct).as_deref(), Some("79.2"));
         assert_eq!(btc.realized_pnl.to_string(), "71.9");
-        assert_eq!(got.total_cost.to_string(), "263.25");
-        assert_eq!(got.unrealized_pnl.to_string(), "73.75");
+        assert_eq!(got.totals.total_cost.to_string(), "263.25");
+        assert_eq!(got.totals.unrealized_pnl.to_string(), "73.75");
         // 73.75 / 256.25 = 28.78048…
-        assert_eq!(s(got.unrealized_pnl_pct).as_deref(), Some("28.7805"));
-        assert_eq!(got.realized_pnl.to_string(), "73.9");
+        assert_eq!(s(got.totals.unrealized_pnl_pct).as_deref(), Some("28.7805"));
+        assert_eq!(got.totals.realized_pnl.to_string(), "73.9");
     }
 
     #[test]
@@ -630,9 +625,9 @@ mod tests {
     fn a_portfolio_with_nothing_priced_has_no_allocation() {
         let got = value_positions(vec![("x".into(), position("1", "5", "0"))], &HashMap::new())
             .expect("values");
-        assert!(got.partial);
-        assert_eq!(got.total_value, Dec::ZERO);
-        assert_eq!(got.unrealized_pnl_pct, None);
+        assert!(got.totals.partial);
+        assert_eq!(got.totals.total_value, Dec::ZERO);
+        assert_eq!(got.totals.unrealized_pnl_pct, None);
         assert_eq!(got.holdings[0].allocation_pct, None);
     }
 

@@ -2,7 +2,7 @@
 
 pub mod cache;
 pub mod model;
-pub mod repo;
+pub mod store;
 pub mod validate;
 
 use poem_openapi::payload::Json;
@@ -35,7 +35,7 @@ impl UsersApi {
 
 /// Account `id` as stored now, if it is active; 401 when it was deleted or disabled.
 pub async fn active_account(db: impl PgExecutor<'_>, id: Uuid) -> Result<UserRow, ApiError> {
-    match repo::find(db, id).await? {
+    match store::find(db, id).await? {
         Some(user) if user.is_active => Ok(user),
         _ => Err(ApiError::Unauthorized(
             "the account no longer exists or is disabled".into(),
@@ -104,7 +104,7 @@ enum NoContent {
 pub fn parse_profile_changes(
     email: Option<&str>,
     username: Option<&str>,
-) -> Result<repo::UserChanges, ApiError> {
+) -> Result<store::UserChanges, ApiError> {
     let email = email
         .map(|value| validate::email("email", value))
         .transpose();
@@ -119,7 +119,7 @@ pub fn parse_profile_changes(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    Ok(repo::UserChanges {
+    Ok(store::UserChanges {
         email: email.ok().flatten(),
         username: username.ok().flatten(),
         ..Default::default()
@@ -142,7 +142,7 @@ impl UsersApi {
         body: JsonBody<UpdateProfileRequest>,
     ) -> ApiResult<Json<UserProfile>, { status::AUTHED | status::BODY | status::CONFLICT }> {
         let changes = parse_profile_changes(body.0.email.as_deref(), body.0.username.as_deref())?;
-        let user = repo::update(&self.state.db, caller.0.id, &changes)
+        let user = store::update(&self.state.db, caller.0.id, &changes)
             .await?
             .ok_or_else(|| ApiError::Unauthorized("the account no longer exists".into()))?;
         self.state.users.invalidate(user.id);
@@ -161,7 +161,7 @@ impl UsersApi {
         // Read again inside the transaction: the role decides the last-admin check below.
         let user = active_account(&mut *tx, caller.0.id).await?;
         if user.role == common::domain::Role::Admin
-            && repo::lock_active_admins(&mut *tx).await? <= 1
+            && store::lock_active_admins(&mut *tx).await? <= 1
         {
             return Err(ApiError::Conflict {
                 detail: "the last active administrator cannot delete their account".into(),
@@ -169,7 +169,7 @@ impl UsersApi {
             }
             .into());
         }
-        repo::delete(&mut *tx, user.id).await?;
+        store::delete(&mut *tx, user.id).await?;
         tx.commit().await?;
         self.state.users.invalidate(user.id);
         tracing::info!(user_id = %user.id, "account deleted by its owner");
@@ -211,7 +211,7 @@ impl UsersApi {
         self.state.lockout.succeeded(attempt).await;
         let new_hash = self.state.passwords.hash(&new_password).await?;
         let mut tx = self.state.db.begin().await?;
-        repo::set_password_hash(&mut *tx, user.id, &new_hash).await?;
+        store::set_password_hash(&mut *tx, user.id, &new_hash).await?;
         sessions::revoke_all(&mut *tx, user.id).await?;
         tx.commit().await?;
         self.state.users.invalidate(user.id);

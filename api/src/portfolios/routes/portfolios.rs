@@ -18,7 +18,7 @@ use crate::portfolios::model::{
     self, CreatePortfolioRequest, Portfolio, PortfolioRow, PortfolioSort, SortOrder,
     UpdatePortfolioRequest,
 };
-use crate::portfolios::repo;
+use crate::portfolios::store;
 use crate::portfolios::validate::{self, FieldErrors};
 
 /// Portfolio endpoints.
@@ -126,7 +126,7 @@ impl PortfoliosApi {
             _ => SortOrder::Desc,
         });
         let mut conn = self.state.db.acquire().await?;
-        let (rows, total) = repo::list(
+        let (rows, total) = store::list(
             &mut conn,
             user,
             sort.as_str(),
@@ -191,10 +191,10 @@ impl PortfoliosApi {
                 return Ok(Answer::replay(status, created_portfolio(body, true)));
             }
         }
-        let row = repo::insert(
+        let row = store::insert(
             &mut *tx,
             user,
-            &repo::NewPortfolio {
+            &store::NewPortfolio {
                 name: &name,
                 base_currency: &base_currency,
                 cost_basis_method: method.as_str(),
@@ -229,7 +229,7 @@ impl PortfoliosApi {
     ) -> ApiResult<PortfolioFound, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
     {
         let user = caller.0.id;
-        let row = repo::find(&self.state.db, user, id.0)
+        let row = store::find(&self.state.db, user, id.0)
             .await?
             .ok_or_else(not_found)?;
         Ok(found(row))
@@ -276,7 +276,7 @@ impl PortfoliosApi {
             None => None,
         };
         problems.finish()?;
-        let changes = repo::Changes {
+        let changes = store::Changes {
             name,
             base_currency,
             cost_basis_method: request.cost_basis_method.map(|m| m.as_str()),
@@ -284,7 +284,7 @@ impl PortfoliosApi {
         let user = caller.0.id;
 
         let mut tx = self.state.db.begin().await?;
-        let current = repo::lock(&mut tx, user, id.0)
+        let current = store::lock(&mut tx, user, id.0)
             .await?
             .ok_or_else(not_found)?;
         check_if_match(if_match.0.as_deref(), &current)?;
@@ -294,7 +294,7 @@ impl PortfoliosApi {
         }
         if let Some(vs) = &changes.base_currency
             && *vs != current.base_currency
-            && repo::has_transactions(&mut *tx, current.id).await?
+            && store::has_transactions(&mut *tx, current.id).await?
         {
             return Err(ApiError::Conflict {
                 detail: "the base currency cannot change once the portfolio has transactions \
@@ -304,7 +304,7 @@ impl PortfoliosApi {
             }
             .into());
         }
-        let row = repo::update(&mut *tx, current.id, &changes).await?;
+        let row = store::update(&mut *tx, current.id, &changes).await?;
         tx.commit().await?;
         Ok(found(row))
     }
@@ -328,11 +328,11 @@ impl PortfoliosApi {
     > {
         let user = caller.0.id;
         let mut tx = self.state.db.begin().await?;
-        let current = repo::lock(&mut tx, user, id.0)
+        let current = store::lock(&mut tx, user, id.0)
             .await?
             .ok_or_else(not_found)?;
         check_if_match(if_match.0.as_deref(), &current)?;
-        repo::soft_delete(&mut *tx, current.id).await?;
+        store::soft_delete(&mut *tx, current.id).await?;
         tx.commit().await?;
         tracing::info!(portfolio_id = %current.id, "portfolio deleted");
         Ok(NoContent::Done)

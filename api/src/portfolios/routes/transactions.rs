@@ -21,7 +21,7 @@ use crate::portfolios::amount::Dec;
 use crate::portfolios::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::portfolios::ledger::{self, DeleteRefusal, InsertRefusal};
 use crate::portfolios::model::{CreateTransactionRequest, SortOrder, Transaction, TransactionSide};
-use crate::portfolios::repo;
+use crate::portfolios::store;
 use crate::portfolios::validate::{self, ValidTransaction};
 use crate::portfolios::valuation::Side;
 
@@ -165,13 +165,13 @@ impl TransactionsApi {
             .transpose()?;
         let user = caller.0.id;
         let mut conn = self.state.db.acquire().await?;
-        let portfolio = repo::find(&mut *conn, user, id.0)
+        let portfolio = store::find(&mut *conn, user, id.0)
             .await?
             .ok_or_else(not_found)?;
-        let (rows, total) = repo::list_transactions(
+        let (rows, total) = store::list_transactions(
             &mut conn,
             portfolio.id,
-            &repo::TransactionFilter {
+            &store::TransactionFilter {
                 coin_id: coin_id.as_deref(),
                 side: side.0.map(Side::from),
                 order: order.0.unwrap_or(SortOrder::Asc).as_str(),
@@ -208,7 +208,7 @@ impl TransactionsApi {
         let key = idempotency_key.0.as_deref().map(Key::parse).transpose()?;
         let new = validate::transaction(&request, Utc::now())?;
         let user = caller.0.id;
-        let portfolio = repo::find(&self.state.db, user, id.0)
+        let portfolio = store::find(&self.state.db, user, id.0)
             .await?
             .ok_or_else(not_found)?;
         self.ensure_coin(&new.coin_id, &portfolio.base_currency)
@@ -230,13 +230,13 @@ impl TransactionsApi {
                 return Ok(Answer::replay(status, created_transaction(body, true)));
             }
         }
-        let portfolio = repo::lock(&mut tx, user, portfolio.id)
+        let portfolio = store::lock(&mut tx, user, portfolio.id)
             .await?
             .ok_or_else(not_found)?;
-        let ledger = repo::coin_ledger(&mut *tx, portfolio.id, &new.coin_id).await?;
+        let ledger = store::coin_ledger(&mut *tx, portfolio.id, &new.coin_id).await?;
         ledger::check_insert(&ledger, &new.entry(), new.executed_at)
             .map_err(|refusal| insert_refused(refusal, &new))?;
-        let row = repo::insert_transaction(&mut *tx, portfolio.id, &new.as_new()).await?;
+        let row = store::insert_transaction(&mut *tx, portfolio.id, &new.as_new()).await?;
         let transaction = Transaction::try_from(row)?;
         if let Some(key) = &key {
             idempotency::store(
@@ -266,10 +266,10 @@ impl TransactionsApi {
     {
         let user = caller.0.id;
         let mut conn = self.state.db.acquire().await?;
-        let portfolio = repo::find(&mut *conn, user, id.0)
+        let portfolio = store::find(&mut *conn, user, id.0)
             .await?
             .ok_or_else(not_found)?;
-        let row = repo::find_transaction(&mut *conn, portfolio.id, tx_id.0)
+        let row = store::find_transaction(&mut *conn, portfolio.id, tx_id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("transaction"))?;
         Ok(Json(row.try_into()?))
@@ -293,16 +293,16 @@ impl TransactionsApi {
     > {
         let user = caller.0.id;
         let mut tx = self.state.db.begin().await?;
-        let portfolio = repo::lock(&mut tx, user, id.0)
+        let portfolio = store::lock(&mut tx, user, id.0)
             .await?
             .ok_or_else(not_found)?;
-        let row = repo::find_transaction(&mut *tx, portfolio.id, tx_id.0)
+        let row = store::find_transaction(&mut *tx, portfolio.id, tx_id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("transaction"))?;
-        let ledger = repo::coin_ledger(&mut *tx, portfolio.id, &row.coin_id).await?;
+        let ledger = store::coin_ledger(&mut *tx, portfolio.id, &row.coin_id).await?;
         ledger::check_delete(&ledger, row.id)
             .map_err(|refusal| delete_refused(refusal, &row.coin_id))?;
-        repo::delete_transaction(&mut *tx, row.id).await?;
+        store::delete_transaction(&mut *tx, row.id).await?;
         tx.commit().await?;
         Ok(NoContent::Done)
     }

@@ -11,9 +11,9 @@ use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
-use crate::portfolios::model::{Valuation, ValuationTotals};
+use crate::portfolios::model::Valuation;
 use crate::portfolios::prices::{self, Wanted};
-use crate::portfolios::repo;
+use crate::portfolios::store;
 use crate::portfolios::valuation::{self, LedgerError};
 
 /// Valuation endpoints.
@@ -54,11 +54,11 @@ impl ValuationApi {
     ) -> ApiResult<Json<Valuation>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
     {
         let user = caller.0.id;
-        let portfolio = repo::find(&self.state.db, user, id.0)
+        let portfolio = store::find(&self.state.db, user, id.0)
             .await?
             .ok_or_else(not_found)?;
         let method = portfolio.method();
-        let ledgers = repo::ledgers(&self.state.db, portfolio.id).await?;
+        let ledgers = store::ledgers(&self.state.db, portfolio.id).await?;
         let mut positions = Vec::with_capacity(ledgers.len());
         for (coin_id, entries) in ledgers {
             let position = valuation::replay(method.into(), &entries).map_err(valuation_error)?;
@@ -79,15 +79,7 @@ impl ValuationApi {
             cost_basis_method: method,
             valued_at: Utc::now(),
             holdings: valued.holdings,
-            totals: ValuationTotals {
-                total_value: valued.total_value,
-                total_cost: valued.total_cost,
-                unrealized_pnl: valued.unrealized_pnl,
-                unrealized_pnl_pct: valued.unrealized_pnl_pct,
-                realized_pnl: valued.realized_pnl,
-                partial: valued.partial,
-                missing_prices: valued.missing_prices,
-            },
+            totals: valued.totals,
         }))
     }
 }
