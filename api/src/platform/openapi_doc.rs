@@ -12,6 +12,9 @@
 //! refuses `"last_login_at": null`. Every optional property that is not a reference is marked
 //! `nullable: true`, which is what the server sends and accepts (serde reads `null` as `None`).
 //!
+//! Creates carry OpenAPI `links` to the operations on what they created ([`LINKS`]), so
+//! clients and fuzzers can follow a create with reads, changes and deletes of that resource.
+//!
 //! Currency fields carry the general currency-code pattern in the code; when the configured
 //! price provider quotes in a fixed list of currencies, the served document narrows each of
 //! them to that list, so that a schema-valid currency is one this deployment can price.
@@ -33,7 +36,112 @@ pub fn document(spec: &str, currencies: Option<&[&str]>) -> Result<String, serde
     if let Some(currencies) = currencies {
         narrow_currencies(&mut document, &any_case_alternatives(currencies));
     }
+    add_links(&mut document);
     serde_json::to_string(&document)
+}
+
+/// A create and the operations on what it created.
+struct Link {
+    /// The creating operation's path, method and success status.
+    path: &'static str,
+    method: &'static str,
+    status: &'static str,
+    /// The operations on the created resource (path, method).
+    targets: &'static [(&'static str, &'static str)],
+    /// How their path parameters are filled (name, runtime expression).
+    parameters: &'static [(&'static str, &'static str)],
+}
+
+/// What a created resource leads to. OpenAPI `links` say it to clients and let
+/// schemathesis's stateful phase follow a create with reads, changes and deletes of the very
+/// resource it created.
+const LINKS: &[Link] = &[
+    Link {
+        path: "/api/v1/portfolios",
+        method: "post",
+        status: "201",
+        targets: &[
+            ("/api/v1/portfolios/{id}", "get"),
+            ("/api/v1/portfolios/{id}", "patch"),
+            ("/api/v1/portfolios/{id}", "delete"),
+            ("/api/v1/portfolios/{id}/valuation", "get"),
+            ("/api/v1/portfolios/{id}/transactions", "get"),
+            ("/api/v1/portfolios/{id}/transactions", "post"),
+        ],
+        parameters: &[("id", "$response.body#/id")],
+    },
+    Link {
+        path: "/api/v1/portfolios/{id}/transactions",
+        method: "post",
+        status: "201",
+        targets: &[
+            ("/api/v1/portfolios/{id}/transactions/{tx_id}", "get"),
+            ("/api/v1/portfolios/{id}/transactions/{tx_id}", "delete"),
+        ],
+        parameters: &[("id", "$request.path.id"), ("tx_id", "$response.body#/id")],
+    },
+    Link {
+        path: "/api/v1/crypto/bulk",
+        method: "post",
+        status: "202",
+        targets: &[
+            ("/api/v1/jobs/{id}", "get"),
+            ("/api/v1/jobs/{id}", "delete"),
+        ],
+        parameters: &[("id", "$response.body#/id")],
+    },
+];
+
+/// Adds [`LINKS`] to the responses they start from, each by `operationRef` (the document has
+/// no operation ids, and adding them would rename every generated client function).
+fn add_links(document: &mut Value) {
+    for link in LINKS {
+        let mut links = Map::new();
+        for (target_path, target_method) in link.targets {
+            if document["paths"][target_path][target_method].is_null() {
+                continue;
+            }
+            let escaped = target_path.replace('~', "~0").replace('/', "~1");
+            let name = format!(
+                "{}{}",
+                target_method.to_ascii_uppercase(),
+                target_path
+                    .trim_start_matches("/api/v1/")
+                    .split('/')
+                    .map(|segment| segment.trim_matches(|c| c == '{' || c == '}'))
+                    .map(|segment| {
+                        let mut chars = segment.chars();
+                        chars.next().map_or_else(String::new, |first| {
+                            first.to_ascii_uppercase().to_string() + chars.as_str()
+                        })
+                    })
+                    .collect::<String>()
+            );
+            let parameters: Map<String, Value> = link
+                .parameters
+                .iter()
+                .filter(|(name, _)| target_path.contains(&format!("{{{name}}}")))
+                .map(|(name, expression)| ((*name).to_owned(), Value::from(*expression)))
+                .collect();
+            links.insert(
+                name,
+                serde_json::json!({
+                    "operationRef": format!("#/paths/{escaped}/{target_method}"),
+                    "parameters": parameters,
+                }),
+            );
+        }
+        let response = document
+            .get_mut("paths")
+            .and_then(|paths| paths.get_mut(link.path))
+            .and_then(|item| item.get_mut(link.method))
+            .and_then(|operation| operation.get_mut("responses"))
+            .and_then(|responses| responses.get_mut(link.status))
+            .and_then(Value::as_object_mut);
+        if let Some(response) = response {
+            response.insert("links".into(), Value::Object(links));
+        }
+    }
 }
 
 /// A pattern matching exactly `words`, each letter in either case (`usd` → `[Uu][Ss][Dd]`):
@@ -333,6 +441,27 @@ mod tests {
             properties["result"],
             json!({"description": "Outcome.", "nullable": true,
                    "allOf": [{"$ref": "#/components/schemas/Result"}]})
+        );
+    }
+
+    #[test]
+    fn created_resources_link_to_the_operations_on_them() {
+        let mut spec = json!({"paths": {
+            "/api/v1/crypto/bulk": {"post": {"responses": {"202": {"description": "Accepted"}}}},
+            "/api/v1/jobs/{id}": {"get": {}, "delete": {}},
+        }});
+        add_links(&mut spec);
+        let links = &spec["paths"]["/api/v1/crypto/bulk"]["post"]["responses"]["202"]["links"];
+        assert_eq!(
+            links["GETJobsId"],
+            json!({"operationRef": "#/paths/~1api~1v1~1jobs~1{id}/get",
+                   "parameters": {"id": "$response.body#/id"}})
+        );
+        assert!(links["DELETEJobsId"].is_object());
+        assert_eq!(
+            spec["paths"].get("/api/v1/portfolios"),
+            None,
+            "links from an operation the document lacks are skipped"
         );
     }
 
