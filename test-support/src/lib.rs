@@ -280,6 +280,11 @@ impl RunningBinary {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
+        // A child already reaped has a pid the system may have given to another process (pid
+        // numbers wrap quickly on a busy machine): never signal it.
+        if let Some(status) = self.child.try_wait().expect("wait for child") {
+            return status;
+        }
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
