@@ -26,10 +26,15 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::auth::extract::{ActiveUser, AdminUser};
 use crate::error::FieldError;
-use crate::error::{ApiError, ApiResult, status};
+use crate::error::{ApiError, ApiResult, Constraint, on_constraint, status};
 use crate::jobs::{self, Job};
 use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
+
+/// The job's owner no longer exists (deleted after the account check).
+const ACCOUNT_GONE: &[Constraint] = &[("jobs_user_id_fkey", || {
+    ApiError::Unauthorized("the account no longer exists".into())
+})];
 
 /// Most coins one bulk fetch may ask for (one upstream call's worth).
 pub const MAX_BULK_COINS: usize = 250;
@@ -316,7 +321,10 @@ impl MarketApi {
             coins,
             vs_currency: vs,
         };
-        let job = jobs_store::insert(&self.state.db, Some(caller.0.id), &args).await?;
+        // The account may be deleted between the check and this insert: a 401, not a 500.
+        let job = jobs_store::insert(&self.state.db, Some(caller.0.id), &args)
+            .await
+            .map_err(|err| on_constraint(err, ACCOUNT_GONE))?;
         tracing::info!(job_id = %job.id, coins = count, "bulk fetch accepted");
         jobs::dispatch_in_background(&self.state, &job);
         let location = jobs::location(job.id);
