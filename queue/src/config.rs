@@ -59,7 +59,7 @@ impl QueueConfig {
     }
 }
 
-/// Exponential backoff with full jitter, capped: the delay before retry `n` (after the
+/// Exponential backoff with "equal" jitter (half fixed, half random), capped: the delay before retry `n` (after the
 /// `n`-th failed attempt) is uniform in `[base * 2^(n-1) / 2, base * 2^(n-1)]`, at most `max`.
 ///
 /// Half the window is kept as a floor so a retry never fires immediately, and the other half

@@ -2,8 +2,8 @@
 //!
 //! Producers push jobs with [`RedisQueue::push`] (or apalis's `TaskSink` on a
 //! [`RedisBackend`]); workers consume them with apalis's `WorkerBuilder` and `Monitor` over a
-//! [`RedisBackend`]. Why not apalis-redis, and how this one is laid out in Redis, is in
-//! `docs/ARCHITECTURE.md`. In short, per queue:
+//! [`RedisBackend`]. Why not apalis-redis is in `docs/decisions/0001-own-redis-queue-backend.md`;
+//! how this one is laid out in Redis, in `docs/ARCHITECTURE.md`. In short, per queue:
 //!
 //! - `ready` (list): runnable job ids, oldest at the right;
 //! - `delayed` (sorted set, by due time): delayed pushes and retries in backoff, promoted to
