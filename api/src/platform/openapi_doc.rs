@@ -191,14 +191,16 @@ fn narrow_currencies(value: &mut Value, pattern: &str) {
 /// `allOf` of an enum); the server never writes `null` for those in responses and refuses it
 /// in requests (`json_body::non_null`).
 fn nullable_object_references(document: &mut Value) {
-    let Some(schemas) = document["components"]["schemas"].as_object().cloned() else {
+    let Some(schemas) = document["components"]["schemas"].as_object() else {
         return;
     };
+    let enums: std::collections::HashSet<String> = schemas
+        .iter()
+        .filter(|(_, schema)| schema.get("enum").is_some())
+        .map(|(name, _)| format!("#/components/schemas/{name}"))
+        .collect();
     let is_object = |reference: &str| {
-        reference
-            .strip_prefix("#/components/schemas/")
-            .and_then(|name| schemas.get(name))
-            .is_some_and(|schema| schema.get("enum").is_none())
+        reference.starts_with("#/components/schemas/") && !enums.contains(reference)
     };
     let Some(components) = document["components"]["schemas"].as_object_mut() else {
         return;

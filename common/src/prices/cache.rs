@@ -84,16 +84,23 @@ impl PriceCache {
         prices
     }
 
-    /// Caches a price (best effort).
-    pub async fn put(&self, price: &LatestPrice) {
-        let key = self.key(&price.coin_id, &price.vs_currency);
-        let Ok(json) = serde_json::to_string(price) else {
+    /// Caches prices in one round trip (best effort).
+    pub async fn put_many(&self, prices: &[LatestPrice]) {
+        if prices.is_empty() {
             return;
-        };
+        }
         let ttl = self.ttl.as_millis().max(1) as u64;
+        let mut writes = redis::pipe();
+        for price in prices {
+            if let Ok(json) = serde_json::to_string(price) {
+                writes
+                    .pset_ex(self.key(&price.coin_id, &price.vs_currency), json, ttl)
+                    .ignore();
+            }
+        }
         let result = async {
             let mut conn = self.redis.conn().await?;
-            conn.pset_ex::<_, _, ()>(&key, json, ttl).await
+            writes.query_async::<()>(&mut conn).await
         }
         .await;
         if let Err(err) = result {

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod store;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -132,78 +133,49 @@ impl Prices {
     /// marked `stale`, and [`Found::unavailable`] says why the rest have none. Only a request
     /// the provider refuses (an unsupported currency) is an error.
     pub async fn latest_many(&self, coins: &[String], vs: &str) -> Result<Found, PriceError> {
-        let mut prices: HashMap<String, LatestPrice> = self
-            .cache
-            .get_many(coins, vs)
-            .await
-            .into_iter()
-            .map(|price| (price.coin_id.clone(), price))
-            .collect();
+        let mut found = Found {
+            prices: by_coin(self.cache.get_many(coins, vs).await),
+            unavailable: None,
+        };
         let uncached: Vec<String> = coins
             .iter()
-            .filter(|coin| !prices.contains_key(*coin))
+            .filter(|coin| !found.prices.contains_key(*coin))
             .cloned()
             .collect();
         if uncached.is_empty() {
-            return Ok(Found {
-                prices,
-                unavailable: None,
-            });
+            return Ok(found);
         }
         let fresh_since = self.fresh_since();
-        let mut stale = HashMap::new();
-        for price in store::latest_many(&self.db, &uncached, vs).await? {
-            if price.fetched_at >= fresh_since {
-                self.cache.put(&price).await;
-                prices.insert(price.coin_id.clone(), price);
-            } else {
-                stale.insert(price.coin_id.clone(), price);
-            }
-        }
+        let (fresh, stale): (Vec<LatestPrice>, Vec<LatestPrice>) =
+            store::latest_many(&self.db, &uncached, vs)
+                .await?
+                .into_iter()
+                .partition(|price| price.fetched_at >= fresh_since);
+        self.cache.put_many(&fresh).await;
+        found.prices.extend(by_coin(fresh));
         let wanted: Vec<String> = uncached
             .into_iter()
-            .filter(|coin| !prices.contains_key(coin))
+            .filter(|coin| !found.prices.contains_key(coin))
             .collect();
         if wanted.is_empty() {
-            return Ok(Found {
-                prices,
-                unavailable: None,
-            });
+            return Ok(found);
         }
-        let asked = tokio::time::timeout(
-            self.freshness.provider_wait,
-            self.provider.markets(&wanted, vs),
-        )
-        .await;
-        let why = match asked {
-            Ok(Ok(batch)) => {
-                let recorded = self.record(&batch.quotes, vs).await?;
-                prices.extend(
-                    recorded
-                        .into_iter()
-                        .map(|price| (price.coin_id.clone(), price)),
-                );
-                return Ok(Found {
-                    prices,
-                    unavailable: None,
-                });
+        match self.ask(self.provider.markets(&wanted, vs)).await? {
+            Ok(batch) => found
+                .prices
+                .extend(by_coin(self.record(&batch.quotes, vs).await?)),
+            Err(why) => {
+                tracing::warn!(reason = %why, stale = stale.len(), wanted = wanted.len(), "price provider unavailable; serving stored prices");
+                found
+                    .prices
+                    .extend(by_coin(stale.into_iter().map(|mut price| {
+                        price.stale = true;
+                        price
+                    })));
+                found.unavailable = Some(why);
             }
-            Ok(Err(err)) if !err.is_transient() => return Err(PriceError::Refused(err)),
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => format!(
-                "no answer within {}",
-                humantime::format_duration(self.freshness.provider_wait)
-            ),
-        };
-        tracing::warn!(reason = %why, stale = stale.len(), wanted = wanted.len(), "price provider unavailable; serving stored prices");
-        prices.extend(stale.into_iter().map(|(coin, mut price)| {
-            price.stale = true;
-            (coin, price)
-        }));
-        Ok(Found {
-            prices,
-            unavailable: Some(why),
-        })
+        }
+        Ok(found)
     }
 
     /// The stored prices of `coins` in `vs`, whatever their age (older than `max_age` are
@@ -234,28 +206,36 @@ impl Prices {
         if stored.len() >= limit as usize {
             return Ok(stored);
         }
-        let top = tokio::time::timeout(
-            self.freshness.provider_wait,
-            self.provider.top(limit as usize, vs),
-        )
-        .await;
-        let why = match top {
-            Ok(Ok(quotes)) => {
+        let why = match self.ask(self.provider.top(limit as usize, vs)).await? {
+            Ok(quotes) => {
                 self.record(&quotes, vs).await?;
                 return Ok(store::popular(&self.db, vs, i64::from(limit), since).await?);
             }
-            Ok(Err(err)) if !err.is_transient() => return Err(PriceError::Refused(err)),
-            Ok(Err(err)) => err.to_string(),
-            Err(_) => format!(
-                "no answer within {}",
-                humantime::format_duration(self.freshness.provider_wait)
-            ),
+            Err(why) => why,
         };
         if stored.is_empty() {
             return Err(PriceError::Unavailable(why));
         }
         tracing::warn!(reason = %why, "serving a partial popular list");
         Ok(stored)
+    }
+
+    /// Asks the provider, waiting at most `provider_wait`: `Ok(Ok(answer))`; `Ok(Err(why))` when
+    /// it failed or was too slow (worth serving what is stored); `Err` when it refused the
+    /// request itself.
+    async fn ask<T>(
+        &self,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<Result<T, String>, PriceError> {
+        match tokio::time::timeout(self.freshness.provider_wait, call).await {
+            Ok(Ok(answer)) => Ok(Ok(answer)),
+            Ok(Err(err)) if !err.is_transient() => Err(PriceError::Refused(err)),
+            Ok(Err(err)) => Ok(Err(err.to_string())),
+            Err(_) => Ok(Err(format!(
+                "no answer within {}",
+                humantime::format_duration(self.freshness.provider_wait)
+            ))),
+        }
     }
 
     /// Records quotes the provider gave (bulk fetches, the refresh, reads that had to ask):
@@ -269,9 +249,9 @@ impl Prices {
         let source = self.provider.kind().as_str();
         store::save_quotes(&self.db, quotes, vs, source).await?;
         let fetched_at = Utc::now();
-        let mut prices = Vec::with_capacity(quotes.len());
-        for quote in quotes {
-            let price = LatestPrice {
+        let prices: Vec<LatestPrice> = quotes
+            .iter()
+            .map(|quote| LatestPrice {
                 coin_id: quote.id.clone(),
                 symbol: quote.symbol.clone(),
                 name: quote.name.clone(),
@@ -287,10 +267,17 @@ impl Prices {
                 fetched_at,
                 source: source.to_owned(),
                 stale: false,
-            };
-            self.cache.put(&price).await;
-            prices.push(price);
-        }
+            })
+            .collect();
+        self.cache.put_many(&prices).await;
         Ok(prices)
     }
+}
+
+/// Prices keyed by their coin id.
+fn by_coin(prices: impl IntoIterator<Item = LatestPrice>) -> HashMap<String, LatestPrice> {
+    prices
+        .into_iter()
+        .map(|price| (price.coin_id.clone(), price))
+        .collect()
 }

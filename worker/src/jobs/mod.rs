@@ -128,17 +128,21 @@ impl Handlers {
 }
 
 /// What Redis carried, as an [`Envelope`]. Jobs pushed before kinds were separate from queues
-/// carry bare arguments; their queue named their kind.
+/// carry bare arguments (never with both `kind` and `args` fields); their queue named their
+/// kind.
 fn envelope(payload: serde_json::Value, queue: &str) -> Result<Envelope, JobError> {
-    match serde_json::from_value::<Envelope>(payload.clone()) {
-        Ok(envelope) => Ok(envelope),
-        Err(_) => queue
-            .parse::<JobKind>()
-            .map(|kind| Envelope {
-                kind,
-                args: payload,
-            })
-            .map_err(JobError::Permanent),
+    let enveloped = payload
+        .as_object()
+        .is_some_and(|fields| fields.contains_key("kind") && fields.contains_key("args"));
+    if enveloped {
+        serde_json::from_value(payload)
+            .map_err(|err| JobError::Permanent(format!("invalid job envelope: {err}")))
+    } else {
+        let kind = queue.parse::<JobKind>().map_err(JobError::Permanent)?;
+        Ok(Envelope {
+            kind,
+            args: payload,
+        })
     }
 }
 
@@ -303,5 +307,29 @@ async fn sample_depth(queues: QueueSet) {
             }
             Err(err) => tracing::debug!(error = %err, "queue depth not sampled"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn envelopes_and_bare_arguments_of_older_versions_are_both_read() {
+        let args = json!({"coins": ["bitcoin"], "vs_currency": "usd"});
+        let enveloped = envelope(json!({"kind": "bulk_fetch", "args": args}), "price_refresh")
+            .expect("an envelope");
+        assert_eq!(
+            enveloped.kind,
+            JobKind::BulkFetch,
+            "the envelope's kind wins"
+        );
+        assert_eq!(enveloped.args, args);
+        let bare = envelope(args.clone(), "bulk_fetch").expect("bare arguments");
+        assert_eq!((bare.kind, bare.args), (JobKind::BulkFetch, args.clone()));
+        assert!(envelope(args, "no_such_queue").is_err());
+        assert!(envelope(json!({"kind": "nope", "args": {}}), "bulk_fetch").is_err());
     }
 }
