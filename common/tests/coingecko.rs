@@ -9,9 +9,8 @@ use clap::Parser;
 use common::market::{Budget, CoinGecko, MarketConfig, ProviderError};
 use common::redis::Redis;
 use poem::http::StatusCode;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Query};
-use poem::{EndpointExt, IntoResponse, Response, Route, Server, get, handler};
+use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
 
 /// What the fake saw.
 #[derive(Debug, Clone)]
@@ -76,19 +75,13 @@ fn markets(fake: Data<&Fake>, query: Query<MarketsQuery>, req: &poem::Request) -
 }
 
 async fn start_fake(fake: Fake) -> String {
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .expect("bind fake coingecko");
-    let addr = acceptor.local_addr()[0]
-        .as_socket_addr()
-        .copied()
-        .expect("socket address");
     let app = Route::new()
         .at("/api/v3/coins/markets", get(markets))
         .data(fake);
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
-    format!("http://{addr}/api/v3")
+    format!(
+        "http://{}/api/v3",
+        test_support::serve_on_loopback(app).await
+    )
 }
 
 fn config(base_url: &str) -> MarketConfig {

@@ -12,9 +12,8 @@ use common::market::{MarketConfig, PriceProvider, ProviderKind};
 use common::prices::{PriceError, Prices};
 use common::redis::Redis;
 use poem::http::StatusCode;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Query};
-use poem::{EndpointExt, IntoResponse, Response, Route, Server, get, handler};
+use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
 use test_support::{TestDatabase, redis_prefix, redis_url};
 
 /// How the fake answers, besides normally (0): with a 503, or not within the service's wait.
@@ -62,7 +61,10 @@ async fn markets(fake: Data<&Fake>, query: Query<MarketsQuery>) -> Response {
 }
 
 struct Setup {
+    /// Waits long for the provider: a busy machine's slow answer still counts as an answer.
     prices: Prices,
+    /// The same service waiting only 300 ms, for the provider that never answers.
+    impatient: Prices,
     fake: Fake,
     pool: sqlx::PgPool,
     _db: TestDatabase,
@@ -70,38 +72,33 @@ struct Setup {
 
 async fn setup(max_age: &str) -> Setup {
     let fake = Fake::default();
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .expect("bind fake coingecko");
-    let addr = acceptor.local_addr()[0]
-        .as_socket_addr()
-        .copied()
-        .expect("socket address");
     let app = Route::new()
         .at("/api/v3/coins/markets", get(markets))
         .data(fake.clone());
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    let addr = test_support::serve_on_loopback(app).await;
 
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
         market: MarketConfig,
     }
-    let mut config = Cli::parse_from([
-        "test",
-        "--price-max-age",
-        max_age,
-        "--price-provider-wait",
-        "500ms",
-        "--price-cache-ttl",
-        "1h",
-    ])
-    .market;
-    config.provider = ProviderKind::Coingecko;
-    config.coingecko_base_url = format!("http://{addr}/api/v3");
-    config.coingecko_max_attempts = 1;
-    config.coingecko_calls_per_minute = 60_000;
+    let config = |wait: &str| {
+        let mut config = Cli::parse_from([
+            "test",
+            "--price-max-age",
+            max_age,
+            "--price-provider-wait",
+            wait,
+            "--price-cache-ttl",
+            "1h",
+        ])
+        .market;
+        config.provider = ProviderKind::Coingecko;
+        config.coingecko_base_url = format!("http://{addr}/api/v3");
+        config.coingecko_max_attempts = 1;
+        config.coingecko_calls_per_minute = 60_000;
+        config
+    };
 
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
@@ -111,10 +108,13 @@ async fn setup(max_age: &str) -> Setup {
         timeout: Duration::from_secs(2),
     })
     .expect("redis");
-    let provider = PriceProvider::from_config(&config, None).expect("provider");
-    let prices = Prices::from_config(pool.clone(), redis, Arc::new(provider), &config);
+    let service = |config: MarketConfig| {
+        let provider = PriceProvider::from_config(&config, None).expect("provider");
+        Prices::from_config(pool.clone(), redis.clone(), Arc::new(provider), &config)
+    };
     Setup {
-        prices,
+        prices: service(config("60s")),
+        impatient: service(config("300ms")),
         fake,
         pool,
         _db: db,
@@ -184,7 +184,7 @@ async fn a_provider_that_is_down_or_slow_gets_the_stored_price_marked_stale() {
     for mode in [DOWN, HANGING] {
         setup.fake.mode.store(mode, Ordering::SeqCst);
         let found = setup
-            .prices
+            .impatient
             .latest_many(&coins(&["bitcoin", "ethereum", "solana"]), "usd")
             .await
             .expect("stored prices stand in for the provider");
@@ -194,7 +194,7 @@ async fn a_provider_that_is_down_or_slow_gets_the_stored_price_marked_stale() {
             !found.prices.contains_key("solana"),
             "never stored, so no price"
         );
-        let single = setup.prices.latest("solana", "usd").await;
+        let single = setup.impatient.latest("solana", "usd").await;
         assert!(
             matches!(single, Err(PriceError::Unavailable(_))),
             "mode {mode}: {single:?}"

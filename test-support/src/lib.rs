@@ -174,6 +174,26 @@ pub async fn get_text(url: &str) -> String {
         .unwrap_or_else(|err| panic!("GET {url} body: {err}"))
 }
 
+/// Serves `app` (a fake of an outside service) on a loopback port it keeps for the life of the
+/// test runtime; returns its address. The port is bound before this returns, so no other
+/// server can take it.
+pub async fn serve_on_loopback<E>(app: E) -> std::net::SocketAddr
+where
+    E: poem::IntoEndpoint + Send + 'static,
+    E::Endpoint: 'static,
+{
+    use poem::listener::{Acceptor, Listener};
+    let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
+        .into_acceptor()
+        .await
+        .expect("bind a loopback port");
+    let addr = *acceptor.local_addr()[0]
+        .as_socket_addr()
+        .expect("a socket address");
+    tokio::spawn(poem::Server::new_with_acceptor(acceptor).run(app));
+    addr
+}
+
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use poem::http::StatusCode;
-use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Query};
-use poem::{EndpointExt, IntoResponse, Response, Route, Server, get, handler};
+use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
 use serde_json::{Value, json};
 use test_support::{
     RunningBinary, TestDatabase, free_port, http_client, redis_prefix, redis_url, wait_until,
@@ -81,17 +80,10 @@ async fn markets(upstream: Data<&Upstream>, query: Query<MarketsQuery>) -> Respo
 
 async fn start_upstream() -> (Upstream, String) {
     let upstream = Upstream::default();
-    let acceptor = TcpListener::bind("127.0.0.1:0")
-        .into_acceptor()
-        .await
-        .expect("bind fake coingecko");
-    let addr = *acceptor.local_addr()[0]
-        .as_socket_addr()
-        .expect("socket address");
     let app = Route::new()
         .at("/api/v3/coins/markets", get(markets))
         .data(upstream.clone());
-    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    let addr = test_support::serve_on_loopback(app).await;
     (upstream, format!("http://{addr}/api/v3"))
 }
 
