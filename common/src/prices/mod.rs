@@ -186,6 +186,9 @@ impl Prices {
         coins: &[String],
         vs: &str,
     ) -> Result<HashMap<String, LatestPrice>, PriceError> {
+        if coins.is_empty() {
+            return Ok(HashMap::new());
+        }
         let fresh_since = self.fresh_since();
         Ok(store::latest_many(&self.db, coins, vs)
             .await?
