@@ -97,3 +97,58 @@ mod tests {
         assert!("root".parse::<Role>().is_err());
     }
 }
+
+/// Declares a fieldless enum stored as text and named the same everywhere (Postgres, JSON,
+/// the OpenAPI document, metrics labels): `ALL`, `as_str`, `Display`, `FromStr` and the
+/// [`text_column!`] mapping, from one list of `Variant = "name"` pairs. The enum's own
+/// attributes (derives, serde and poem-openapi renames) go on it as usual; a unit test per
+/// enum checks that those renames agree with the names given here.
+#[macro_export]
+macro_rules! text_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident = $text:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        $vis enum $name {
+            $( $(#[$variant_meta])* $variant ),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$( $name::$variant ),+];
+
+            /// The stored and serialised name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( $name::$variant => $text ),+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ::std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|value| value.as_str() == s)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                        format!("unknown {} {s:?} (expected one of {})", stringify!($name), names.join(", "))
+                    })
+            }
+        }
+
+        $crate::text_column!($name);
+    };
+}

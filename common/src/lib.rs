@@ -4,13 +4,16 @@
 //! telemetry, the Postgres pool and migrations, the Redis client, shutdown signals and the
 //! small domain types both binaries agree on.
 
+pub mod alerts;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod email;
 pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod market;
+pub mod notifications;
 pub mod prices;
 pub mod redis;
 pub mod secret;

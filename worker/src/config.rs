@@ -138,11 +138,14 @@ impl WorkerConfig {
 }
 
 /// Jobs at once per queue by default: bulk fetches and refreshes mostly wait on the upstream
-/// budget, so many in parallel only queue up behind it.
+/// budget, so many in parallel only queue up behind it; alert evaluation batches its own work;
+/// notifications and emails wait on Postgres and the mail server.
 fn default_concurrency(queue: Queue) -> usize {
     match queue {
         Queue::BulkFetch => 8,
-        Queue::PriceRefresh => 1,
+        Queue::PriceRefresh | Queue::AlertEval => 1,
+        Queue::Notify => 16,
+        Queue::Email => 8,
     }
 }
 
@@ -210,7 +213,7 @@ mod tests {
         assert_eq!(per_queue.concurrency_of(&per_queue.queues[0]), 3);
         assert_eq!(per_queue.concurrency_of(&per_queue.queues[1]), 1);
         assert!(WorkerConfig::try_parse_from(["worker", "--queues", "bulk_fetch:0"]).is_err());
-        assert!(WorkerConfig::try_parse_from(["worker", "--queues", "email"]).is_err());
+        assert!(WorkerConfig::try_parse_from(["worker", "--queues", "emails"]).is_err());
         assert!(WorkerConfig::try_parse_from(["worker", "--queues", "nope"]).is_err());
         let zero = WorkerConfig::try_parse_from(["worker", "--concurrency", "0"]).expect("parses");
         assert_eq!(zero.problems()[0].variable, "WORKER_CONCURRENCY");

@@ -122,7 +122,7 @@ impl TryFrom<JobRow> for Job {
                     .transpose()
                     .map_err(unreadable)?,
             ),
-            JobKind::PriceRefresh => {
+            JobKind::PriceRefresh | JobKind::AlertEval | JobKind::Notify | JobKind::Email => {
                 return Err(ApiError::Internal(anyhow::anyhow!(
                     "job {} is a system job, which no caller owns",
                     row.id

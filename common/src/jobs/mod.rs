@@ -29,17 +29,32 @@ pub enum Queue {
     BulkFetch,
     /// The scheduled refresh of tracked prices.
     PriceRefresh,
+    /// Price alert evaluation after each refresh.
+    AlertEval,
+    /// Notifications: in-app rows, `user:{id}` events, follow-up emails.
+    Notify,
+    /// Email delivery over SMTP (or into the outbox directory).
+    Email,
 }
 
 impl Queue {
     /// Every queue, in a stable order.
-    pub const ALL: [Queue; 2] = [Queue::BulkFetch, Queue::PriceRefresh];
+    pub const ALL: [Queue; 5] = [
+        Queue::BulkFetch,
+        Queue::PriceRefresh,
+        Queue::AlertEval,
+        Queue::Notify,
+        Queue::Email,
+    ];
 
     /// The queue's name, as used in Redis keys, metrics labels and `WORKER_QUEUES`.
     pub fn as_str(self) -> &'static str {
         match self {
             Queue::BulkFetch => "bulk_fetch",
             Queue::PriceRefresh => "price_refresh",
+            Queue::AlertEval => "alert_eval",
+            Queue::Notify => "notify",
+            Queue::Email => "email",
         }
     }
 }
@@ -76,17 +91,32 @@ pub enum JobKind {
     BulkFetch,
     /// The scheduled refresh of tracked prices.
     PriceRefresh,
+    /// Evaluate the price alerts of the coins a refresh moved.
+    AlertEval,
+    /// Deliver one notification (in-app, event, email as the user's preferences say).
+    Notify,
+    /// Send one email.
+    Email,
 }
 
 impl JobKind {
     /// Every kind, in a stable order.
-    pub const ALL: [JobKind; 2] = [JobKind::BulkFetch, JobKind::PriceRefresh];
+    pub const ALL: [JobKind; 5] = [
+        JobKind::BulkFetch,
+        JobKind::PriceRefresh,
+        JobKind::AlertEval,
+        JobKind::Notify,
+        JobKind::Email,
+    ];
 
     /// The stored and serialised name.
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::BulkFetch => "bulk_fetch",
             JobKind::PriceRefresh => "price_refresh",
+            JobKind::AlertEval => "alert_eval",
+            JobKind::Notify => "notify",
+            JobKind::Email => "email",
         }
     }
 }
@@ -141,7 +171,8 @@ pub struct Envelope {
 }
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
 #[cfg_attr(feature = "openapi", oai(rename_all = "snake_case"))]
 pub enum JobStatus {
@@ -220,6 +251,11 @@ mod tests {
             assert_eq!(queue.as_str().parse::<Queue>(), Ok(queue));
         }
         assert!("emails".parse::<Queue>().is_err());
+        assert_eq!(
+            Queue::ALL.len(),
+            JobKind::ALL.len(),
+            "one queue per kind today"
+        );
         for kind in JobKind::ALL {
             assert_eq!(kind.as_str().parse::<JobKind>(), Ok(kind));
             assert_eq!(
