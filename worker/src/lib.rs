@@ -2,10 +2,12 @@
 //!
 //! A library as well as a binary so that tests can build the same worker stack.
 
+pub mod alerts;
 pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod market;
+pub mod notifications;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +69,9 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         prices,
     };
     // Every job kind this worker runs, by feature.
-    let handlers = market::handlers(jobs::Handlers::default());
+    let handlers = notifications::handlers(alerts::handlers(market::handlers(
+        jobs::Handlers::default(),
+    )));
     let refresh = tokio::spawn(market::refresh::schedule(
         ctx.clone(),
         config.price_refresh_interval,

@@ -122,6 +122,41 @@ pub async fn insert_once<J: JobArgs>(
     .await
 }
 
+/// Accepts many system jobs of one [`JobArgs::DEDUPLICATED`] kind in one statement, each
+/// under its chosen id; returns the rows written (ids already taken are dropped, as
+/// [`insert_once`] does).
+pub async fn insert_many_once<J: JobArgs>(
+    db: impl PgExecutor<'_>,
+    jobs: &[(Uuid, J)],
+) -> Result<Vec<JobRow>, sqlx::Error> {
+    debug_assert!(J::DEDUPLICATED, "{} jobs are not deduplicated", J::KIND);
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut payloads = Vec::with_capacity(jobs.len());
+    for (id, args) in jobs {
+        ids.push(*id);
+        payloads.push(serde_json::to_value(args).map_err(|err| sqlx::Error::Encode(err.into()))?);
+    }
+    sqlx::query_as!(
+        JobRow,
+        r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
+           SELECT id, NULL, $2, $3, $4, payload FROM unnest($1::uuid[], $5::jsonb[]) AS j(id, payload)
+           ON CONFLICT (id) DO NOTHING
+           RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
+                     status AS "status: JobStatus", attempts, max_attempts, payload AS args,
+                     result, error, created_at, updated_at, started_at, finished_at"#,
+        &ids,
+        J::KIND as JobKind,
+        J::QUEUE as Queue,
+        J::MAX_ATTEMPTS,
+        &payloads,
+    )
+    .fetch_all(db)
+    .await
+}
+
 /// The caller's job with this id.
 pub async fn find_for_user(
     db: impl PgExecutor<'_>,
@@ -309,6 +344,8 @@ pub struct Attempt {
 /// A job whose attempt is starting.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedJob {
+    /// What it does.
+    pub kind: JobKind,
     /// Who asked for it.
     pub user_id: Option<Uuid>,
     /// When it was accepted.
@@ -333,10 +370,10 @@ pub async fn start_attempts(
     if let [only] = latest[..] {
         let started = sqlx::query_as!(
             StartedJob,
-            "UPDATE jobs
+            r#"UPDATE jobs
              SET status = 'running', attempts = $2, started_at = now(), updated_at = now()
              WHERE id = $1 AND status IN ('queued', 'failed', 'running') AND attempts < $2
-             RETURNING user_id, created_at",
+             RETURNING kind AS "kind: JobKind", user_id, created_at"#,
             only.id,
             only.attempt,
         )
@@ -354,7 +391,7 @@ pub async fn start_attempts(
            FROM unnest($1::uuid[], $2::int4[]) AS b(id, attempt)
            WHERE j.id = b.id AND j.status IN ('queued', 'failed', 'running')
              AND j.attempts < b.attempt
-           RETURNING j.id, j.attempts, j.user_id, j.created_at"#,
+           RETURNING j.id, j.attempts, j.kind AS "kind: JobKind", j.user_id, j.created_at"#,
         &ids,
         &numbers,
     )
@@ -368,6 +405,7 @@ pub async fn start_attempts(
                 attempt: row.attempts,
             };
             let job = StartedJob {
+                kind: row.kind,
                 user_id: row.user_id,
                 created_at: row.created_at,
             };
@@ -482,11 +520,11 @@ pub async fn dead_letter(
 ) -> Result<Option<StartedJob>, sqlx::Error> {
     sqlx::query_as!(
         StartedJob,
-        "UPDATE jobs
+        r#"UPDATE jobs
          SET status = 'dead', attempts = GREATEST(attempts, $2), error = $3,
              finished_at = now(), updated_at = now()
          WHERE id = $1 AND status NOT IN ('succeeded', 'cancelled', 'dead')
-         RETURNING user_id, created_at",
+         RETURNING kind AS "kind: JobKind", user_id, created_at"#,
         id,
         attempts,
         error,

@@ -28,7 +28,7 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use self::rows::JobRows;
-use self::tracking::TrackingLayer;
+use self::tracking::{OwnerNotices, TrackingLayer};
 use crate::config::WorkerConfig;
 
 /// What job handlers work with. Cheap to clone.
@@ -202,12 +202,13 @@ pub async fn run(
                 .data(ctx.clone())
                 .data(handlers.clone())
                 .concurrency(concurrency)
-                .layer(TrackingLayer::new(
-                    rows.clone(),
-                    ctx.redis.clone(),
-                    queue,
-                    timeout,
-                ))
+                .layer(
+                    TrackingLayer::new(rows.clone(), ctx.redis.clone(), queue, timeout)
+                        .notify_owners(OwnerNotices {
+                            db: ctx.db.clone(),
+                            queues: ctx.queues.clone(),
+                        }),
+                )
                 .timeout(timeout)
                 .layer(CatchPanicLayer::with_panic_handler(
                     |panic: &Box<dyn std::any::Any + Send>| PanicError(panic_message(panic)),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use apalis::prelude::{AbortError, BoxDynError, Task};
 use common::events::{self, Event};
+use common::jobs::queues::QueueSet;
 use common::jobs::store::{Attempt, Outcome, StartedJob};
 use common::jobs::{JobStatus, Queue};
 use common::redis::Redis;
@@ -19,8 +20,11 @@ use tower_layer::Layer;
 use tower_service::Service;
 use uuid::Uuid;
 
+use sqlx::PgPool;
+
 use super::metrics::JobMetrics;
 use super::rows::JobRows;
+use crate::notifications::finished::{FinishedJob, notify_owner};
 
 /// Wraps a queue's job handler with the row's status transitions and the job metrics.
 #[derive(Debug, Clone)]
@@ -35,6 +39,16 @@ struct Shared {
     queue: Queue,
     timeout: Duration,
     metrics: JobMetrics,
+    owner_notices: Option<OwnerNotices>,
+}
+
+/// Where the notifications of users' finished jobs are queued.
+#[derive(Debug, Clone)]
+pub struct OwnerNotices {
+    /// Postgres, for the `notify` job.
+    pub db: PgPool,
+    /// The queues, to hand it over at once.
+    pub queues: QueueSet,
 }
 
 impl TrackingLayer {
@@ -48,6 +62,23 @@ impl TrackingLayer {
                 queue,
                 timeout,
                 metrics: JobMetrics::new(queue),
+                owner_notices: None,
+            }),
+        }
+    }
+
+    /// Also tells each user when one of their jobs ends (`succeeded` or `dead`) with a `jobs`
+    /// notification.
+    pub fn notify_owners(self, notices: OwnerNotices) -> Self {
+        let shared = &self.shared;
+        Self {
+            shared: Arc::new(Shared {
+                rows: shared.rows.clone(),
+                redis: shared.redis.clone(),
+                queue: shared.queue,
+                timeout: shared.timeout,
+                metrics: JobMetrics::new(shared.queue),
+                owner_notices: Some(notices),
             }),
         }
     }
@@ -136,12 +167,29 @@ where
                 }
             };
             let status = outcome.status();
+            let error = match &outcome {
+                Outcome::Failed(message) | Outcome::Dead(message) => Some(message.clone()),
+                Outcome::Succeeded(_) => None,
+            };
             shared.rows.finish(attempt, outcome).await?;
             if status == JobStatus::Dead {
                 shared.metrics.dead();
             }
             shared.metrics.completed(status.as_str());
             shared.announce(&started, attempt, status).await;
+            if let (Some(notices), Some(user_id), true) =
+                (&shared.owner_notices, started.user_id, status.is_final())
+            {
+                let finished = FinishedJob {
+                    id: job_id,
+                    kind: started.kind,
+                    user_id,
+                    status,
+                    result: result.as_ref().ok(),
+                    error: error.as_deref(),
+                };
+                notify_owner(&notices.db, &notices.queues, finished).await;
+            }
             result
         }
         .boxed()
@@ -168,7 +216,7 @@ impl Shared {
         let Some(user_id) = job.user_id else { return };
         let event = Event::new(
             "job",
-            json!({ "id": attempt.id, "kind": self.queue.as_str(), "status": status.as_str(), "attempts": attempt.attempt }),
+            json!({ "id": attempt.id, "kind": job.kind.as_str(), "status": status.as_str(), "attempts": attempt.attempt }),
         );
         if let Err(err) = events::publish(&self.redis, &events::user_channel(user_id), &event).await
         {

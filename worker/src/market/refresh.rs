@@ -2,22 +2,25 @@
 //! recently, the top of the market) fresh, once per interval across all
 //! worker processes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::alerts::jobs::AlertEval;
 use common::jobs::store as jobs_store;
 use common::jobs::store::OutboxJob;
 use common::market::jobs::{PriceRefresh, PriceRefreshResult};
-use common::market::{recent, store};
+use common::market::{Quote, recent, store};
 use uuid::Uuid;
 
+use crate::alerts::store as alerts_store;
 use crate::jobs::{JobContext, JobError};
 
 /// How far back "asked for recently" reaches.
 const RECENT_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
-/// Refreshes the top of the market plus every coin held, watched or asked for recently;
-/// stores latest prices and history, and publishes a `prices` event.
+/// Refreshes the top of the market plus every coin held, watched by an active alert or asked
+/// for recently; stores latest prices and history, publishes a `prices` event, and queues the
+/// evaluation of the alerts on the refreshed coins.
 pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResult, JobError> {
     let top = usize::try_from(job.top).unwrap_or(usize::MAX);
     let mut quotes = ctx.prices.provider().top(top, &job.vs_currency).await?;
@@ -26,13 +29,26 @@ pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResul
     let held = store::held_coins_by_currency(&ctx.db)
         .await
         .map_err(|err| JobError::Retry(format!("reading held coins: {err}")))?;
+    let watched = alerts_store::watched_coins_by_currency(&ctx.db)
+        .await
+        .map_err(|err| JobError::Retry(format!("reading watched coins: {err}")))?;
+    let alerted: BTreeMap<String, BTreeSet<String>> =
+        watched
+            .iter()
+            .fold(BTreeMap::new(), |mut by_currency, (currency, coins)| {
+                by_currency
+                    .entry(currency.clone())
+                    .or_default()
+                    .extend(coins.iter().cloned());
+                by_currency
+            });
     let mut wanted = BTreeSet::new();
-    let mut other_currencies = Vec::new();
-    for (currency, coins) in held {
+    let mut other_currencies: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (currency, coins) in held.into_iter().chain(watched) {
         if currency == job.vs_currency {
             wanted.extend(coins);
         } else if ctx.prices.provider().accepts_currency(&currency) {
-            other_currencies.push((currency, coins));
+            other_currencies.entry(currency).or_default().extend(coins);
         }
     }
     match recent::since(&ctx.redis, RECENT_WINDOW).await {
@@ -54,10 +70,13 @@ pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResul
     }
     super::store_and_publish(&ctx, &job.vs_currency, &quotes).await?;
     let mut refreshed = quotes.len();
-    // Portfolios valued in other currencies get their holdings refreshed in that currency.
+    evaluate_alerts(&ctx, &alerted, &job.vs_currency, &quotes, job.slot).await?;
+    // Portfolios and alerts in other currencies get their coins refreshed in that currency.
     for (currency, coins) in other_currencies {
+        let coins: Vec<String> = coins.into_iter().collect();
         let batch = ctx.prices.provider().markets(&coins, &currency).await?;
         super::store_and_publish(&ctx, &currency, &batch.quotes).await?;
+        evaluate_alerts(&ctx, &alerted, &currency, &batch.quotes, job.slot).await?;
         refreshed += batch.quotes.len();
     }
     tracing::info!(
@@ -72,6 +91,42 @@ pub async fn run(ctx: JobContext, job: PriceRefresh) -> Result<PriceRefreshResul
         refreshed: u32::try_from(refreshed).unwrap_or(u32::MAX),
         missing,
     })
+}
+
+/// Queues one `alert_eval` job for the refreshed coins of `vs` that have active alerts. Its
+/// id derives from the slot and currency, so a re-run refresh queues nothing twice.
+async fn evaluate_alerts(
+    ctx: &JobContext,
+    alerted: &BTreeMap<String, BTreeSet<String>>,
+    vs: &str,
+    quotes: &[Quote],
+    slot: u64,
+) -> Result<(), JobError> {
+    let Some(watched) = alerted.get(vs) else {
+        return Ok(());
+    };
+    let coins: Vec<String> = quotes
+        .iter()
+        .filter(|quote| watched.contains(&quote.id))
+        .map(|quote| quote.id.clone())
+        .collect();
+    if coins.is_empty() {
+        return Ok(());
+    }
+    let job = AlertEval {
+        vs_currency: vs.to_owned(),
+        coins,
+        slot,
+    };
+    let row = jobs_store::insert_once(&ctx.db, job.job_id(), &job)
+        .await
+        .map_err(|err| JobError::Retry(format!("queueing alert evaluation: {err}")))?;
+    if let Some(row) = row {
+        if let Err(err) = ctx.queues.dispatch(&ctx.db, &[OutboxJob::from(&row)]).await {
+            tracing::warn!(error = %err, "alert evaluation left to the outbox relay");
+        }
+    }
+    Ok(())
 }
 
 /// The id of the refresh job of one interval slot: the same in every process, so the row's

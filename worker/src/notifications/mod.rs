@@ -1,0 +1,140 @@
+//! Notifications: `notify` jobs deliver one event to one user — the in-app notification, a
+//! `user:{id}` event and, when the user's preferences allow, an `email` job — each keyed by
+//! the event id, so a re-run writes nothing twice. Also turns the user's finished jobs into
+//! notifications.
+
+pub mod finished;
+mod store;
+pub mod text;
+
+use common::email::{EmailMessage, Recipient as EmailRecipient, SendEmail};
+use common::events::{self, Event};
+use common::jobs::store::{self as jobs_store, OutboxJob};
+use common::notifications::jobs::{Notify, NotifyResult};
+use common::notifications::{Category, NotificationContent};
+use serde_json::json;
+
+use self::store::NewNotification;
+use crate::jobs::{Handlers, JobContext, JobError};
+
+/// The notifications feature's job kinds and their handlers.
+pub fn handlers(handlers: Handlers) -> Handlers {
+    handlers.register(notify)
+}
+
+/// Delivers one notification as the recipient's preferences allow.
+pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobError> {
+    let retry = |err: sqlx::Error| JobError::Retry(format!("delivering the notification: {err}"));
+    let mut tx = ctx.db.begin().await.map_err(retry)?;
+    let Some(recipient) = store::recipient(&mut *tx, job.user_id)
+        .await
+        .map_err(retry)?
+    else {
+        return Ok(skipped("the account no longer exists"));
+    };
+    if !recipient.active {
+        return Ok(skipped("the account is disabled"));
+    }
+    let category = job.content.category();
+    let wanted = match category {
+        Category::PriceAlerts => recipient.price_alerts,
+        Category::Account => recipient.account,
+        Category::Jobs => recipient.jobs,
+    };
+    if !wanted {
+        return Ok(skipped("the category is switched off"));
+    }
+    let (title, body) = text::title_and_body(&job.content);
+    let data = serde_json::to_value(&job.content)
+        .map_err(|err| JobError::Permanent(format!("notification content: {err}")))?;
+    let in_app = if recipient.in_app_enabled {
+        let notification = NewNotification {
+            id: job.event_id,
+            user_id: job.user_id,
+            category: category.as_str(),
+            kind: job.content.kind(),
+            title: &title,
+            body: &body,
+            data: &data,
+        };
+        let written = store::insert(&mut *tx, &notification)
+            .await
+            .map_err(|err| match err.as_database_error() {
+                // The account was deleted since it was read: nobody left to notify.
+                Some(db) if db.is_foreign_key_violation() => JobError::Permanent(
+                    "the account was deleted while it was being notified".to_owned(),
+                ),
+                _ => retry(err),
+            })?;
+        written || store::exists(&mut *tx, job.event_id).await.map_err(retry)?
+    } else {
+        false
+    };
+    let email_job = if recipient.email_enabled {
+        let email = SendEmail {
+            event_id: job.event_id,
+            to: EmailRecipient::User {
+                user_id: job.user_id,
+            },
+            message: email_message(&job.content),
+        };
+        jobs_store::insert_once(&mut *tx, email.job_id(), &email)
+            .await
+            .map_err(retry)?
+    } else {
+        None
+    };
+    tx.commit().await.map_err(retry)?;
+    if in_app {
+        metrics::counter!("notifications_created_total", "category" => category.as_str())
+            .increment(1);
+        // The event's id is the notification's: a re-run publishes a duplicate that
+        // receivers drop.
+        let event = Event {
+            kind: "notification".to_owned(),
+            id: job.event_id,
+            at: chrono::Utc::now(),
+            data: json!({
+                "id": job.event_id,
+                "category": category.as_str(),
+                "kind": job.content.kind(),
+                "title": title,
+                "body": body,
+                "data": data,
+            }),
+        };
+        if let Err(err) =
+            events::publish(&ctx.redis, &events::user_channel(job.user_id), &event).await
+        {
+            tracing::debug!(error = %err, "notification event not published");
+        }
+    }
+    if let Some(row) = &email_job {
+        if let Err(err) = ctx.queues.dispatch(&ctx.db, &[OutboxJob::from(row)]).await {
+            tracing::warn!(error = %err, "email left to the outbox relay");
+        }
+    }
+    Ok(NotifyResult {
+        in_app,
+        email: recipient.email_enabled,
+        skipped: None,
+    })
+}
+
+fn skipped(why: &str) -> NotifyResult {
+    NotifyResult {
+        in_app: false,
+        email: false,
+        skipped: Some(why.to_owned()),
+    }
+}
+
+/// The email that goes with a notification.
+fn email_message(content: &NotificationContent) -> EmailMessage {
+    match content {
+        NotificationContent::PriceAlert(fired) => EmailMessage::PriceAlert(fired.clone()),
+        NotificationContent::JobFinished(finished) => EmailMessage::JobFinished(finished.clone()),
+        NotificationContent::Welcome => EmailMessage::Welcome,
+        NotificationContent::PasswordChanged => EmailMessage::PasswordChanged,
+    }
+}

@@ -1,0 +1,101 @@
+//! The in-app wording of each notification (emails have their own templates).
+
+use common::alerts::Condition;
+use common::jobs::{JobKind, JobStatus};
+use common::notifications::{AlertFired, JobFinished, NotificationContent};
+
+/// The notification's title and body.
+pub fn title_and_body(content: &NotificationContent) -> (String, String) {
+    match content {
+        NotificationContent::PriceAlert(fired) => price_alert(fired),
+        NotificationContent::JobFinished(finished) => job_finished(finished),
+        NotificationContent::Welcome => (
+            "Welcome to Coinpulse".to_owned(),
+            "Your account is ready. We sent you an email with a link to verify your address."
+                .to_owned(),
+        ),
+        NotificationContent::PasswordChanged => (
+            "Your password was changed".to_owned(),
+            "Every other session was signed out. If this was not you, reset your password now."
+                .to_owned(),
+        ),
+    }
+}
+
+/// How a condition reads in a sentence.
+pub fn condition_words(condition: Condition) -> &'static str {
+    match condition {
+        Condition::Above => "is at or above",
+        Condition::Below => "is at or below",
+        Condition::Crossing => "crossed",
+        Condition::CrossingUp => "rose through",
+        Condition::CrossingDown => "fell through",
+        Condition::PctChange24hAbove => "changed over 24 h by at least",
+        Condition::PctChange24hBelow => "changed over 24 h by at most",
+    }
+}
+
+fn price_alert(fired: &AlertFired) -> (String, String) {
+    let vs = fired.vs_currency.to_uppercase();
+    let target = if fired.condition.watches_change() {
+        format!("{}%", fired.target.normalize())
+    } else {
+        format!("{} {vs}", fired.target.normalize())
+    };
+    let title = format!(
+        "{} {} {target}",
+        fired.coin_id,
+        condition_words(fired.condition)
+    );
+    let mut body = format!("{} is at {} {vs}", fired.coin_id, fired.price.normalize());
+    if let Some(change) = fired.change_24h_pct {
+        body.push_str(&format!(" ({}% over 24 h)", change.round_dp(2).normalize()));
+    }
+    body.push('.');
+    if let Some(note) = &fired.note {
+        body.push_str(&format!(" Your note: {note}"));
+    }
+    (title, body)
+}
+
+fn job_finished(finished: &JobFinished) -> (String, String) {
+    let what = match finished.kind {
+        JobKind::BulkFetch => "Bulk price fetch",
+        _ => "Job",
+    };
+    let title = match finished.status {
+        JobStatus::Succeeded => format!("{what} finished"),
+        _ => format!("{what} failed"),
+    };
+    (title, finished.summary.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use rust_decimal::Decimal;
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn a_price_alert_reads_as_a_sentence() {
+        let (title, body) = title_and_body(&NotificationContent::PriceAlert(AlertFired {
+            alert_id: Uuid::nil(),
+            sequence: 1,
+            coin_id: "bitcoin".into(),
+            vs_currency: "usd".into(),
+            condition: Condition::Above,
+            target: Decimal::new(50_000_00, 2),
+            price: Decimal::new(50_123_40, 2),
+            change_24h_pct: Some(Decimal::new(1234, 3)),
+            note: Some("take profit".into()),
+            fired_at: Utc::now(),
+        }));
+        assert_eq!(title, "bitcoin is at or above 50000 USD");
+        assert_eq!(
+            body,
+            "bitcoin is at 50123.4 USD (1.23% over 24 h). Your note: take profit"
+        );
+    }
+}
