@@ -47,7 +47,7 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
     let (title, body) = text::title_and_body(&job.content);
     let data = serde_json::to_value(&job.content)
         .map_err(|err| JobError::Permanent(format!("notification content: {err}")))?;
-    let in_app = if recipient.in_app_enabled {
+    let (in_app, written) = if recipient.in_app_enabled {
         let notification = NewNotification {
             id: job.event_id,
             user_id: job.user_id,
@@ -66,9 +66,10 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
                 ),
                 _ => retry(err),
             })?;
-        written || store::exists(&mut *tx, job.event_id).await.map_err(retry)?
+        let exists = written || store::exists(&mut *tx, job.event_id).await.map_err(retry)?;
+        (exists, written)
     } else {
-        false
+        (false, false)
     };
     let email_job = if recipient.email_enabled {
         let email = SendEmail {
@@ -85,11 +86,11 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
         None
     };
     tx.commit().await.map_err(retry)?;
-    if in_app {
+    // Only the run that wrote the notification announces it: a re-run announces nothing twice.
+    // (A run killed between its commit and here loses the event; the notification stands.)
+    if written {
         metrics::counter!("notifications_created_total", "category" => category.as_str())
             .increment(1);
-        // The event's id is the notification's: a re-run publishes a duplicate that
-        // receivers drop.
         let event = Event {
             kind: "notification".to_owned(),
             id: job.event_id,
