@@ -11,7 +11,7 @@
 # Settings: BENCH_SECONDS (10) per wrk run, WRK_THREADS (2), WRK_CONNECTIONS (64),
 # BENCH_READY_SECONDS (60) to wait for start-up, PG_PORT/REDIS_PORT (local services), and
 # for running two benches side by side: BENCH_HELLO_ADDR, BENCH_API_ADDR, BENCH_WORKER_ADDR,
-# BENCH_DB, BENCH_REDIS_DB (defaults below). BENCH_ONLY=http or BENCH_ONLY=queue runs one
+# BENCH_DB, BENCH_REDIS_DB (defaults below). BENCH_ONLY=http, queue or alerts runs one
 # section (the rate-limit table's memory, a few seconds, always runs). The queue section: REDIS_BENCH_REQUESTS (100000) per redis-benchmark run, and
 # QUEUE_BENCH_* (see bench/src/bin/queue-bench.rs) for jobs per run, samples, concurrency.
 #
@@ -255,6 +255,20 @@ bench_queue() {
     report "" "The ratios divide by the first EVAL run ($first ops/s); last vs first: $(awk -v a="$first" -v b="$last" 'BEGIN { printf "%+.1f %%", (b - a) * 100 / a }')."
 }
 
+# Price alerts: evaluation throughput against the bare row work in the same process, and the
+# time from a price tick to the notification rows, by `alerts-bench` (about a minute).
+bench_alerts() {
+    stop_all
+    log "alerts-bench (about a minute)"
+    if ! env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" RUST_LOG=warn \
+        "$BIN"/alerts-bench >"$OUT/alerts.md" 2>"$OUT/alerts.log"; then
+        tail -n 20 "$OUT/alerts.log" >&2 || true
+        die "alerts-bench failed (log: $OUT/alerts.log)"
+    fi
+    report ""
+    tee -a "$REPORT" <"$OUT/alerts.md"
+}
+
 # The rate-limit table's memory per caller, against the String-keyed table it replaced, each
 # filled in a fresh process by `limiter-memory`. A few seconds; needs no services.
 bench_limiter() {
@@ -370,8 +384,8 @@ bench_http_section() {
 
 main() {
     local addr
-    [[ -z $BENCH_ONLY || $BENCH_ONLY == http || $BENCH_ONLY == queue ]] ||
-        die "BENCH_ONLY must be http or queue (or unset for both)"
+    [[ -z $BENCH_ONLY || $BENCH_ONLY == http || $BENCH_ONLY == queue || $BENCH_ONLY == alerts ]] ||
+        die "BENCH_ONLY must be http, queue or alerts (or unset for all)"
     ensure_commands wrk curl python3
     command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (it comes with redis-server: scripts/services.sh up)"
     mkdir -p "$OUT"
@@ -382,7 +396,7 @@ main() {
 
     scripts/services.sh up
     log "building release binaries"
-    if [[ $BENCH_ONLY == queue ]]; then
+    if [[ $BENCH_ONLY == queue || $BENCH_ONLY == alerts ]]; then
         SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p bench
     else
         SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p api -p worker -p bench
@@ -398,8 +412,11 @@ main() {
     if [[ $BENCH_ONLY != queue ]]; then
         bench_http_section
     fi
-    if [[ $BENCH_ONLY != http ]]; then
+    if [[ -z $BENCH_ONLY || $BENCH_ONLY == queue ]]; then
         bench_queue
+    fi
+    if [[ -z $BENCH_ONLY || $BENCH_ONLY == alerts ]]; then
+        bench_alerts
     fi
     bench_limiter
     log "report written to $REPORT"

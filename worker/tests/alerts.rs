@@ -88,7 +88,10 @@ impl Stack {
         let app = Route::new()
             .at("/api/v3/coins/markets", get(markets))
             .data(market.clone());
-        let market_url = format!("http://{}/api/v3", test_support::serve_on_loopback(app).await);
+        let market_url = format!(
+            "http://{}/api/v3",
+            test_support::serve_on_loopback(app).await
+        );
         let smtp = SmtpServer::start().await;
         let port = free_port();
         let env = vec![
@@ -322,7 +325,10 @@ async fn a_crossing_gives_one_notification_one_email_and_one_event_with_two_work
     let _one = stack.start_worker(&[]).await;
     let _two = stack.start_worker(&[]).await;
     stack.let_evaluate(2).await;
-    assert!(stack.notifications_of("price_alert").await.is_empty(), "90 is not above 100");
+    assert!(
+        stack.notifications_of("price_alert").await.is_empty(),
+        "90 is not above 100"
+    );
 
     stack.market.set("bitcoin", 110.0);
     let fired = stack.wait_for_notifications("price_alert", 1).await;
@@ -334,7 +340,12 @@ async fn a_crossing_gives_one_notification_one_email_and_one_event_with_two_work
         html.contains("&lt;script&gt;") && !html.contains("<script>"),
         "the note is escaped: {html}"
     );
-    assert!(mails[0].text_part().expect("a text part").contains("take profit"));
+    assert!(
+        mails[0]
+            .text_part()
+            .expect("a text part")
+            .contains("take profit")
+    );
 
     // The price stays above: more evaluations, no more firings.
     stack.market.set("bitcoin", 120.0);
@@ -387,7 +398,10 @@ async fn forced_redelivery_of_every_job_in_the_chain_writes_nothing_twice() {
     .fetch_all(&stack.pool)
     .await
     .expect("the chain's jobs");
-    assert!(chain.len() >= 3, "an evaluation, a notify and an email job: {chain:?}");
+    assert!(
+        chain.len() >= 3,
+        "an evaluation, a notify and an email job: {chain:?}"
+    );
     // As if each job's first run had done its work and then lost its record (a killed worker):
     // the rows go back to queued and the relay hands them to the queue again.
     sqlx::query(
@@ -478,13 +492,16 @@ async fn once_deactivates_expiry_retires_and_a_cooldown_spaces_firings() {
     })
     .await;
     stack.let_evaluate(1).await;
-    let stored: (bool, String) =
-        sqlx::query_as("SELECT active, state FROM alerts WHERE id = $1")
-            .bind(expiring)
-            .fetch_one(&stack.pool)
-            .await
-            .expect("alert");
-    assert_eq!(stored, (false, "expired".to_owned()), "the worker retired it");
+    let stored: (bool, String) = sqlx::query_as("SELECT active, state FROM alerts WHERE id = $1")
+        .bind(expiring)
+        .fetch_one(&stack.pool)
+        .await
+        .expect("alert");
+    assert_eq!(
+        stored,
+        (false, "expired".to_owned()),
+        "the worker retired it"
+    );
 }
 
 #[tokio::test]
@@ -498,8 +515,10 @@ async fn email_off_means_in_app_only_and_a_mail_server_outage_delays_but_never_d
     let response = http_client()
         .put(stack.url("/notifications/preferences"))
         .bearer_auth(&stack.token)
-        .json(&json!({"in_app_enabled": true, "email_enabled": false, "price_alerts": true,
-                      "account": true, "jobs": true}))
+        .json(
+            &json!({"in_app_enabled": true, "email_enabled": false, "price_alerts": true,
+                      "account": true, "jobs": true}),
+        )
         .send()
         .await
         .expect("preferences");
@@ -515,8 +534,10 @@ async fn email_off_means_in_app_only_and_a_mail_server_outage_delays_but_never_d
     let response = http_client()
         .put(stack.url("/notifications/preferences"))
         .bearer_auth(&stack.token)
-        .json(&json!({"in_app_enabled": true, "email_enabled": true, "price_alerts": true,
-                      "account": true, "jobs": true}))
+        .json(
+            &json!({"in_app_enabled": true, "email_enabled": true, "price_alerts": true,
+                      "account": true, "jobs": true}),
+        )
         .send()
         .await
         .expect("preferences");
@@ -529,8 +550,11 @@ async fn email_off_means_in_app_only_and_a_mail_server_outage_delays_but_never_d
         .await;
     stack.wait_for_notifications("price_alert", 2).await;
     let event = common::alerts::firing_event_id(loud, 1);
-    wait_until("the email failed while the server is away", DEADLINE, || async {
-        sqlx::query_scalar::<_, Option<i32>>(
+    wait_until(
+        "the email failed while the server is away",
+        DEADLINE,
+        || async {
+            sqlx::query_scalar::<_, Option<i32>>(
             "SELECT attempts FROM jobs WHERE kind = 'email' AND payload->>'event_id' = $1::text",
         )
         .bind(event)
@@ -539,7 +563,8 @@ async fn email_off_means_in_app_only_and_a_mail_server_outage_delays_but_never_d
         .expect("email job")
         .flatten()
         .is_some_and(|attempts| attempts >= 2)
-    })
+        },
+    )
     .await;
     stack.smtp.restart().await;
     stack.wait_for_alert_mails(loud, 1).await;
@@ -550,7 +575,9 @@ async fn email_off_means_in_app_only_and_a_mail_server_outage_delays_but_never_d
 #[tokio::test]
 async fn a_password_reset_works_end_to_end_from_the_link_in_the_email() {
     let stack = Stack::start().await;
-    let _worker = stack.start_worker(&[("WORKER_QUEUES", "email,notify")]).await;
+    let _worker = stack
+        .start_worker(&[("WORKER_QUEUES", "email,notify")])
+        .await;
     let response = http_client()
         .post(stack.url("/auth/password-reset/request"))
         .json(&json!({ "email": stack.email.to_uppercase() }))
@@ -625,7 +652,10 @@ async fn a_finished_bulk_fetch_becomes_a_notification_and_an_event() {
         .start_worker(&[("WORKER_QUEUES", "bulk_fetch,notify,email")])
         .await;
     let (status, job) = stack
-        .post("/crypto/bulk", json!({"coins": ["bitcoin"], "vs_currency": "usd"}))
+        .post(
+            "/crypto/bulk",
+            json!({"coins": ["bitcoin"], "vs_currency": "usd"}),
+        )
         .await;
     assert_eq!(status, 202, "{job}");
     let finished = stack.wait_for_notifications("job_finished", 1).await;
