@@ -163,6 +163,18 @@ fn describe_metrics() {
         "Rescue rounds this worker completed (one process holds each round)."
     );
     describe_counter!(
+        "alerts_evaluated_total",
+        "Active price alerts evaluated against a new price."
+    );
+    describe_counter!(
+        "alerts_fired_total",
+        "Price alert firings recorded (each queues one notification)."
+    );
+    describe_counter!(
+        "notifications_created_total",
+        "In-app notifications written, by category."
+    );
+    describe_counter!(
         "upstream_requests_total",
         "Calls to the price provider, by provider and status."
     );

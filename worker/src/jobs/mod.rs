@@ -30,6 +30,7 @@ use tokio::sync::Notify;
 use self::rows::JobRows;
 use self::tracking::{OwnerNotices, TrackingLayer};
 use crate::config::WorkerConfig;
+use crate::notifications::finished::{FinishedJob, notify_owner};
 
 /// What job handlers work with. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -185,13 +186,13 @@ pub async fn run(
         let handlers = handlers.clone();
         monitor = monitor.register(move |_restarts| {
             let queue = spec.queue;
-            let dead_db = ctx.db.clone();
+            let dead_ctx = ctx.clone();
             let failed = failed.clone();
             let backend = RedisBackend::<serde_json::Value>::new(ctx.queues.get(queue).clone())
                 .prefetch(prefetch)
                 .on_dead_letter(Arc::new(move |letter: DeadLetter| {
-                    let db = dead_db.clone();
-                    async move { record_dead_letter(&db, letter).await }.boxed()
+                    let ctx = dead_ctx.clone();
+                    async move { record_dead_letter(&ctx, letter).await }.boxed()
                 }))
                 .on_failure(Arc::new(move |err| {
                     tracing::error!(queue = queue.as_str(), error = %err, "queue worker gave up");
@@ -264,18 +265,29 @@ pub async fn run(
 }
 
 /// A dead-lettered job's row becomes `dead` too (its last run never got to say so).
-async fn record_dead_letter(db: &PgPool, letter: DeadLetter) {
+async fn record_dead_letter(ctx: &JobContext, letter: DeadLetter) {
     let Ok(id) = letter.id.parse() else { return };
     let attempts = i32::try_from(letter.attempts).unwrap_or(i32::MAX);
-    mark_dead(db, id, attempts, &letter.reason).await;
+    mark_dead(ctx, id, attempts, &letter.reason).await;
 }
 
-/// Marks the row of a job that ends without a run of its own `dead`, and logs it; `true` when
-/// this changed the row (a final row is left as it is).
-async fn mark_dead(db: &PgPool, id: uuid::Uuid, attempts: i32, reason: &str) -> bool {
-    match jobs_store::dead_letter(db, id, attempts, reason).await {
-        Ok(Some(_)) => {
+/// Marks the row of a job that ends without a run of its own `dead`, logs it and tells its
+/// owner; `true` when this changed the row (a final row is left as it is).
+async fn mark_dead(ctx: &JobContext, id: uuid::Uuid, attempts: i32, reason: &str) -> bool {
+    match jobs_store::dead_letter(&ctx.db, id, attempts, reason).await {
+        Ok(Some(job)) => {
             tracing::error!(%id, %reason, "job dead without a run");
+            if let Some(user_id) = job.user_id {
+                let finished = FinishedJob {
+                    id,
+                    kind: job.kind,
+                    user_id,
+                    status: common::jobs::JobStatus::Dead,
+                    result: None,
+                    error: Some(reason),
+                };
+                notify_owner(&ctx.db, &ctx.queues, finished).await;
+            }
             true
         }
         Ok(None) => false,

@@ -131,7 +131,7 @@ async fn rescue(
     {
         if job.status == JobStatus::Running && job.attempts >= job.max_attempts {
             let reason = "its last attempt was lost with the queue's data";
-            if super::mark_dead(&ctx.db, job.id, job.attempts, reason).await {
+            if super::mark_dead(ctx, job.id, job.attempts, reason).await {
                 metrics::counter!("jobs_dead_total", "queue" => queue.as_str()).increment(1);
             }
             continue;

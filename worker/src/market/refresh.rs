@@ -121,10 +121,10 @@ async fn evaluate_alerts(
     let row = jobs_store::insert_once(&ctx.db, job.job_id(), &job)
         .await
         .map_err(|err| JobError::Retry(format!("queueing alert evaluation: {err}")))?;
-    if let Some(row) = row {
-        if let Err(err) = ctx.queues.dispatch(&ctx.db, &[OutboxJob::from(&row)]).await {
-            tracing::warn!(error = %err, "alert evaluation left to the outbox relay");
-        }
+    if let Some(row) = row
+        && let Err(err) = ctx.queues.dispatch(&ctx.db, &[OutboxJob::from(&row)]).await
+    {
+        tracing::warn!(error = %err, "alert evaluation left to the outbox relay");
     }
     Ok(())
 }

@@ -110,10 +110,10 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
             tracing::debug!(error = %err, "notification event not published");
         }
     }
-    if let Some(row) = &email_job {
-        if let Err(err) = ctx.queues.dispatch(&ctx.db, &[OutboxJob::from(row)]).await {
-            tracing::warn!(error = %err, "email left to the outbox relay");
-        }
+    if let Some(row) = &email_job
+        && let Err(err) = ctx.queues.dispatch(&ctx.db, &[OutboxJob::from(row)]).await
+    {
+        tracing::warn!(error = %err, "email left to the outbox relay");
     }
     Ok(NotifyResult {
         in_app,
