@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
+pub mod smtp;
+
 /// The server URLs tests use: the environment's, or the development defaults.
 pub fn database_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| common::config::DEV_DATABASE_URL.into())

@@ -10,6 +10,8 @@ use common::jobs::Queue;
 use common::jobs::queues::QueueDefaults;
 use common::market::MarketConfig;
 
+use crate::email::config::EmailConfig;
+
 /// Coinpulse job worker. Every flag can also be set through the environment variable shown.
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "worker", version, about, long_about = None)]
@@ -30,6 +32,9 @@ pub struct WorkerConfig {
 
     #[command(flatten)]
     pub queue: QueueDefaults,
+
+    #[command(flatten)]
+    pub email: EmailConfig,
 
     /// Jobs run at once per queue, unless `--queues` names one (`bulk_fetch:8`); defaults to
     /// each queue's own setting.

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod config;
+pub mod email;
 pub mod http;
 pub mod jobs;
 pub mod market;
@@ -69,9 +70,14 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         prices,
     };
     // Every job kind this worker runs, by feature.
-    let handlers = notifications::handlers(alerts::handlers(market::handlers(
-        jobs::Handlers::default(),
-    )));
+    let mailer = Arc::new(email::Mailer::from_config(&config.email)?);
+    tracing::info!(transport = mailer.transport_name(), "email ready");
+    let handlers = email::handlers(
+        notifications::handlers(alerts::handlers(
+            market::handlers(jobs::Handlers::default()),
+        )),
+        mailer,
+    );
     let refresh = tokio::spawn(market::refresh::schedule(
         ctx.clone(),
         config.price_refresh_interval,
