@@ -14,6 +14,7 @@ use poem_openapi::OpenApiService;
 use sqlx::PgPool;
 
 use crate::admin::AdminApi;
+use crate::alerts::AlertsApi;
 use crate::auth::AuthApi;
 use crate::auth::extract::Accounts;
 use crate::auth::lockout::LoginLockout;
@@ -97,6 +98,7 @@ pub type Apis = (
     PortfoliosApi,
     TransactionsApi,
     ValuationApi,
+    AlertsApi,
     AdminApi,
     MarketApi,
     MarketAdminApi,
@@ -114,6 +116,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             PortfoliosApi::new(state.clone()),
             TransactionsApi::new(state.clone()),
             ValuationApi::new(state.clone()),
+            AlertsApi::new(state.clone()),
             AdminApi::new(state.clone()),
             MarketApi::new(state.clone()),
             MarketAdminApi::new(state.clone()),

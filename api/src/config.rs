@@ -35,6 +35,14 @@ pub struct ApiConfig {
     #[command(flatten)]
     pub market: common::market::MarketConfig,
 
+    /// Most price alerts one user may have active at once.
+    #[arg(
+        long = "alerts-max-active-per-user",
+        env = "ALERTS_MAX_ACTIVE_PER_USER",
+        default_value_t = 100
+    )]
+    pub alerts_max_active_per_user: u32,
+
     /// How often expired idempotency keys and long-expired refresh tokens are deleted.
     #[arg(long = "housekeeping-interval", env = "HOUSEKEEPING_INTERVAL", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub housekeeping_interval: Duration,

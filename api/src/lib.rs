@@ -5,6 +5,7 @@
 //! all together from configuration.
 
 pub mod admin;
+pub mod alerts;
 pub mod app;
 pub mod auth;
 pub mod cli;

@@ -23,6 +23,10 @@ pub enum ApiTags {
     Jobs,
     /// The caller's portfolios, their transactions and valuation.
     Portfolios,
+    /// Price alerts.
+    Alerts,
+    /// In-app notifications and notification preferences.
+    Notifications,
     /// Liveness, readiness and metrics.
     Operations,
 }
