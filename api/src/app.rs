@@ -16,6 +16,7 @@ use sqlx::PgPool;
 use crate::admin::AdminApi;
 use crate::alerts::AlertsApi;
 use crate::auth::AuthApi;
+use crate::auth::email_flows::AccountEmailApi;
 use crate::auth::extract::Accounts;
 use crate::auth::lockout::LoginLockout;
 use crate::auth::passwords::PasswordHasher;
@@ -24,6 +25,7 @@ use crate::config::ApiConfig;
 use crate::health::{HealthApi, metrics_endpoint};
 use crate::jobs::{JobsApi, QueuesAdminApi};
 use crate::market::{MarketAdminApi, MarketApi};
+use crate::notifications::NotificationsApi;
 use crate::platform::body_limit::BodyLimit;
 use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
@@ -94,11 +96,13 @@ impl AppState {
 pub type Apis = (
     HealthApi,
     AuthApi,
+    AccountEmailApi,
     UsersApi,
     PortfoliosApi,
     TransactionsApi,
     ValuationApi,
     AlertsApi,
+    NotificationsApi,
     AdminApi,
     MarketApi,
     MarketAdminApi,
@@ -112,11 +116,13 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
         (
             HealthApi::new(state.clone()),
             AuthApi::new(state.clone()),
+            AccountEmailApi::new(state.clone()),
             UsersApi::new(state.clone()),
             PortfoliosApi::new(state.clone()),
             TransactionsApi::new(state.clone()),
             ValuationApi::new(state.clone()),
             AlertsApi::new(state.clone()),
+            NotificationsApi::new(state.clone()),
             AdminApi::new(state.clone()),
             MarketApi::new(state.clone()),
             MarketAdminApi::new(state.clone()),

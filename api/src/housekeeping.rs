@@ -1,6 +1,6 @@
 //! Periodic deletion of rows that can never be used again, so tables stay the size of what is
 //! live: idempotency keys past their 24 h (a user who never comes back would otherwise keep
-//! theirs forever) and refresh tokens long expired. Each API process runs it; the deletes
+//! theirs forever) refresh tokens and email tokens long expired. Each API process runs it; the deletes
 //! skip rows another process is deleting, so running several at once is harmless.
 
 use std::time::Duration;
@@ -21,6 +21,8 @@ pub struct Purged {
     pub idempotency_keys: u64,
     /// Refresh tokens past their retention.
     pub refresh_tokens: u64,
+    /// Email tokens (verification, reset) expired for a day.
+    pub account_tokens: u64,
 }
 
 /// One round: deletes everything expired, in batches.
@@ -28,6 +30,7 @@ pub async fn purge(db: &PgPool) -> Result<Purged, sqlx::Error> {
     Ok(Purged {
         idempotency_keys: drain(|| idempotency::purge_expired(db, BATCH)).await?,
         refresh_tokens: drain(|| sessions::purge_expired(db, BATCH)).await?,
+        account_tokens: drain(|| common::email::tokens::purge_expired(db, BATCH)).await?,
     })
 }
 
@@ -59,6 +62,7 @@ pub fn spawn(db: PgPool, interval: Duration) -> tokio::task::JoinHandle<()> {
                     tracing::info!(
                         idempotency_keys = purged.idempotency_keys,
                         refresh_tokens = purged.refresh_tokens,
+                        account_tokens = purged.account_tokens,
                         "purged expired rows"
                     );
                 }

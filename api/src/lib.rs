@@ -15,6 +15,7 @@ pub mod health;
 pub mod housekeeping;
 pub mod jobs;
 pub mod market;
+pub mod notifications;
 pub mod platform;
 pub mod portfolios;
 pub mod users;

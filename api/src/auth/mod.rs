@@ -1,5 +1,6 @@
 //! Registration, login and the token lifecycle.
 
+pub mod email_flows;
 pub mod extract;
 pub mod hmac_only;
 pub mod lockout;
@@ -209,8 +210,15 @@ impl AuthApi {
             },
         )
         .await?;
+        let welcome = crate::notifications::outbox::notify(
+            &mut tx,
+            user.id,
+            common::notifications::NotificationContent::Welcome,
+        )
+        .await?;
         let response = self.start_session(&mut tx, user).await?;
         tx.commit().await?;
+        crate::notifications::outbox::dispatch(&self.state, welcome);
         tracing::info!(user_id = %response.user.id, "user registered");
         Ok(Registered::Created(Json(response)))
     }

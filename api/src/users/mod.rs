@@ -213,8 +213,15 @@ impl UsersApi {
         let mut tx = self.state.db.begin().await?;
         store::set_password_hash(&mut *tx, user.id, &new_hash).await?;
         sessions::revoke_all(&mut *tx, user.id).await?;
+        let notice = crate::notifications::outbox::notify(
+            &mut tx,
+            user.id,
+            common::notifications::NotificationContent::PasswordChanged,
+        )
+        .await?;
         tx.commit().await?;
         self.state.users.invalidate(user.id);
+        crate::notifications::outbox::dispatch(&self.state, notice);
         tracing::info!(user_id = %user.id, "password changed; sessions revoked");
         Ok(NoContent::Done)
     }

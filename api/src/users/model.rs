@@ -14,6 +14,7 @@ pub struct UserRow {
     pub password_hash: String,
     pub role: Role,
     pub is_active: bool,
+    pub email_verified: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
@@ -64,6 +65,8 @@ pub struct UserProfile {
     pub role: RoleName,
     /// Inactive users cannot log in or use tokens.
     pub is_active: bool,
+    /// Whether the owner proved they receive mail at `email` (`POST /auth/verify-email/confirm`).
+    pub email_verified: bool,
     /// When the account was created.
     pub created_at: DateTime<Utc>,
     /// When the account last changed.
@@ -81,6 +84,7 @@ impl poem_openapi::types::Example for UserProfile {
             username: "ada".into(),
             role: RoleName::User,
             is_active: true,
+            email_verified: true,
             created_at: at,
             updated_at: at,
             last_login_at: Some(at),
@@ -96,6 +100,7 @@ impl From<UserRow> for UserProfile {
             username: row.username,
             role: row.role.into(),
             is_active: row.is_active,
+            email_verified: row.email_verified,
             created_at: row.created_at,
             updated_at: row.updated_at,
             last_login_at: row.last_login_at,

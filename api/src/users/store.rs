@@ -36,7 +36,7 @@ pub async fn insert(db: impl PgExecutor<'_>, user: &NewUser<'_>) -> Result<UserR
         r#"INSERT INTO users (id, email, username, password_hash, role)
            VALUES ($1, $2, $3, $4, $5)
            RETURNING id, email, username, password_hash, role AS "role: Role", is_active,
-                     created_at, updated_at, last_login_at, tokens_valid_after"#,
+                     email_verified, created_at, updated_at, last_login_at, tokens_valid_after"#,
         Uuid::now_v7(),
         user.email,
         user.username,
@@ -53,7 +53,7 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<UserRow>, 
     sqlx::query_as!(
         UserRow,
         r#"SELECT id, email, username, password_hash, role AS "role: Role", is_active,
-                  created_at, updated_at, last_login_at, tokens_valid_after
+                  email_verified, created_at, updated_at, last_login_at, tokens_valid_after
            FROM users WHERE id = $1"#,
         id,
     )
@@ -69,7 +69,7 @@ pub async fn find_by_email(
     sqlx::query_as!(
         UserRow,
         r#"SELECT id, email, username, password_hash, role AS "role: Role", is_active,
-                  created_at, updated_at, last_login_at, tokens_valid_after
+                  email_verified, created_at, updated_at, last_login_at, tokens_valid_after
            FROM users WHERE lower(email) = lower($1)"#,
         email,
     )
@@ -99,10 +99,12 @@ pub async fn update(
                username = COALESCE($3, username),
                role = COALESCE($4, role),
                is_active = COALESCE($5, is_active),
+               -- A new address is unverified until its owner proves it.
+               email_verified = email_verified AND ($2::text IS NULL OR lower($2) = lower(email)),
                updated_at = now()
            WHERE id = $1
            RETURNING id, email, username, password_hash, role AS "role: Role", is_active,
-                     created_at, updated_at, last_login_at, tokens_valid_after"#,
+                     email_verified, created_at, updated_at, last_login_at, tokens_valid_after"#,
         id,
         changes.email.as_deref(),
         changes.username.as_deref(),
@@ -112,6 +114,24 @@ pub async fn update(
     .fetch_optional(db)
     .await
     .map_err(|err| on_constraint(err, UNIQUE))
+}
+
+/// Marks the account's address verified if it is still `email` (the address the token was
+/// sent to); `false` when the account changed its address since (or is gone).
+pub async fn mark_email_verified(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    email: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE users SET email_verified = true, updated_at = now()
+         WHERE id = $1 AND lower(email) = lower($2)",
+        id,
+        email,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Stores a new password hash.
@@ -193,7 +213,7 @@ pub async fn list(
     let rows = sqlx::query_as!(
         UserRow,
         r#"SELECT id, email, username, password_hash, role AS "role: Role", is_active,
-                  created_at, updated_at, last_login_at, tokens_valid_after
+                  email_verified, created_at, updated_at, last_login_at, tokens_valid_after
            FROM users
            WHERE ($1::text IS NULL OR email ILIKE $1 OR username ILIKE $1)
              AND ($2::text IS NULL OR role = $2)

@@ -56,12 +56,25 @@ async fn expired_rows_of_every_user_are_purged_and_live_ones_kept() {
     .await
     .expect("recently expired token");
 
+    // Email tokens: one expired two days ago goes, one expired an hour ago and a live one stay.
+    sqlx::query(
+        "INSERT INTO account_tokens (token_hash, user_id, purpose, email, expires_at)
+         VALUES ('\\x01', $1, 'password_reset', 'gone@example.com', now() - interval '2 days'),
+                ('\\x02', $1, 'password_reset', 'gone@example.com', now() - interval '1 hour'),
+                ('\\x03', $1, 'verify_email', 'gone@example.com', now() + interval '1 hour')",
+    )
+    .bind(gone_id)
+    .execute(&app.pool)
+    .await
+    .expect("email tokens");
+
     let purged = housekeeping::purge(&app.pool).await.expect("purge");
     assert_eq!(
         purged,
         Purged {
             idempotency_keys: 2500,
             refresh_tokens: 1,
+            account_tokens: 1,
         }
     );
     let count = |sql: &'static str| {
