@@ -47,7 +47,7 @@ pub struct WorkerConfig {
         long,
         env = "WORKER_QUEUES",
         value_delimiter = ',',
-        default_value = "bulk_fetch,price_refresh"
+        default_value = "bulk_fetch,price_refresh,alert_eval,notify,email"
     )]
     pub queues: Vec<ConsumedQueue>,
 
@@ -193,6 +193,17 @@ mod tests {
     #[test]
     fn flags_are_well_formed() {
         WorkerConfig::command().debug_assert();
+    }
+
+    #[test]
+    fn by_default_every_queue_is_consumed() {
+        let config = WorkerConfig::try_parse_from(["worker"]).expect("parses");
+        let queues: Vec<Queue> = config
+            .queues
+            .iter()
+            .map(|consumed| consumed.queue)
+            .collect();
+        assert_eq!(queues, Queue::ALL);
     }
 
     #[test]
