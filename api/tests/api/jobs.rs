@@ -5,8 +5,9 @@ use serde_json::json;
 
 use crate::helpers::TestApp;
 
+/// Bulk fetches accepted (registration also queues a welcome notification, a system job).
 async fn job_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM jobs")
+    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'bulk_fetch'")
         .fetch_one(&app.pool)
         .await
         .expect("count")
@@ -128,7 +129,7 @@ async fn another_users_job_is_not_found_for_every_method() {
         .assert_problem(404, "NOT_FOUND");
     let list = app.get("/api/v1/jobs", Some(&other.access)).await;
     assert_eq!(list.body["total"], 0);
-    let status: String = sqlx::query_scalar("SELECT status FROM jobs")
+    let status: String = sqlx::query_scalar("SELECT status FROM jobs WHERE kind = 'bulk_fetch'")
         .fetch_one(&app.pool)
         .await
         .expect("row");
@@ -274,7 +275,16 @@ async fn an_accepted_job_reaches_its_queue_and_admins_see_the_counts() {
         .iter()
         .map(|q| q["queue"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["bulk_fetch", "price_refresh"]);
+    assert_eq!(
+        names,
+        [
+            "bulk_fetch",
+            "price_refresh",
+            "alert_eval",
+            "notify",
+            "email"
+        ]
+    );
     assert_eq!(queues[0]["depth"], 1, "{}", counts.body);
     assert_eq!(queues[0]["in_flight"], 0);
     assert_eq!(queues[0]["dead"], 0);

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod admin;
+mod alerts;
 mod auth;
 mod binary;
 mod clients;
@@ -11,6 +12,7 @@ mod helpers;
 mod housekeeping;
 mod jobs;
 mod market;
+mod notifications;
 mod openapi;
 mod platform;
 mod portfolios;

@@ -26,8 +26,12 @@ crate::text_enum! {
         /// The price fell through the target (from above to at or below).
         CrossingDown = "crossing_down",
         /// The 24 h change, in percent, is at or above the target.
+        #[serde(rename = "pct_change_24h_above")]
+        #[cfg_attr(feature = "openapi", oai(rename = "pct_change_24h_above"))]
         PctChange24hAbove = "pct_change_24h_above",
         /// The 24 h change, in percent, is at or below the target.
+        #[serde(rename = "pct_change_24h_below")]
+        #[cfg_attr(feature = "openapi", oai(rename = "pct_change_24h_below"))]
         PctChange24hBelow = "pct_change_24h_below",
     }
 }
