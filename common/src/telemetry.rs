@@ -171,6 +171,10 @@ fn describe_metrics() {
         "Price alert firings recorded (each queues one notification)."
     );
     describe_counter!(
+        "emails_sent_total",
+        "Email jobs finished, by outcome (sent, outbox, duplicate, no_recipient, failed)."
+    );
+    describe_counter!(
         "notifications_created_total",
         "In-app notifications written, by category."
     );

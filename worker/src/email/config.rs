@@ -23,7 +23,7 @@ pub struct EmailConfig {
     #[arg(
         long = "email-outbox-dir",
         env = "EMAIL_OUTBOX_DIR",
-        default_value = "var/outbox"
+        default_value = "outbox"
     )]
     pub outbox_dir: PathBuf,
 
