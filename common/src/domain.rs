@@ -85,19 +85,6 @@ macro_rules! text_column {
 
 text_column!(Role);
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_round_trip_through_text() {
-        for role in [Role::User, Role::Admin] {
-            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
-        }
-        assert!("root".parse::<Role>().is_err());
-    }
-}
-
 /// Declares a fieldless enum stored as text and named the same everywhere (Postgres, JSON,
 /// the OpenAPI document, metrics labels): `ALL`, `as_str`, `Display`, `FromStr` and the
 /// [`text_column!`] mapping, from one list of `Variant = "name"` pairs. The enum's own
@@ -151,4 +138,17 @@ macro_rules! text_enum {
 
         $crate::text_column!($name);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_text() {
+        for role in [Role::User, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!("root".parse::<Role>().is_err());
+    }
 }
