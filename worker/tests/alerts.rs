@@ -690,3 +690,46 @@ async fn a_finished_bulk_fetch_becomes_a_notification_and_an_event() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn without_a_mail_server_messages_land_whole_in_the_outbox_directory() {
+    let stack = Stack::start().await;
+    let outbox = std::env::temp_dir().join(format!("coinpulse-outbox-{}", Uuid::now_v7()));
+    let dir = outbox.to_string_lossy().into_owned();
+    let _worker = stack
+        .start_worker(&[
+            ("SMTP_URL", ""),
+            ("EMAIL_OUTBOX_DIR", &dir),
+            ("WORKER_QUEUES", "notify,email"),
+        ])
+        .await;
+    let files = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&outbox)
+            .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    // The welcome message of the account the stack registered.
+    wait_until("the welcome message in the outbox", DEADLINE, || async {
+        files()
+            .iter()
+            .any(|path| path.extension().is_some_and(|ext| ext == "eml"))
+    })
+    .await;
+    stack.settled("email").await;
+    let written = files();
+    assert_eq!(
+        written.len(),
+        1,
+        "one whole file, no partial one: {written:?}"
+    );
+    let message = ReceivedMail {
+        from: String::new(),
+        to: Vec::new(),
+        data: std::fs::read_to_string(&written[0]).expect("the message"),
+    };
+    assert_eq!(message.subject().as_deref(), Some("Welcome to Coinpulse"));
+    let text = message.text_part().expect("a text part");
+    assert!(text.contains("verify-email?token="), "{text}");
+    assert!(stack.smtp.messages().is_empty());
+    let _ = std::fs::remove_dir_all(&outbox);
+}

@@ -41,7 +41,12 @@ impl Mailer {
             .parse()
             .map_err(|err| anyhow::anyhow!("EMAIL_FROM is not a mailbox: {err}"))?;
         let domain = from.email.domain().to_owned();
-        let transport = Transport::new(config.smtp_url.as_deref(), config.outbox_dir.clone())
+        // An empty `SMTP_URL=` (as a `.env` line often leaves it) means unset.
+        let smtp_url = config
+            .smtp_url
+            .as_deref()
+            .filter(|url| !url.trim().is_empty());
+        let transport = Transport::new(smtp_url, config.outbox_dir.clone())
             .map_err(|err| anyhow::anyhow!("SMTP_URL is not usable: {err}"))?;
         let templates = Templates::new(&config.app_url)
             .map_err(|err| anyhow::anyhow!("email templates: {err}"))?;
