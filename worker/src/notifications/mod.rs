@@ -57,15 +57,18 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
             body: &body,
             data: &data,
         };
-        let written = store::insert(&mut *tx, &notification)
-            .await
-            .map_err(|err| match err.as_database_error() {
-                // The account was deleted since it was read: nobody left to notify.
-                Some(db) if db.is_foreign_key_violation() => JobError::Permanent(
-                    "the account was deleted while it was being notified".to_owned(),
-                ),
-                _ => retry(err),
-            })?;
+        let written = match store::insert(&mut *tx, &notification).await {
+            Ok(written) => written,
+            // The account was deleted since it was read: nobody is left to notify.
+            Err(err)
+                if err
+                    .as_database_error()
+                    .is_some_and(|db| db.is_foreign_key_violation()) =>
+            {
+                return Ok(skipped("the account no longer exists"));
+            }
+            Err(err) => return Err(retry(err)),
+        };
         let exists = written || store::exists(&mut *tx, job.event_id).await.map_err(retry)?;
         (exists, written)
     } else {
