@@ -474,7 +474,7 @@ async fn once_deactivates_expiry_retires_and_a_cooldown_spaces_firings() {
     let cooled = stack
         .create_alert(json!({
             "coin_id": "bitcoin", "vs_currency": "usd", "condition": "crossing",
-            "target": "100", "trigger": "every_crossing", "cooldown_seconds": 3600,
+            "target": "100", "trigger": "every_crossing", "cooldown": 3600,
         }))
         .await;
     let expires_at = (chrono::Utc::now() + chrono::Duration::seconds(3)).to_rfc3339();

@@ -183,7 +183,7 @@ impl AlertsApi {
         );
         validate::target(&mut problems, request.condition, request.target.0);
         let trigger = request.trigger.unwrap_or(Trigger::Once);
-        validate::cooldown(&mut problems, trigger, request.cooldown_seconds);
+        validate::cooldown(&mut problems, trigger, request.cooldown);
         validate::expires_at(&mut problems, request.expires_at, now);
         let note = validate::note(&mut problems, request.note.as_deref());
         problems.finish()?;
@@ -193,7 +193,7 @@ impl AlertsApi {
             condition: request.condition,
             target: request.target.0,
             trigger,
-            cooldown_seconds: request.cooldown_seconds,
+            cooldown_seconds: request.cooldown,
             expires_at: request.expires_at,
             note,
             active: request.active.unwrap_or(true),
@@ -260,7 +260,7 @@ impl AlertsApi {
             && request.condition.is_none()
             && request.target.is_none()
             && request.trigger.is_none()
-            && request.cooldown_seconds.is_undefined()
+            && request.cooldown.is_undefined()
             && request.expires_at.is_undefined()
             && request.note.is_undefined()
             && request.active.is_none();
@@ -286,7 +286,7 @@ impl AlertsApi {
             validate::target(&mut problems, condition, target);
         }
         let trigger = request.trigger.unwrap_or(current.trigger);
-        let cooldown_seconds = match request.cooldown_seconds {
+        let cooldown_seconds = match request.cooldown {
             MaybeUndefined::Value(seconds) => Some(seconds),
             MaybeUndefined::Null => None,
             MaybeUndefined::Undefined => current.cooldown_seconds,

@@ -26,8 +26,8 @@ pub struct Alert {
     pub target: Dec,
     /// `once` (then inactive) or `every_crossing`.
     pub trigger: Trigger,
-    /// Least seconds between two firings.
-    pub cooldown_seconds: Option<i32>,
+    /// Least time between two firings, in seconds.
+    pub cooldown: Option<i32>,
     /// When it stops watching.
     pub expires_at: Option<DateTime<Utc>>,
     /// The caller's note, shown in the notification and email.
@@ -56,7 +56,7 @@ impl Example for Alert {
             condition: Condition::CrossingUp,
             target: Dec(Decimal::new(100_000, 0)),
             trigger: Trigger::EveryCrossing,
-            cooldown_seconds: Some(3600),
+            cooldown: Some(3600),
             expires_at: None,
             note: Some("take some profit".into()),
             active: true,
@@ -113,7 +113,7 @@ impl From<AlertRow> for Alert {
             condition: row.condition,
             target: Dec(row.target),
             trigger: row.trigger,
-            cooldown_seconds: row.cooldown_seconds,
+            cooldown: row.cooldown_seconds,
             expires_at: row.expires_at,
             note: row.note,
             active: row.active && !expired,
@@ -149,9 +149,10 @@ pub struct CreateAlertRequest {
     /// `once` (default) or `every_crossing`.
     #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
     pub trigger: Option<Trigger>,
-    /// Least seconds between two firings, 1 to 2592000 (30 days); only for `every_crossing`.
+    /// Least time between two firings, in seconds: 1 to 2592000 (30 days); only for
+    /// `every_crossing`.
     #[oai(validator(minimum(value = "1"), maximum(value = "2592000")))]
-    pub cooldown_seconds: Option<i32>,
+    pub cooldown: Option<i32>,
     /// When to stop watching (RFC 3339, in the future).
     pub expires_at: Option<DateTime<Utc>>,
     /// Up to 280 characters without control characters; surrounding spaces are dropped.
@@ -170,7 +171,7 @@ impl Example for CreateAlertRequest {
             condition: Condition::CrossingUp,
             target: Dec(Decimal::new(100_000, 0)),
             trigger: Some(Trigger::EveryCrossing),
-            cooldown_seconds: Some(3600),
+            cooldown: Some(3600),
             expires_at: None,
             note: Some("take some profit".into()),
             active: None,
@@ -179,7 +180,7 @@ impl Example for CreateAlertRequest {
 }
 
 /// Changes to an alert (a merge patch): omitted fields stay as they are; `null` clears
-/// `cooldown_seconds`, `expires_at` and `note`. Changing what it watches (coin, currency,
+/// `cooldown`, `expires_at` and `note`. Changing what it watches (coin, currency,
 /// condition, target, trigger) or re-activating it re-arms it.
 #[derive(Debug, Object, Deserialize)]
 #[oai(deny_unknown_fields, example)]
@@ -202,7 +203,7 @@ pub struct UpdateAlertRequest {
     /// As for creating; `null` removes the cooldown.
     #[oai(validator(minimum(value = "1"), maximum(value = "2592000")))]
     #[serde(default)]
-    pub cooldown_seconds: MaybeUndefined<i32>,
+    pub cooldown: MaybeUndefined<i32>,
     /// As for creating; `null` removes the expiry.
     #[serde(default)]
     pub expires_at: MaybeUndefined<DateTime<Utc>>,
@@ -223,7 +224,7 @@ impl Example for UpdateAlertRequest {
             condition: None,
             target: Some(Dec(Decimal::new(120_000, 0))),
             trigger: None,
-            cooldown_seconds: MaybeUndefined::Null,
+            cooldown: MaybeUndefined::Null,
             expires_at: MaybeUndefined::Undefined,
             note: MaybeUndefined::Undefined,
             active: Some(true),

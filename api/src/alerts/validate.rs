@@ -61,10 +61,10 @@ pub fn target(problems: &mut FieldErrors, condition: Condition, target: Decimal)
 pub fn cooldown(problems: &mut FieldErrors, trigger: Trigger, cooldown: Option<i32>) {
     if let Some(seconds) = cooldown {
         if !(1..=2_592_000).contains(&seconds) {
-            problems.push("cooldown_seconds", "must be from 1 to 2592000 (30 days)");
+            problems.push("cooldown", "must be from 1 to 2592000 seconds (30 days)");
         } else if trigger == Trigger::Once {
             problems.push(
-                "cooldown_seconds",
+                "cooldown",
                 "only applies to every_crossing alerts (a once alert fires once)",
             );
         }

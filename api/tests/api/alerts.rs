@@ -30,7 +30,7 @@ async fn an_alert_is_created_listed_changed_and_deleted_by_its_owner_only() {
         &app,
         &ann,
         json!({"coin_id": "bitcoin", "vs_currency": "USD", "condition": "crossing_up",
-               "target": "100000.50", "trigger": "every_crossing", "cooldown_seconds": 600,
+               "target": "100000.50", "trigger": "every_crossing", "cooldown": 600,
                "note": "  take profit  "}),
     )
     .await;
@@ -101,12 +101,12 @@ async fn an_alert_is_created_listed_changed_and_deleted_by_its_owner_only() {
             Method::PATCH,
             &path,
             Some(&ann.access),
-            Some(json!({"note": null, "cooldown_seconds": null})),
+            Some(json!({"note": null, "cooldown": null})),
         )
         .await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
     assert_eq!(
-        (&patched.body["note"], &patched.body["cooldown_seconds"]),
+        (&patched.body["note"], &patched.body["cooldown"]),
         (&Value::Null, &Value::Null)
     );
     assert_eq!(patched.body["target"], "100000.5");
@@ -171,8 +171,8 @@ async fn invalid_alerts_are_refused_and_write_nothing() {
             "target",
         ),
         (
-            json!({"coin_id": "bitcoin", "condition": "above", "target": "1", "cooldown_seconds": 60}),
-            "cooldown_seconds",
+            json!({"coin_id": "bitcoin", "condition": "above", "target": "1", "cooldown": 60}),
+            "cooldown",
         ),
         (
             json!({"coin_id": "bitcoin", "condition": "above", "target": "1", "expires_at": past}),
