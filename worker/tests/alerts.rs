@@ -223,6 +223,22 @@ impl Stack {
         .await;
     }
 
+    /// Waits until `alert` has been evaluated at `price` (its remembered value is that price):
+    /// whatever it does at that price has been done.
+    async fn wait_evaluated_at(&self, alert: Uuid, price: f64) {
+        wait_until(&format!("alert evaluated at {price}"), DEADLINE, || async {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT coalesce(last_value = $2::float8::numeric, false) FROM alerts WHERE id = $1",
+            )
+            .bind(alert)
+            .bind(price)
+            .fetch_one(&self.pool)
+            .await
+            .expect("alert")
+        })
+        .await;
+    }
+
     async fn notifications_of(&self, kind: &str) -> Vec<Value> {
         sqlx::query_scalar::<_, Value>(
             "SELECT data FROM notifications WHERE user_id = $1 AND kind = $2 ORDER BY created_at",
@@ -323,9 +339,9 @@ async fn a_crossing_gives_one_notification_one_email_and_one_event_with_two_work
             "trigger": "every_crossing", "note": "<script>alert(1)</script> & take profit",
         }))
         .await;
-    let _one = stack.start_worker(&[]).await;
-    let _two = stack.start_worker(&[]).await;
-    stack.let_evaluate(2).await;
+    let one = stack.start_worker(&[]).await;
+    let two = stack.start_worker(&[]).await;
+    stack.wait_evaluated_at(alert, 90.0).await;
     assert!(
         stack.notifications_of("price_alert").await.is_empty(),
         "90 is not above 100"
@@ -350,7 +366,8 @@ async fn a_crossing_gives_one_notification_one_email_and_one_event_with_two_work
 
     // The price stays above: more evaluations, no more firings.
     stack.market.set("bitcoin", 120.0);
-    stack.let_evaluate(3).await;
+    stack.wait_evaluated_at(alert, 120.0).await;
+    stack.let_evaluate(2).await;
     stack.settled("notify").await;
     stack.settled("email").await;
     assert_eq!(stack.notifications_of("price_alert").await.len(), 1);
@@ -363,7 +380,7 @@ async fn a_crossing_gives_one_notification_one_email_and_one_event_with_two_work
 
     // It falls back below, and rises again: an every_crossing alert fires a second time.
     stack.market.set("bitcoin", 95.0);
-    stack.let_evaluate(2).await;
+    stack.wait_evaluated_at(alert, 95.0).await;
     let state = stack.get(&format!("/alerts/{alert}")).await;
     assert_eq!(state["state"], "armed", "re-armed: {state}");
     stack.market.set("bitcoin", 105.0);
@@ -372,6 +389,26 @@ async fn a_crossing_gives_one_notification_one_email_and_one_event_with_two_work
     let state = stack.get(&format!("/alerts/{alert}")).await;
     assert_eq!(state["trigger_count"], 2, "{state}");
     assert_eq!(state["active"], true);
+
+    // The workers' new series are well-formed, with their help text (each job ran on one
+    // worker or the other, so a series may show on either).
+    let mut both = String::new();
+    for worker in [&one, &two] {
+        let metrics = test_support::get_text(&format!("{}/metrics", worker.base_url)).await;
+        test_support::assert_promtool_accepts(&metrics);
+        both.push_str(&metrics);
+    }
+    for series in [
+        "alerts_evaluated_total",
+        "alerts_fired_total",
+        "notifications_created_total",
+        "emails_sent_total",
+    ] {
+        assert!(
+            both.contains(&format!("# HELP {series} ")),
+            "{series} in:\n{both}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -385,7 +422,7 @@ async fn forced_redelivery_of_every_job_in_the_chain_writes_nothing_twice() {
         }))
         .await;
     let _worker = stack.start_worker(&[]).await;
-    stack.let_evaluate(1).await;
+    stack.wait_evaluated_at(alert, 90.0).await;
     stack.market.set("bitcoin", 130.0);
     stack.wait_for_notifications("price_alert", 1).await;
     stack.wait_for_alert_mails(alert, 1).await;
@@ -496,7 +533,7 @@ async fn once_deactivates_expiry_retires_and_a_cooldown_spaces_firings() {
     // Crossing up, down and up again: the cooldown lets the first crossing through only.
     for price in [110.0, 90.0, 110.0] {
         stack.market.set("bitcoin", price);
-        stack.let_evaluate(2).await;
+        stack.wait_evaluated_at(cooled, price).await;
     }
     stack.settled("notify").await;
     let fired: Vec<Value> = stack.notifications_of("price_alert").await;
@@ -511,17 +548,16 @@ async fn once_deactivates_expiry_retires_and_a_cooldown_spaces_firings() {
         stack.get(&format!("/alerts/{expiring}")).await["state"] == "expired"
     })
     .await;
-    stack.let_evaluate(1).await;
-    let stored: (bool, String) = sqlx::query_as("SELECT active, state FROM alerts WHERE id = $1")
-        .bind(expiring)
-        .fetch_one(&stack.pool)
-        .await
-        .expect("alert");
-    assert_eq!(
-        stored,
-        (false, "expired".to_owned()),
-        "the worker retired it"
-    );
+    wait_until("the worker retires the expired alert", DEADLINE, || async {
+        let stored: (bool, String) =
+            sqlx::query_as("SELECT active, state FROM alerts WHERE id = $1")
+                .bind(expiring)
+                .fetch_one(&stack.pool)
+                .await
+                .expect("alert");
+        stored == (false, "expired".to_owned())
+    })
+    .await;
 }
 
 #[tokio::test]
