@@ -20,6 +20,7 @@ use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
+use crate::platform::conditional;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
 use crate::portfolios::validate::FieldErrors;
@@ -101,23 +102,9 @@ fn not_found() -> ApiError {
     ApiError::not_found("alert")
 }
 
-/// Whether `If-Match` allows a change to `row` (strong comparison, `*` matches any).
+/// Whether `If-Match` allows a change to `row` (412 otherwise).
 fn check_if_match(if_match: Option<&str>, row: &AlertRow) -> Result<(), ApiError> {
-    let Some(header) = if_match else {
-        return Ok(());
-    };
-    let current = row.etag();
-    if header
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == current)
-    {
-        Ok(())
-    } else {
-        Err(ApiError::PreconditionFailed(format!(
-            "the alert has changed (its ETag is now {current}); reload it and retry"
-        )))
-    }
+    conditional::check_if_match(if_match, &row.etag(), "alert")
 }
 
 #[OpenApi(prefix_path = "/api/v1/alerts", tag = "ApiTags::Alerts")]

@@ -93,7 +93,7 @@ pub struct AlertRow {
 impl AlertRow {
     /// The strong ETag of this version.
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        crate::platform::conditional::etag(self.version)
     }
 
     /// Whether its `expires_at` has passed (the worker retires it at its next evaluation).

@@ -1,6 +1,7 @@
 //! Cross-cutting HTTP machinery: middleware, request bodies, pagination, OpenAPI tags.
 
 pub mod body_limit;
+pub mod conditional;
 pub mod json_body;
 pub mod openapi_doc;
 pub mod pagination;

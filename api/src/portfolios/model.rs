@@ -145,18 +145,13 @@ pub struct PortfolioRow {
 impl PortfolioRow {
     /// The strong ETag of this version.
     pub fn etag(&self) -> String {
-        etag(self.version)
+        crate::platform::conditional::etag(self.version)
     }
 
     /// The cost-basis method.
     pub fn method(&self) -> CostBasisMethod {
         CostBasisMethod::from_db(&self.cost_basis_method)
     }
-}
-
-/// The strong ETag of a portfolio version: `"<version>"`.
-pub fn etag(version: i32) -> String {
-    format!("\"{version}\"")
 }
 
 /// A portfolio.

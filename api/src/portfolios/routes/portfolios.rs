@@ -11,6 +11,7 @@ use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
+use crate::platform::conditional;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
 use crate::portfolios::idempotency::{self, Answer, Claim, Key, Scope};
@@ -67,7 +68,7 @@ enum PortfolioFound {
 
 fn created_portfolio(portfolio: Portfolio, replay: bool) -> PortfolioCreated {
     let location = location(portfolio.id);
-    let etag = model::etag(portfolio.version);
+    let etag = conditional::etag(portfolio.version);
     PortfolioCreated::Created(Json(portfolio), location, etag, replayed(replay))
 }
 
@@ -76,24 +77,9 @@ fn found(row: PortfolioRow) -> PortfolioFound {
     PortfolioFound::Ok(Json(row.into()), etag)
 }
 
-/// Whether `If-Match` allows a change to `row`: no header, `*`, or a list naming its ETag.
-/// Comparison is strong (RFC 9110 §13.1.1): a weak tag (`W/"3"`) never matches.
+/// Whether `If-Match` allows a change to `row` (412 otherwise).
 fn check_if_match(if_match: Option<&str>, row: &PortfolioRow) -> Result<(), ApiError> {
-    let Some(header) = if_match else {
-        return Ok(());
-    };
-    let current = row.etag();
-    let matches = header
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == current);
-    if matches {
-        Ok(())
-    } else {
-        Err(ApiError::PreconditionFailed(format!(
-            "the portfolio has changed (its ETag is now {current}); reload it and retry"
-        )))
-    }
+    conditional::check_if_match(if_match, &row.etag(), "portfolio")
 }
 
 #[OpenApi(prefix_path = "/api/v1/portfolios", tag = "ApiTags::Portfolios")]
