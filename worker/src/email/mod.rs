@@ -191,7 +191,12 @@ fn build(
     Message::builder()
         .message_id(Some(message_id.to_owned()))
         .from(mailer.from.clone())
-        .to(Mailbox::new(Some(account.username.clone()), address))
+        // The username is the user's text: no line break reaches the header (lettre would
+        // panic on one), and lettre quotes or encodes the rest.
+        .to(Mailbox::new(
+            Some(render::header_safe(&account.username)),
+            address,
+        ))
         .subject(rendered.subject)
         .date_now()
         .multipart(MultiPart::alternative_plain_html(

@@ -179,9 +179,10 @@ impl Templates {
     }
 }
 
-/// A header value without control characters (a belt to lettre's braces: subjects are made
-/// of fixed words and validated ids already).
-fn header_safe(text: &str) -> String {
+/// A header value without control characters: subjects are made of fixed words and
+/// validated ids already; a display name is the user's own text, and lettre panics formatting
+/// one that holds a line break (and must never be given the chance to emit it).
+pub fn header_safe(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).collect()
 }
 
@@ -195,6 +196,15 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn header_safe_drops_line_breaks_and_control_characters() {
+        assert_eq!(
+            header_safe("<b>x</b>\r\nBcc: evil@example.com\t\u{7}"),
+            "<b>x</b>Bcc: evil@example.com"
+        );
+        assert_eq!(header_safe("Zoë Ünal"), "Zoë Ünal");
+    }
 
     fn templates() -> Templates {
         Templates::new("https://coinpulse.example/").expect("templates parse")
