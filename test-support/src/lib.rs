@@ -263,6 +263,12 @@ impl RunningBinary {
         command
             .env("RUST_LOG", "warn")
             .env("LOG_FORMAT", "json")
+            // Emails of workers without `SMTP_URL` go to a scratch directory, never into the
+            // checkout (a test that looks at them sets its own).
+            .env(
+                "EMAIL_OUTBOX_DIR",
+                std::env::temp_dir().join("coinpulse-test-outbox"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
