@@ -238,6 +238,12 @@ impl AlertsApi {
         let user = caller.0.id;
         let now = Utc::now();
         let mut tx = self.state.db.begin().await?;
+        // Only `"active": true` can re-activate, and that takes the owner's row lock: take it
+        // before the alert's, in the order creates and account deletion (which cascades to
+        // alerts) lock them, so concurrent requests queue instead of deadlocking.
+        if request.active == Some(true) {
+            store::lock_owner(&mut tx, user).await?;
+        }
         let current = store::lock(&mut tx, user, id.0)
             .await?
             .ok_or_else(not_found)?;
@@ -319,7 +325,7 @@ impl AlertsApi {
             || fields.trigger != current.trigger;
         let reactivated = active && !was_active;
         if reactivated {
-            store::lock_owner(&mut tx, user).await?;
+            // The owner's row is locked above (`request.active == Some(true)`).
             self.check_limit(&mut tx, user, Some(current.id)).await?;
         }
         let row = store::update(

@@ -194,6 +194,36 @@ async fn invalid_alerts_are_refused_and_write_nothing() {
             json!({"coin_id": "bitcoin", "condition": "above", "target": "1", "extra": 1}),
             "extra",
         ),
+        (
+            json!({"coin_id": "bitcoin", "condition": "above", "target": "0.0000000000000000001"}),
+            "target",
+        ),
+        (
+            json!({"coin_id": "bitcoin", "condition": "above", "target": "1000000000000000"}),
+            "target",
+        ),
+        (
+            json!({"coin_id": "bitcoin", "condition": "pct_change_24h_above", "target": "100000.1"}),
+            "target",
+        ),
+        (
+            json!({"coin_id": "bitcoin", "condition": "above", "target": "1",
+                   "trigger": "every_crossing", "cooldown": 0}),
+            "cooldown",
+        ),
+        (
+            json!({"coin_id": "bitcoin", "condition": "above", "target": "1",
+                   "trigger": "every_crossing", "cooldown": 2_592_001}),
+            "cooldown",
+        ),
+        (
+            json!({"coin_id": "bitcoin", "condition": "above", "target": "1", "expires_at": "tomorrow"}),
+            "expires_at",
+        ),
+        (
+            json!({"coin_id": "bitcoin", "condition": "above", "target": "1", "active": "yes"}),
+            "active",
+        ),
     ];
     for (body, field) in cases {
         let reply = create(&app, &user, body.clone()).await;
@@ -245,6 +275,40 @@ async fn the_limit_of_active_alerts_holds_under_concurrent_creates() {
     )
     .await
     .assert_problem(422, "VALIDATION_ERROR");
+
+    // One place freed, two paused alerts re-activated at once: exactly one gets it.
+    let first = app
+        .get("/api/v1/alerts?active=true&per_page=1", Some(&user.access))
+        .await;
+    let freed = format!(
+        "/api/v1/alerts/{}",
+        first.body["items"][0]["id"].as_str().expect("id")
+    );
+    let gone = app
+        .call(Method::DELETE, &freed, Some(&user.access), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let other = create(
+        &app,
+        &user,
+        json!({"coin_id": "bitcoin", "condition": "below", "target": "2", "active": false}),
+    )
+    .await;
+    let other = format!("/api/v1/alerts/{}", other.body["id"].as_str().expect("id"));
+    let on = Some(json!({"active": true}));
+    let (one, two) = tokio::join!(
+        app.call(Method::PATCH, &path, Some(&user.access), on.clone()),
+        app.call(Method::PATCH, &other, Some(&user.access), on.clone())
+    );
+    let statuses = [one.status.as_u16(), two.status.as_u16()];
+    assert!(
+        statuses.contains(&200) && statuses.contains(&422),
+        "{statuses:?}"
+    );
+    let active = app
+        .get("/api/v1/alerts?active=true", Some(&user.access))
+        .await;
+    assert_eq!(active.body["total"], 3);
 }
 
 #[tokio::test]
@@ -312,5 +376,85 @@ async fn changing_what_an_alert_watches_re_arms_it_and_expiry_shows() {
         (&json!("armed"), &json!(true)),
         "{}",
         revived.body
+    );
+}
+
+#[tokio::test]
+async fn invalid_or_stale_changes_are_refused_and_write_nothing() {
+    let app = TestApp::spawn().await;
+    let user = app.register("fay").await;
+    let created = create(&app, &user, alert("10")).await;
+    let path = format!(
+        "/api/v1/alerts/{}",
+        created.body["id"].as_str().expect("id")
+    );
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    let cases = [
+        (json!({"coin_id": "Bit Coin"}), "coin_id"),
+        (json!({"vs_currency": "zzz"}), "vs_currency"),
+        (json!({"condition": null}), "condition"),
+        (json!({"target": "-1"}), "target"),
+        (
+            json!({"condition": "pct_change_24h_above", "target": "-100.5"}),
+            "target",
+        ),
+        (json!({"cooldown": 60}), "cooldown"),
+        (json!({"expires_at": past}), "expires_at"),
+        (json!({"note": "a\u{7}b"}), "note"),
+        (json!({"active": null}), "active"),
+        (json!({"id": "x"}), "id"),
+    ];
+    for (body, field) in cases {
+        let reply = app
+            .call(Method::PATCH, &path, Some(&user.access), Some(body.clone()))
+            .await;
+        reply.assert_problem(422, "VALIDATION_ERROR");
+        assert!(
+            reply.error_fields().iter().any(|f| f.contains(field)),
+            "{body} should name {field}: {}",
+            reply.body
+        );
+    }
+    let unchanged = app.get(&path, Some(&user.access)).await;
+    assert_eq!(
+        unchanged.header("etag"),
+        Some("\"1\""),
+        "nothing was written"
+    );
+    assert_eq!(unchanged.body["target"], "10");
+
+    // If-Match: a stale version is refused, the current one (or `*`) is accepted.
+    app.send(
+        Method::PATCH,
+        &path,
+        Some(&user.access),
+        Some(json!({"target": "11"})),
+        &[("if-match", "\"7\"")],
+    )
+    .await
+    .assert_problem(412, "PRECONDITION_FAILED");
+    let changed = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&user.access),
+            Some(json!({"target": "11"})),
+            &[("if-match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(changed.header("etag"), Some("\"2\""));
+    let any = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(&user.access),
+            Some(json!({"active": false})),
+            &[("if-match", "*")],
+        )
+        .await;
+    assert_eq!(
+        (&any.body["active"], any.header("etag")),
+        (&json!(false), Some("\"3\""))
     );
 }
