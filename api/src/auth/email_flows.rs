@@ -6,7 +6,6 @@ use chrono::Utc;
 use common::email::tokens::{self, TokenPurpose};
 use common::email::{EmailMessage, Recipient, SendEmail};
 use common::jobs::store::{self as jobs_store, JobRow};
-use common::notifications::NotificationContent;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -14,7 +13,6 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::extract::ActiveUser;
-use super::sessions;
 use crate::app::AppState;
 use crate::error::{ApiError, ApiResult, status};
 use crate::notifications::outbox;
@@ -227,7 +225,8 @@ impl AccountEmailApi {
     /// Choose a new password with the token from a reset link.
     ///
     /// Every session of the account ends (refresh tokens revoked, access tokens refused), and
-    /// the owner is told their password changed. An unusable token answers `422` on `token`.
+    /// the owner is told their password changed; failed logins counted against the account are
+    /// forgiven. An unusable token answers `422` on `token`.
     #[oai(path = "/password-reset/confirm", method = "post")]
     async fn confirm_reset(
         &self,
@@ -245,11 +244,10 @@ impl AccountEmailApi {
             .await?
             .filter(|user| user.is_active && user.email.eq_ignore_ascii_case(&token.email))
             .ok_or_else(invalid_token)?;
-        store::set_password_hash(&mut *tx, user.id, &new_hash).await?;
-        sessions::revoke_all(&mut *tx, user.id).await?;
-        let notice = outbox::notify(&mut tx, user.id, NotificationContent::PasswordChanged).await?;
+        let notice = crate::users::replace_password(&mut tx, user.id, &new_hash).await?;
         tx.commit().await?;
         self.state.users.invalidate(user.id);
+        self.state.lockout.clear(&user.email).await;
         outbox::dispatch(&self.state, notice);
         tracing::info!(user_id = %user.id, "password reset; sessions revoked");
         Ok(Done::Done)

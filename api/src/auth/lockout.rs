@@ -91,10 +91,21 @@ impl LoginLockout {
     /// The password was right: the account's failures are forgiven.
     pub async fn succeeded(&self, attempt: Attempt) {
         let Some(key) = attempt.key else { return };
+        self.delete(&key).await;
+    }
+
+    /// Forgives `account`'s failures without a password check: after a password reset the
+    /// owner has proven control of the address, and must be able to log in at once even if
+    /// a guesser had locked the account.
+    pub async fn clear(&self, account: &str) {
+        self.delete(&self.key(account)).await;
+    }
+
+    async fn delete(&self, key: &str) {
         let cleared = async {
             let mut conn = self.redis.conn().await?;
             redis::cmd("DEL")
-                .arg(&key)
+                .arg(key)
                 .query_async::<()>(&mut conn)
                 .await
         };

@@ -33,6 +33,26 @@ impl UsersApi {
     }
 }
 
+/// Stores a new password hash for `user_id`, ends every session (refresh tokens revoked,
+/// access tokens issued until now refused) and queues the owner's "password changed"
+/// notice, inside the caller's transaction. The one path for both changing the password
+/// (with the current one) and resetting it (with an emailed token), so the two cannot drift
+/// apart. After commit, invalidate the account cache and dispatch the returned job.
+pub async fn replace_password(
+    tx: &mut sqlx::PgConnection,
+    user_id: Uuid,
+    new_hash: &str,
+) -> Result<Option<common::jobs::store::JobRow>, sqlx::Error> {
+    store::set_password_hash(&mut *tx, user_id, new_hash).await?;
+    sessions::revoke_all(&mut *tx, user_id).await?;
+    crate::notifications::outbox::notify(
+        tx,
+        user_id,
+        common::notifications::NotificationContent::PasswordChanged,
+    )
+    .await
+}
+
 /// Account `id` as stored now, if it is active; 401 when it was deleted or disabled.
 pub async fn active_account(db: impl PgExecutor<'_>, id: Uuid) -> Result<UserRow, ApiError> {
     match store::find(db, id).await? {
@@ -211,14 +231,7 @@ impl UsersApi {
         self.state.lockout.succeeded(attempt).await;
         let new_hash = self.state.passwords.hash(&new_password).await?;
         let mut tx = self.state.db.begin().await?;
-        store::set_password_hash(&mut *tx, user.id, &new_hash).await?;
-        sessions::revoke_all(&mut *tx, user.id).await?;
-        let notice = crate::notifications::outbox::notify(
-            &mut tx,
-            user.id,
-            common::notifications::NotificationContent::PasswordChanged,
-        )
-        .await?;
+        let notice = replace_password(&mut tx, user.id, &new_hash).await?;
         tx.commit().await?;
         self.state.users.invalidate(user.id);
         crate::notifications::outbox::dispatch(&self.state, notice);

@@ -55,7 +55,12 @@ async fn generated_clients_are_clean_and_the_python_one_drives_a_first_hour() {
     )
     .await;
     let worker_port = free_port();
+    // The emails the run makes the worker write (no SMTP here) go to a scratch directory,
+    // not into the source tree (the default `outbox` is relative to the test's directory).
+    let outbox =
+        std::env::temp_dir().join(format!("coinpulse-clients-outbox-{}", std::process::id()));
     let worker_env = vec![
+        ("EMAIL_OUTBOX_DIR", outbox.display().to_string()),
         ("DATABASE_URL", db.url().to_owned()),
         ("REDIS_URL", test_support::redis_url()),
         ("REDIS_KEY_PREFIX", prefix),
@@ -117,6 +122,7 @@ async fn generated_clients_are_clean_and_the_python_one_drives_a_first_hour() {
     );
     assert!(output.starts_with("ok:"), "{output}");
     let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&outbox);
 }
 
 /// Runs schemathesis with every check (`--checks all`'s set) against `base_url`, authenticated by the hook in

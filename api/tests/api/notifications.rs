@@ -315,3 +315,35 @@ async fn a_password_reset_looks_the_same_for_unknown_addresses_and_ends_every_se
             .any(|job| job["content"]["type"] == "password_changed")
     );
 }
+
+#[tokio::test]
+async fn a_password_reset_forgives_the_failed_logins_that_locked_the_account() {
+    let app = TestApp::spawn_with(|config| config.rate_limit.login_failures_per_account = 2).await;
+    let user = app.register("fay").await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.login(&user.email, "a wrong password").await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    app.login(&user.email, &user.password)
+        .await
+        .assert_problem(429, "RATE_LIMITED");
+
+    let user_id: Uuid = user.id.parse().expect("id");
+    let token = tokens::create(&app.pool, user_id, &user.email, TokenPurpose::PasswordReset)
+        .await
+        .expect("token");
+    let reset = app
+        .post(
+            "/api/v1/auth/password-reset/confirm",
+            None,
+            json!({"token": token, "new_password": "a-new-password-123"}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::NO_CONTENT, "{}", reset.body);
+    assert_eq!(
+        app.login(&user.email, "a-new-password-123").await.status,
+        StatusCode::OK
+    );
+}
