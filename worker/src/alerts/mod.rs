@@ -15,7 +15,6 @@ use common::alerts::jobs::{AlertEval, AlertEvalResult};
 use common::jobs::store::{self as jobs_store, OutboxJob};
 use common::notifications::jobs::Notify;
 use common::notifications::{AlertFired, NotificationContent};
-use common::prices;
 use uuid::Uuid;
 
 use self::evaluate::{AlertRule, Observation, evaluate};
@@ -39,19 +38,20 @@ pub async fn run(ctx: JobContext, job: AlertEval) -> Result<AlertEvalResult, Job
         move |err: sqlx::Error| JobError::Retry(format!("{what}: {err}"))
     };
     // The newest stored prices, read now: a late or repeated job evaluates what is current.
-    let observed: HashMap<String, Observation> =
-        prices::store::latest_many(&ctx.db, &job.coins, &job.vs_currency)
-            .await
-            .map_err(retry("reading prices"))?
-            .into_iter()
-            .map(|price| {
-                let seen = Observation {
-                    price: price.price,
-                    change_24h_pct: price.change_24h_pct,
-                };
-                (price.coin_id, seen)
-            })
-            .collect();
+    let observed: HashMap<String, Observation> = ctx
+        .prices
+        .stored(&job.coins, &job.vs_currency)
+        .await
+        .map_err(|err| JobError::Retry(format!("reading prices: {err}")))?
+        .into_iter()
+        .map(|(coin, price)| {
+            let seen = Observation {
+                price: price.price,
+                change_24h_pct: price.change_24h_pct,
+            };
+            (coin, seen)
+        })
+        .collect();
     let coins: Vec<String> = observed.keys().cloned().collect();
     let mut outcome = AlertEvalResult::default();
     let mut after = Uuid::nil();
