@@ -6,7 +6,7 @@
 use common::email::EmailMessage;
 use minijinja::{Environment, Value, context};
 
-use crate::notifications::text::condition_words;
+use crate::notifications::text::{alert_headline, change_suffix};
 
 const TEMPLATES: &[(&str, &str)] = &[
     (
@@ -124,25 +124,14 @@ impl Templates {
             EmailMessage::PasswordReset => ("Reset your password".to_owned(), context! {}),
             EmailMessage::PasswordChanged => ("Your password was changed".to_owned(), context! {}),
             EmailMessage::PriceAlert(fired) => {
-                let vs = fired.vs_currency.to_uppercase();
-                let target = if fired.condition.watches_change() {
-                    format!("{}%", fired.target.normalize())
-                } else {
-                    format!("{} {vs}", fired.target.normalize())
-                };
-                let headline = format!(
-                    "{} {} {target}",
-                    fired.coin_id,
-                    condition_words(fired.condition)
-                );
-                let mut detail = format!("The price is {} {vs}", fired.price.normalize());
-                if let Some(change) = fired.change_24h_pct {
-                    detail.push_str(&format!(" ({}% over 24 h)", change.round_dp(2).normalize()));
-                }
-                detail.push_str(&format!(
-                    ", at {} UTC.",
+                let headline = alert_headline(fired);
+                let detail = format!(
+                    "The price is {} {}{}, at {} UTC.",
+                    fired.price.normalize(),
+                    fired.vs_currency.to_uppercase(),
+                    change_suffix(fired),
                     fired.fired_at.format("%Y-%m-%d %H:%M:%S")
-                ));
+                );
                 let subject = format!("Price alert: {headline}");
                 let extra = context! {
                     headline => headline,

@@ -23,7 +23,7 @@ pub fn title_and_body(content: &NotificationContent) -> (String, String) {
 }
 
 /// How a condition reads in a sentence.
-pub fn condition_words(condition: Condition) -> &'static str {
+fn condition_words(condition: Condition) -> &'static str {
     match condition {
         Condition::Above => "is at or above",
         Condition::Below => "is at or below",
@@ -35,27 +35,45 @@ pub fn condition_words(condition: Condition) -> &'static str {
     }
 }
 
-fn price_alert(fired: &AlertFired) -> (String, String) {
-    let vs = fired.vs_currency.to_uppercase();
+/// One line on a firing, e.g. `bitcoin rose through 100000 USD`: the notification's title
+/// and the email's headline.
+pub fn alert_headline(fired: &AlertFired) -> String {
     let target = if fired.condition.watches_change() {
         format!("{}%", fired.target.normalize())
     } else {
-        format!("{} {vs}", fired.target.normalize())
+        format!(
+            "{} {}",
+            fired.target.normalize(),
+            fired.vs_currency.to_uppercase()
+        )
     };
-    let title = format!(
+    format!(
         "{} {} {target}",
         fired.coin_id,
         condition_words(fired.condition)
+    )
+}
+
+/// The 24 h change in words, e.g. ` (1.23% over 24 h)`, or nothing when unknown.
+pub fn change_suffix(fired: &AlertFired) -> String {
+    fired
+        .change_24h_pct
+        .map(|change| format!(" ({}% over 24 h)", change.round_dp(2).normalize()))
+        .unwrap_or_default()
+}
+
+fn price_alert(fired: &AlertFired) -> (String, String) {
+    let mut body = format!(
+        "{} is at {} {}{}.",
+        fired.coin_id,
+        fired.price.normalize(),
+        fired.vs_currency.to_uppercase(),
+        change_suffix(fired)
     );
-    let mut body = format!("{} is at {} {vs}", fired.coin_id, fired.price.normalize());
-    if let Some(change) = fired.change_24h_pct {
-        body.push_str(&format!(" ({}% over 24 h)", change.round_dp(2).normalize()));
-    }
-    body.push('.');
     if let Some(note) = &fired.note {
         body.push_str(&format!(" Your note: {note}"));
     }
-    (title, body)
+    (alert_headline(fired), body)
 }
 
 fn job_finished(finished: &JobFinished) -> (String, String) {
