@@ -32,11 +32,10 @@ pub struct TrackingLayer {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Shared {
     rows: JobRows,
     redis: Redis,
-    queue: Queue,
     timeout: Duration,
     metrics: JobMetrics,
     owner_notices: Option<OwnerNotices>,
@@ -59,7 +58,6 @@ impl TrackingLayer {
             shared: Arc::new(Shared {
                 rows,
                 redis,
-                queue,
                 timeout,
                 metrics: JobMetrics::new(queue),
                 owner_notices: None,
@@ -69,18 +67,9 @@ impl TrackingLayer {
 
     /// Also tells each user when one of their jobs ends (`succeeded` or `dead`) with a `jobs`
     /// notification.
-    pub fn notify_owners(self, notices: OwnerNotices) -> Self {
-        let shared = &self.shared;
-        Self {
-            shared: Arc::new(Shared {
-                rows: shared.rows.clone(),
-                redis: shared.redis.clone(),
-                queue: shared.queue,
-                timeout: shared.timeout,
-                metrics: JobMetrics::new(shared.queue),
-                owner_notices: Some(notices),
-            }),
-        }
+    pub fn notify_owners(mut self, notices: OwnerNotices) -> Self {
+        Arc::make_mut(&mut self.shared).owner_notices = Some(notices);
+        self
     }
 }
 
