@@ -340,6 +340,33 @@ impl Drop for RunningBinary {
     }
 }
 
+/// Starts a worker `binary` against `database_url` and the Redis key `prefix`, on a free
+/// metrics port, with the short intervals tests use (1 s lease, retries from 100 ms, the relay
+/// every 200 ms, 5 s to stop); each of `settings` adds a variable or replaces one of those.
+pub async fn start_worker(
+    binary: &Path,
+    database_url: &str,
+    prefix: &str,
+    settings: &[(&str, String)],
+) -> RunningBinary {
+    let port = free_port();
+    let mut env = vec![
+        ("DATABASE_URL", database_url.to_owned()),
+        ("REDIS_URL", redis_url()),
+        ("REDIS_KEY_PREFIX", prefix.to_owned()),
+        ("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}")),
+        ("WORKER_LEASE", "1s".to_owned()),
+        ("WORKER_RETRY_BASE", "100ms".to_owned()),
+        ("WORKER_SHUTDOWN_TIMEOUT", "5s".to_owned()),
+        ("OUTBOX_RELAY_INTERVAL", "200ms".to_owned()),
+    ];
+    for (key, value) in settings {
+        env.retain(|(existing, _)| existing != key);
+        env.push((key, value.clone()));
+    }
+    RunningBinary::start(binary, &env, port, "/health/live").await
+}
+
 /// Runs `promtool check metrics` (from Debian's `prometheus` package, which
 /// `scripts/services.sh tools` installs) on a Prometheus text exposition; panics with its
 /// findings if it reports any.

@@ -153,11 +153,15 @@ impl SmtpServer {
     /// Listens again on the same port.
     pub async fn restart(&self) {
         self.stop();
+        // The aborted acceptor may not have released the port yet: retry until it has.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         let listener = loop {
             match TcpListener::bind(self.addr).await {
                 Ok(listener) => break listener,
-                // The aborted acceptor may not have released the port yet.
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(err) if std::time::Instant::now() >= deadline => {
+                    panic!("cannot listen on {} again within 30 s: {err}", self.addr)
+                }
+                Err(_) => tokio::task::yield_now().await,
             }
         };
         self.serve(listener);

@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use test_support::smtp::{ReceivedMail, SmtpServer};
 use test_support::{
-    RunningBinary, TestDatabase, free_port, http_client, redis_prefix, redis_url, wait_until,
-    workspace_binary,
+    RunningBinary, TestDatabase, free_port, http_client, redis_prefix, redis_url, start_worker,
+    wait_until, workspace_binary,
 };
 use uuid::Uuid;
 
@@ -139,32 +139,20 @@ impl Stack {
     }
 
     async fn start_worker(&self, extra: &[(&str, &str)]) -> RunningBinary {
-        let port = free_port();
-        let mut env = vec![
-            ("DATABASE_URL", self.db.url().to_owned()),
-            ("REDIS_URL", redis_url()),
-            ("REDIS_KEY_PREFIX", self.prefix.clone()),
-            ("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}")),
-            ("WORKER_LEASE", "1s".into()),
-            ("WORKER_RETRY_BASE", "100ms".into()),
-            ("WORKER_RETRY_MAX", "500ms".into()),
-            ("WORKER_SHUTDOWN_TIMEOUT", "5s".into()),
-            ("OUTBOX_RELAY_INTERVAL", "200ms".into()),
-            ("PRICE_REFRESH_INTERVAL", "1s".into()),
-            ("PRICE_PROVIDER", "coingecko".into()),
+        let mut settings = vec![
+            ("WORKER_RETRY_MAX", "500ms".to_owned()),
+            ("PRICE_REFRESH_INTERVAL", "1s".to_owned()),
+            ("PRICE_PROVIDER", "coingecko".to_owned()),
             ("COINGECKO_BASE_URL", self.market_url.clone()),
-            ("COINGECKO_CALLS_PER_MINUTE", "60000".into()),
+            ("COINGECKO_CALLS_PER_MINUTE", "60000".to_owned()),
             ("SMTP_URL", self.smtp.url()),
         ];
-        for (key, value) in extra {
-            env.retain(|(existing, _)| existing != key);
-            env.push((key, (*value).to_owned()));
-        }
-        RunningBinary::start(
+        settings.extend(extra.iter().map(|(key, value)| (*key, (*value).to_owned())));
+        start_worker(
             Path::new(env!("CARGO_BIN_EXE_worker")),
-            &env,
-            port,
-            "/health/live",
+            self.db.url(),
+            &self.prefix,
+            &settings,
         )
         .await
     }

@@ -17,7 +17,9 @@ use common::notifications::{AlertFired, JobFinished};
 use rust_decimal::Decimal;
 use sqlx::PgPool;
 use test_support::smtp::{ReceivedMail, SmtpServer};
-use test_support::{RunningBinary, TestDatabase, free_port, redis_prefix, redis_url, wait_until};
+use test_support::{
+    RunningBinary, TestDatabase, redis_prefix, redis_url, start_worker, wait_until,
+};
 use uuid::Uuid;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -55,30 +57,18 @@ impl Stack {
 
     /// A worker sending to the test's SMTP server, `extra` overriding any setting.
     async fn worker(&self, extra: &[(&str, String)]) -> RunningBinary {
-        let port = free_port();
-        let mut env = vec![
-            ("DATABASE_URL", self.db.url().to_owned()),
-            ("REDIS_URL", redis_url()),
-            ("REDIS_KEY_PREFIX", self.prefix.clone()),
-            ("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}")),
-            ("WORKER_LEASE", "1s".into()),
-            ("WORKER_RETRY_BASE", "100ms".into()),
-            ("WORKER_RETRY_MAX", "300ms".into()),
-            ("WORKER_SHUTDOWN_TIMEOUT", "5s".into()),
-            ("OUTBOX_RELAY_INTERVAL", "200ms".into()),
-            ("WORKER_QUEUES", Queue::Email.as_str().into()),
+        let mut settings = vec![
+            ("WORKER_RETRY_MAX", "300ms".to_owned()),
+            ("WORKER_QUEUES", Queue::Email.as_str().to_owned()),
             ("SMTP_URL", self.smtp.url()),
-            ("APP_URL", "http://app.test".into()),
+            ("APP_URL", "http://app.test".to_owned()),
         ];
-        for (key, value) in extra {
-            env.retain(|(existing, _)| existing != key);
-            env.push((key, value.clone()));
-        }
-        RunningBinary::start(
+        settings.extend(extra.iter().cloned());
+        start_worker(
             Path::new(env!("CARGO_BIN_EXE_worker")),
-            &env,
-            port,
-            "/health/live",
+            self.db.url(),
+            &self.prefix,
+            &settings,
         )
         .await
     }

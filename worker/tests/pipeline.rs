@@ -198,37 +198,27 @@ impl Stack {
     }
 
     async fn start_worker(&self, extra: &[(&str, &str)]) -> RunningBinary {
-        let port = free_port();
-        let mut env = vec![
-            ("DATABASE_URL", self.db.url().to_owned()),
+        let mut settings = vec![
             ("REDIS_URL", self.redis_url.clone()),
-            ("REDIS_KEY_PREFIX", self.prefix.clone()),
             ("REDIS_TIMEOUT", "300ms".to_owned()),
-            ("WORKER_METRICS_ADDR", format!("127.0.0.1:{port}")),
-            ("WORKER_LEASE", "1s".into()),
-            ("WORKER_RETRY_BASE", "100ms".into()),
-            ("WORKER_RETRY_MAX", "1s".into()),
-            ("WORKER_REDIS_GRACE", "30s".into()),
-            ("WORKER_SHUTDOWN_TIMEOUT", "10s".into()),
-            ("OUTBOX_RELAY_INTERVAL", "200ms".into()),
-            ("PRICE_REFRESH_INTERVAL", "1h".into()),
+            ("WORKER_RETRY_MAX", "1s".to_owned()),
+            ("WORKER_REDIS_GRACE", "30s".to_owned()),
+            ("WORKER_SHUTDOWN_TIMEOUT", "10s".to_owned()),
+            ("PRICE_REFRESH_INTERVAL", "1h".to_owned()),
             // Refresh jobs are still scheduled, but only tests that want them run them, so
             // the upstream sees nothing but the test's own jobs.
-            ("WORKER_QUEUES", "bulk_fetch".into()),
-            ("PRICE_PROVIDER", "coingecko".into()),
+            ("WORKER_QUEUES", "bulk_fetch".to_owned()),
+            ("PRICE_PROVIDER", "coingecko".to_owned()),
             ("COINGECKO_BASE_URL", self.upstream_url.clone()),
-            ("COINGECKO_MAX_ATTEMPTS", "1".into()),
-            ("COINGECKO_CALLS_PER_MINUTE", "60000".into()),
+            ("COINGECKO_MAX_ATTEMPTS", "1".to_owned()),
+            ("COINGECKO_CALLS_PER_MINUTE", "60000".to_owned()),
         ];
-        for (key, value) in extra {
-            env.retain(|(existing, _)| existing != key);
-            env.push((key, (*value).to_owned()));
-        }
-        RunningBinary::start(
+        settings.extend(extra.iter().map(|(key, value)| (*key, (*value).to_owned())));
+        test_support::start_worker(
             Path::new(env!("CARGO_BIN_EXE_worker")),
-            &env,
-            port,
-            "/health/live",
+            self.db.url(),
+            &self.prefix,
+            &settings,
         )
         .await
     }
