@@ -5,7 +5,7 @@
 use chrono::Utc;
 use common::email::tokens::{self, TokenPurpose};
 use common::email::{EmailMessage, Recipient, SendEmail};
-use common::jobs::store::{self as jobs_store, JobRow};
+use common::jobs::store as jobs_store;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -132,16 +132,6 @@ fn per_minute_event(what: &str, subject: &str) -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes())
 }
 
-impl AccountEmailApi {
-    /// Queues `email` in the caller's transaction; `None` when one for its event exists.
-    async fn queue(
-        tx: &mut sqlx::PgConnection,
-        email: &SendEmail,
-    ) -> Result<Option<JobRow>, sqlx::Error> {
-        jobs_store::insert_once(&mut *tx, email.job_id(), email).await
-    }
-}
-
 #[OpenApi(prefix_path = "/api/v1/auth", tag = "ApiTags::Auth")]
 impl AccountEmailApi {
     /// Send (again) the link that verifies the caller's email address.
@@ -167,7 +157,7 @@ impl AccountEmailApi {
             message: EmailMessage::VerifyEmail,
         };
         let mut tx = self.state.db.begin().await?;
-        let row = Self::queue(&mut tx, &email).await?;
+        let row = jobs_store::insert_once(&mut *tx, email.job_id(), &email).await?;
         tx.commit().await?;
         outbox::dispatch(&self.state, row);
         Ok(Accepted::Accepted)
@@ -216,7 +206,7 @@ impl AccountEmailApi {
             message: EmailMessage::PasswordReset,
         };
         let mut tx = self.state.db.begin().await?;
-        let row = Self::queue(&mut tx, &job).await?;
+        let row = jobs_store::insert_once(&mut *tx, job.job_id(), &job).await?;
         tx.commit().await?;
         outbox::dispatch(&self.state, row);
         Ok(Accepted::Accepted)

@@ -47,7 +47,10 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
     let (title, body) = text::title_and_body(&job.content);
     let data = serde_json::to_value(&job.content)
         .map_err(|err| JobError::Permanent(format!("notification content: {err}")))?;
-    let (in_app, written) = if recipient.in_app_enabled {
+    // With in-app on, the event's notification exists after this transaction: written now, or
+    // by an earlier run (its id is the event's).
+    let in_app = recipient.in_app_enabled;
+    let written = if in_app {
         let notification = NewNotification {
             id: job.event_id,
             user_id: job.user_id,
@@ -57,7 +60,7 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
             body: &body,
             data: &data,
         };
-        let written = match store::insert(&mut *tx, &notification).await {
+        match store::insert(&mut *tx, &notification).await {
             Ok(written) => written,
             // The account was deleted since it was read: nobody is left to notify.
             Err(err)
@@ -68,11 +71,9 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
                 return Ok(skipped("the account no longer exists"));
             }
             Err(err) => return Err(retry(err)),
-        };
-        let exists = written || store::exists(&mut *tx, job.event_id).await.map_err(retry)?;
-        (exists, written)
+        }
     } else {
-        (false, false)
+        false
     };
     let email_job = if recipient.email_enabled {
         let email = SendEmail {

@@ -70,13 +70,3 @@ pub async fn insert(
     .await?;
     Ok(done.rows_affected() == 1)
 }
-
-/// Whether the event's in-app notification exists (a re-run after the first one wrote it).
-pub async fn exists(db: impl PgExecutor<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM notifications WHERE id = $1) AS "exists!""#,
-        id
-    )
-    .fetch_one(db)
-    .await
-}
