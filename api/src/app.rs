@@ -31,6 +31,9 @@ use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
 use crate::platform::route_templates::RouteTemplates;
 use crate::portfolios::{PortfoliosApi, TransactionsApi, ValuationApi};
+use crate::streams::StreamsApi;
+use crate::streams::hub::Hub;
+use crate::streams::session::StreamSlots;
 use crate::users::UsersApi;
 use crate::users::cache::UserCache;
 
@@ -44,6 +47,8 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     pub lockout: LoginLockout,
     pub users: UserCache,
+    pub hub: Hub,
+    pub stream_slots: StreamSlots,
     pub prices: Prices,
     pub queues: QueueSet,
     pub metrics: PrometheusHandle,
@@ -65,10 +70,16 @@ impl AppState {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let users = UserCache::new(config.auth.user_cache_ttl, Some(redis.clone()));
-        // Runs for the life of the process (or test runtime): account changes made by other
-        // API processes reach this one's cache.
-        drop(users.spawn_listener());
+        // Runs for the life of the process (or test runtime): events for the streams, and
+        // account changes made by other API processes for the cache.
+        let hub = Hub::start(
+            redis.clone(),
+            users.clone(),
+            config.streams.client_buffer as usize * 4,
+        );
         Ok(Self {
+            hub,
+            stream_slots: StreamSlots::default(),
             tokens: Arc::new(TokenKeys::new(&config.auth)),
             passwords: PasswordHasher::new(&config.auth)?,
             lockout: LoginLockout::new(redis.clone(), &config.rate_limit),
@@ -108,6 +119,7 @@ pub type Apis = (
     MarketAdminApi,
     JobsApi,
     QueuesAdminApi,
+    StreamsApi,
 );
 
 /// The OpenAPI service: every operation of the API.
@@ -128,6 +140,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             MarketAdminApi::new(state.clone()),
             JobsApi::new(state.clone()),
             QueuesAdminApi::new(state.clone()),
+            StreamsApi::new(state.clone()),
         ),
         "Coinpulse API",
         common::VERSION,
@@ -173,6 +186,14 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
         // Compression inside BodyLimit: BodyLimit refuses encoded request bodies, so poem's
         // Compression only ever compresses responses and never decodes a request.
         .with(Compression::new())
+        // Streams are written event by event; a compressor would hold events back until its
+        // buffer fills.
+        .before(|mut req: poem::Request| async move {
+            if req.uri().path().starts_with("/api/v1/stream/") || req.uri().path() == "/api/v1/ws" {
+                req.headers_mut().remove(poem::http::header::ACCEPT_ENCODING);
+            }
+            Ok(req)
+        })
         .with(BodyLimit::new(http.max_body_bytes))
         .with(cors(&http.cors_origins))
         .data(Accounts {

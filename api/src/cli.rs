@@ -87,6 +87,7 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let hub = state.hub.clone();
     let app = build_app(state);
 
     if docs {
@@ -95,7 +96,15 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
         tracing::info!(%addr, "api listening");
     }
     Server::new(TcpListener::bind(addr))
-        .run_with_graceful_shutdown(app, common::shutdown::signal(), Some(shutdown_timeout))
+        .run_with_graceful_shutdown(
+            app,
+            async move {
+                common::shutdown::signal().await;
+                // Open streams would hold the drain until its timeout: end them now.
+                hub.shut_down();
+            },
+            Some(shutdown_timeout),
+        )
         .await
         .with_context(|| format!("serving HTTP on {addr} (API_ADDR) failed"))?;
     if let Some(server) = metrics_server {

@@ -46,6 +46,48 @@ pub struct ApiConfig {
     /// How often expired idempotency keys and long-expired refresh tokens are deleted.
     #[arg(long = "housekeeping-interval", env = "HOUSEKEEPING_INTERVAL", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub housekeeping_interval: Duration,
+
+    #[command(flatten)]
+    pub streams: StreamsConfig,
+}
+
+/// Live streams (SSE and WebSocket).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamsConfig {
+    /// Idle time after which a stream sends a keep-alive (an SSE comment, a WebSocket ping).
+    #[arg(long = "stream-keepalive", env = "STREAM_KEEPALIVE", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_alive: Duration,
+
+    /// Messages a client may fall behind before it is dropped as too slow (its whole buffer).
+    #[arg(
+        long = "stream-client-buffer",
+        env = "STREAM_CLIENT_BUFFER",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(2..=65_536)
+    )]
+    pub client_buffer: u32,
+
+    /// Streams (SSE and WebSocket together) one user may hold open on one API process.
+    #[arg(
+        long = "stream-max-per-user",
+        env = "STREAM_MAX_PER_USER",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub max_per_user: u32,
+
+    /// Messages a WebSocket client may send per second (bursts of twice as many).
+    #[arg(
+        long = "ws-messages-per-second",
+        env = "WS_MESSAGES_PER_SECOND",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=10_000)
+    )]
+    pub ws_messages_per_second: u32,
+
+    /// How long a WebSocket ticket (`POST /stream/ws-ticket`) may wait to be used.
+    #[arg(long = "ws-ticket-ttl", env = "WS_TICKET_TTL", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub ws_ticket_ttl: Duration,
 }
 
 /// Token and password settings.

@@ -18,6 +18,7 @@ pub mod market;
 pub mod notifications;
 pub mod platform;
 pub mod portfolios;
+pub mod streams;
 pub mod users;
 
 pub use app::{AppState, build_app};

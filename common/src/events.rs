@@ -1,13 +1,26 @@
 //! Events the worker publishes on Redis pub/sub for the API processes to fan out.
 //!
 //! Channels: `prices` (price ticks) and `user:{user_id}` (job status changes, notifications),
-//! both under the deployment's key prefix. Payload: JSON `{type, id, at, data}`.
+//! both under the deployment's key prefix. Payload: JSON `{type, id, at, data}`; a user's
+//! event also carries `stream_id`, its position in that user's event history.
+//!
+//! The history is a Redis stream per user (`user-events:{user_id}`), capped by length and age
+//! ([`HistoryConfig`]). Each entry records the id of the entry written before it (`prev`), so a
+//! reader resuming after entry `L` knows it has everything when the first entry after `L` names
+//! `L` as its predecessor, and knows it missed something otherwise, whatever was trimmed.
+//! Appending and publishing happen in one script: the live order is the history's order.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::config::parse_duration;
 use crate::redis::Redis;
 
 /// The channel of price ticks.
@@ -16,6 +29,11 @@ pub const PRICES_CHANNEL: &str = "prices";
 /// The channel of one user's events.
 pub fn user_channel(user_id: Uuid) -> String {
     format!("user:{user_id}")
+}
+
+/// The key (under the prefix) of one user's event history.
+pub fn history_key(user_id: Uuid) -> String {
+    format!("user-events:{user_id}")
 }
 
 /// One event.
@@ -44,20 +62,208 @@ impl Event {
     }
 }
 
-/// Publishes `event` on `channel` (prefixed); returns how many subscribers got it. Events
-/// are notifications, not records: a failure is the caller's to log, never to retry a job for.
-pub async fn publish(
-    redis: &Redis,
-    channel: &str,
-    event: &Event,
-) -> Result<usize, redis::RedisError> {
-    let payload = serde_json::to_string(event).map_err(|err| {
+/// An event as it travels on a channel: the event, plus its position in the user's history
+/// for user events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Published {
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+    /// Where the event stands in its user's history (absent on `prices`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_id: Option<StreamId>,
+}
+
+/// A Redis stream entry id (`<milliseconds>-<sequence>`), ordered as Redis orders them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId {
+    /// Milliseconds since the epoch (Redis's clock when the entry was added).
+    pub ms: u64,
+    /// Position among the entries of that millisecond.
+    pub seq: u64,
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// A string that is not a stream entry id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an event id")]
+pub struct NotAStreamId;
+
+impl FromStr for StreamId {
+    type Err = NotAStreamId;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (ms, seq) = text.split_once('-').ok_or(NotAStreamId)?;
+        let digits = |part: &str| {
+            if part.is_empty() || part.len() > 20 || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(NotAStreamId);
+            }
+            part.parse::<u64>().map_err(|_| NotAStreamId)
+        };
+        Ok(Self {
+            ms: digits(ms)?,
+            seq: digits(seq)?,
+        })
+    }
+}
+
+impl Serialize for StreamId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How much of each user's event history is kept for clients that reconnect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
+pub struct HistoryConfig {
+    /// Events kept per user for resuming streams (`Last-Event-ID`); older ones are trimmed.
+    #[arg(
+        long = "event-history-length",
+        env = "EVENT_HISTORY_LENGTH",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_len: u64,
+
+    /// Longest an event is kept in a user's history.
+    #[arg(long = "event-history-age", env = "EVENT_HISTORY_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub max_age: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            max_len: 1000,
+            max_age: Duration::from_secs(24 * 60 * 60),
+        }
+    }
+}
+
+/// Appends to a user's history and publishes on the user's channel, atomically, so that the
+/// live order equals the history's order and every live event has its history id.
+/// KEYS[1] history stream; ARGV: channel, max length, max age (ms), event JSON (an object).
+const APPEND_AND_PUBLISH: &str = r#"
+local prev = ''
+local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
+if ok then
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then prev = info[i + 1] end
+  end
+end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'prev', prev, 'event', ARGV[4])
+local now = redis.call('TIME')
+local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[1], '{"stream_id":"' .. id .. '",' .. string.sub(ARGV[4], 2))
+return id
+"#;
+
+/// Publishes events: price ticks to every subscriber, user events through the user's history.
+/// Events are notifications, not records: a failure is the caller's to log, never a reason to
+/// retry a job.
+#[derive(Clone)]
+pub struct Publisher {
+    redis: Redis,
+    history: HistoryConfig,
+    append: Arc<redis::Script>,
+}
+
+impl fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("history", &self.history)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// A publisher on `redis` keeping user histories as `history` says.
+    pub fn new(redis: Redis, history: HistoryConfig) -> Self {
+        Self {
+            redis,
+            history,
+            append: Arc::new(redis::Script::new(APPEND_AND_PUBLISH)),
+        }
+    }
+
+    /// Publishes a price tick to every subscriber of `prices`.
+    pub async fn prices(&self, event: &Event) -> Result<(), redis::RedisError> {
+        let payload = encode(event)?;
+        let mut conn = self.redis.conn().await?;
+        redis::cmd("PUBLISH")
+            .arg(self.redis.key(PRICES_CHANNEL))
+            .arg(payload)
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Appends `event` to the user's history and publishes it on the user's channel; returns
+    /// its history id.
+    pub async fn to_user(&self, user_id: Uuid, event: &Event) -> Result<StreamId, redis::RedisError> {
+        let payload = encode(event)?;
+        let mut conn = self.redis.conn().await?;
+        let max_age_ms = u64::try_from(self.history.max_age.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let id: String = self
+            .append
+            .key(self.redis.key(&history_key(user_id)))
+            .arg(self.redis.key(&user_channel(user_id)))
+            .arg(self.history.max_len)
+            .arg(max_age_ms)
+            .arg(payload)
+            .invoke_async(&mut conn)
+            .await?;
+        id.parse().map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Parse, "XADD answered no entry id"))
+        })
+    }
+}
+
+fn encode(event: &Event) -> Result<String, redis::RedisError> {
+    serde_json::to_string(event).map_err(|err| {
         redis::RedisError::from((redis::ErrorKind::Client, "event encoding", err.to_string()))
-    })?;
-    let mut conn = redis.conn().await?;
-    redis::cmd("PUBLISH")
-        .arg(redis.key(channel))
-        .arg(payload)
-        .query_async(&mut conn)
-        .await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_parse_print_and_order_as_redis_does() {
+        let a: StreamId = "1700000000000-0".parse().expect("test value");
+        let b: StreamId = "1700000000000-10".parse().expect("test value");
+        let c: StreamId = "1700000000001-0".parse().expect("test value");
+        assert!(a < b && b < c);
+        assert_eq!(b.to_string(), "1700000000000-10");
+        for bad in ["", "-", "1-", "-1", "1", "a-1", "1-1-1", "+1-1", "99999999999999999999999-0"] {
+            assert!(bad.parse::<StreamId>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_published_user_event_reads_back_with_its_history_id() {
+        let event = Event::new("job", serde_json::json!({"id": 1}));
+        let spliced = format!(
+            "{{\"stream_id\":\"5-1\",{}",
+            &serde_json::to_string(&event).expect("test value")[1..]
+        );
+        let read: Published = serde_json::from_str(&spliced).expect("test value");
+        assert_eq!(read.event, event);
+        assert_eq!(read.stream_id, Some(StreamId { ms: 5, seq: 1 }));
+    }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use std::str::FromStr;
 
 use common::config::{CommonConfig, ConfigProblem, parse_duration};
+use common::events::HistoryConfig;
 use common::jobs::Queue;
 use common::jobs::queues::QueueDefaults;
 use common::market::MarketConfig;
@@ -35,6 +36,9 @@ pub struct WorkerConfig {
 
     #[command(flatten)]
     pub email: EmailConfig,
+
+    #[command(flatten)]
+    pub event_history: HistoryConfig,
 
     /// Jobs run at once per queue, unless `--queues` names one (`bulk_fetch:8`); defaults to
     /// each queue's own setting.

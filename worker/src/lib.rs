@@ -65,6 +65,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
 
     let ctx = JobContext {
         db: db.clone(),
+        events: common::events::Publisher::new(redis.clone(), config.event_history),
         redis,
         queues,
         prices,

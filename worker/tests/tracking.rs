@@ -60,7 +60,7 @@ async fn a_panic_is_a_failed_attempt_not_a_dead_worker() {
         .concurrency(2)
         .layer(TrackingLayer::new(
             JobRows::spawn(pool.clone()),
-            redis,
+            common::events::Publisher::new(redis, Default::default()),
             Queue::BulkFetch,
             Duration::from_secs(5),
         ))

@@ -72,26 +72,29 @@ fn verified_claims(req: &Request, keys: &TokenKeys, token: &str) -> Result<Arc<C
     result.map_err(|err| ApiError::Unauthorized(err.to_string()))
 }
 
-/// Whether the token was issued before the account's sessions were last ended (logout-all, a
-/// password change, disabling). Issue time is the token id's (UUIDv7) millisecond, so a token
-/// issued a moment after the cut-off is not taken for one issued in the same second before it.
-fn issued_before_cutoff(claims: &Claims, user: &UserRow) -> bool {
-    let Some(cutoff) = user.tokens_valid_after else {
-        return false;
-    };
-    let issued_ms = claims
+/// When the token was issued, in milliseconds since the epoch: the token id's (UUIDv7)
+/// millisecond, so a token issued a moment after a cut-off is not taken for one issued in the
+/// same second before it.
+fn issued_ms(claims: &Claims) -> i64 {
+    claims
         .jti
         .get_timestamp()
         .map_or(claims.iat.saturating_mul(1000), |stamp| {
             let (secs, nanos) = stamp.to_unix();
             i64::try_from(secs * 1000 + u64::from(nanos / 1_000_000)).unwrap_or(i64::MAX)
-        });
-    issued_ms < cutoff.timestamp_millis()
+        })
+}
+
+/// Whether a token issued at `issued_ms` predates the account's sessions being last ended
+/// (logout-all, a password change, disabling).
+fn issued_before_cutoff(issued_ms: i64, user: &UserRow) -> bool {
+    user.tokens_valid_after
+        .is_some_and(|cutoff| issued_ms < cutoff.timestamp_millis())
 }
 
 /// `user` if the token may still act for it.
 fn unless_ended<U: std::borrow::Borrow<UserRow>>(claims: &Claims, user: U) -> Result<U, ApiError> {
-    if issued_before_cutoff(claims, user.borrow()) {
+    if issued_before_cutoff(issued_ms(claims), user.borrow()) {
         return Err(ApiError::Unauthorized(
             "the session was ended; log in again".into(),
         ));
@@ -132,4 +135,52 @@ pub fn bearer_token(req: &Request) -> Option<&str> {
         .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The session behind a long-lived response (a stream): whose it is and when its token was
+/// issued, so that the stream can ask later whether the account may still use it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamSession {
+    /// The account.
+    pub user_id: uuid::Uuid,
+    /// When the token that opened the stream was issued (ms since the epoch).
+    pub issued_ms: i64,
+}
+
+impl StreamSession {
+    /// The session of a request that an [`ActiveUser`] checker has let through.
+    pub fn of_request(req: &Request) -> Result<Self, ApiError> {
+        let accounts = accounts(req)?;
+        let token = bearer_token(req)
+            .ok_or_else(|| ApiError::Unauthorized("a bearer token is required".into()))?;
+        let claims = verified_claims(req, &accounts.tokens, token)?;
+        Ok(Self {
+            user_id: claims.sub,
+            issued_ms: issued_ms(&claims),
+        })
+    }
+
+    /// The session of a bearer token, checked now: the token is valid and its account active.
+    pub async fn from_token(accounts: &Accounts, token: &str) -> Result<Self, ApiError> {
+        let claims = accounts
+            .tokens
+            .verify(token)
+            .map_err(|err| ApiError::Unauthorized(err.to_string()))?;
+        let user = active_account(&accounts.db, claims.sub).await?;
+        unless_ended(&claims, &user)?;
+        Ok(Self {
+            user_id: claims.sub,
+            issued_ms: issued_ms(&claims),
+        })
+    }
+
+    /// Whether the account is still active and this session was not ended since, read from
+    /// Postgres (not the cache, which may be the one that just changed).
+    pub async fn still_valid(&self, db: &PgPool) -> Result<bool, ApiError> {
+        match active_account(db, self.user_id).await {
+            Ok(user) => Ok(!issued_before_cutoff(self.issued_ms, &user)),
+            Err(ApiError::Unauthorized(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
 }

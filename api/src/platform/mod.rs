@@ -28,6 +28,8 @@ pub enum ApiTags {
     Alerts,
     /// In-app notifications and notification preferences.
     Notifications,
+    /// Live prices, events and valuations (Server-Sent Events and WebSocket).
+    Streams,
     /// Liveness, readiness and metrics.
     Operations,
 }

@@ -20,5 +20,5 @@ pub mod store;
 pub mod validate;
 pub mod valuation;
 
-pub use self::routes::{PortfoliosApi, TransactionsApi, ValuationApi};
+pub use self::routes::{PortfoliosApi, TransactionsApi, ValuationApi, current_valuation};
 pub use self::validate::NAME_PATTERN;

@@ -5,16 +5,16 @@
 //! the database's point-lookup rate; this cache serves repeated requests from memory for at
 //! most `USER_CACHE_TTL`. A change to an account (disable, delete, demote, password change,
 //! logout-all) invalidates the entry in this process at once and is published on Redis
-//! (channel `user-changes`), where every API process's listener drops its copy within
-//! milliseconds. When Redis is unreachable the TTL is the bound; a listener that reconnects
-//! drops its whole cache, since it may have missed changes meanwhile. Role checks for admin
+//! (channel `user-changes`), where every API process's stream hub (`streams::hub`) drops its
+//! copy within milliseconds and closes the account's streams if it may no longer use them.
+//! When Redis is unreachable the TTL is the bound; a hub that reconnects drops the whole
+//! cache, since it may have missed changes meanwhile. Role checks for admin
 //! routes bypass the cache and always read the database.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::redis::Redis;
-use futures_util::StreamExt;
 use moka::sync::Cache;
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ use super::model::UserRow;
 const MAX_ENTRIES: u64 = 100_000;
 
 /// The Redis channel (under the key prefix) that carries the ids of changed accounts.
-const CHANGES_CHANNEL: &str = "user-changes";
+pub(crate) const CHANGES_CHANNEL: &str = "user-changes";
 
 /// Recently loaded users by id.
 #[derive(Clone)]
@@ -88,50 +88,17 @@ impl UserCache {
         }
     }
 
-    fn forget(&self, id: Uuid) {
+    /// Forgets one user (another process changed the account).
+    pub(crate) fn forget(&self, id: Uuid) {
         if let Some(entries) = &self.entries {
             entries.invalidate(&id);
         }
     }
 
-    fn forget_all(&self) {
+    /// Forgets every user (changes may have been missed).
+    pub(crate) fn forget_all(&self) {
         if let Some(entries) = &self.entries {
             entries.invalidate_all();
         }
-    }
-
-    /// Listens for other processes' account changes until the returned task is aborted,
-    /// reconnecting after a pause when Redis goes away. Nothing to do without a cache or Redis.
-    pub fn spawn_listener(&self) -> Option<tokio::task::JoinHandle<()>> {
-        let redis = self.redis.clone()?;
-        self.entries.as_ref()?;
-        let cache = self.clone();
-        Some(tokio::spawn(async move {
-            loop {
-                match cache.listen(&redis).await {
-                    Ok(()) => tracing::warn!("account-change subscription ended; reconnecting"),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "account-change subscription failed; retrying");
-                    }
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }))
-    }
-
-    async fn listen(&self, redis: &Redis) -> Result<(), redis::RedisError> {
-        let mut pubsub = redis.pubsub().await?;
-        pubsub.subscribe(redis.key(CHANGES_CHANNEL)).await?;
-        // Whatever changed while no subscription was open was missed.
-        self.forget_all();
-        let mut messages = pubsub.into_on_message();
-        while let Some(message) = messages.next().await {
-            let payload: String = message.get_payload()?;
-            match payload.parse::<Uuid>() {
-                Ok(id) => self.forget(id),
-                Err(_) => tracing::warn!(%payload, "unreadable account-change message"),
-            }
-        }
-        Ok(())
     }
 }

@@ -189,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let ctx = JobContext {
         db: db.clone(),
+        events: common::events::Publisher::new(redis.clone(), Default::default()),
         redis,
         queues,
         prices,

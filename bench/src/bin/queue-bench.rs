@@ -233,7 +233,7 @@ fn tracked_worker(
         .concurrency(concurrency)
         .layer(TrackingLayer::new(
             JobRows::spawn(env.db.clone()),
-            env.redis.clone(),
+            common::events::Publisher::new(env.redis.clone(), Default::default()),
             Queue::BulkFetch,
             JOB_TIMEOUT,
         ))

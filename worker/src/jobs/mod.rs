@@ -20,6 +20,7 @@ use common::jobs::queues::QueueSet;
 use common::jobs::store as jobs_store;
 use common::jobs::{Envelope, JobArgs, JobKind};
 use common::prices::Prices;
+use common::events::Publisher;
 use common::redis::Redis;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -37,8 +38,10 @@ use crate::notifications::finished::{FinishedJob, notify_owner};
 pub struct JobContext {
     /// Postgres.
     pub db: PgPool,
-    /// Redis (events, caches, budgets).
+    /// Redis (caches, budgets, locks).
     pub redis: Redis,
+    /// Where events for the API's streams are published.
+    pub events: Publisher,
     /// Every job queue (handlers may enqueue follow-up jobs).
     pub queues: QueueSet,
     /// Latest prices: the provider behind them, and where fetched quotes are recorded.
@@ -204,7 +207,7 @@ pub async fn run(
                 .data(handlers.clone())
                 .concurrency(concurrency)
                 .layer(
-                    TrackingLayer::new(rows.clone(), ctx.redis.clone(), queue, timeout)
+                    TrackingLayer::new(rows.clone(), ctx.events.clone(), queue, timeout)
                         .notify_owners(OwnerNotices {
                             db: ctx.db.clone(),
                             queues: ctx.queues.clone(),

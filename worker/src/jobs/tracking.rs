@@ -7,11 +7,10 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::{AbortError, BoxDynError, Task};
-use common::events::{self, Event};
+use common::events::{Event, Publisher};
 use common::jobs::queues::QueueSet;
 use common::jobs::store::{Attempt, Outcome, StartedJob};
 use common::jobs::{JobStatus, Queue};
-use common::redis::Redis;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use queue::Delivery;
@@ -35,7 +34,7 @@ pub struct TrackingLayer {
 #[derive(Debug, Clone)]
 struct Shared {
     rows: JobRows,
-    redis: Redis,
+    events: Publisher,
     timeout: Duration,
     metrics: JobMetrics,
     owner_notices: Option<OwnerNotices>,
@@ -53,11 +52,11 @@ pub struct OwnerNotices {
 impl TrackingLayer {
     /// Tracks jobs of `queue` through the process's row writer; `timeout` is only used to
     /// word timeout errors.
-    pub fn new(rows: JobRows, redis: Redis, queue: Queue, timeout: Duration) -> Self {
+    pub fn new(rows: JobRows, events: Publisher, queue: Queue, timeout: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
                 rows,
-                redis,
+                events,
                 timeout,
                 metrics: JobMetrics::new(queue),
                 owner_notices: None,
@@ -207,7 +206,7 @@ impl Shared {
             "job",
             json!({ "id": attempt.id, "kind": job.kind.as_str(), "status": status.as_str(), "attempts": attempt.attempt }),
         );
-        if let Err(err) = events::publish(&self.redis, &events::user_channel(user_id), &event).await
+        if let Err(err) = self.events.to_user(user_id, &event).await
         {
             tracing::debug!(error = %err, "job event not published");
         }

@@ -3,7 +3,7 @@
 pub mod bulk_fetch;
 pub mod refresh;
 
-use common::events::{self, Event};
+use common::events::Event;
 use common::market::{ProviderError, Quote};
 use serde_json::json;
 
@@ -55,7 +55,7 @@ async fn publish_prices(ctx: &JobContext, vs: &str, quotes: &[Quote]) {
         "prices",
         json!({ "vs_currency": vs, "source": ctx.prices.provider().kind().as_str(), "quotes": ticks }),
     );
-    if let Err(err) = events::publish(&ctx.redis, events::PRICES_CHANNEL, &event).await {
+    if let Err(err) = ctx.events.prices(&event).await {
         tracing::debug!(error = %err, "prices event not published");
     }
 }

@@ -8,7 +8,7 @@ mod store;
 pub mod text;
 
 use common::email::{EmailMessage, Recipient as EmailRecipient, SendEmail};
-use common::events::{self, Event};
+use common::events::Event;
 use common::jobs::store::{self as jobs_store, OutboxJob};
 use common::notifications::jobs::{Notify, NotifyResult};
 use common::notifications::{Category, NotificationContent};
@@ -108,9 +108,7 @@ pub async fn notify(ctx: JobContext, job: Notify) -> Result<NotifyResult, JobErr
                 "data": data,
             }),
         };
-        if let Err(err) =
-            events::publish(&ctx.redis, &events::user_channel(job.user_id), &event).await
-        {
+        if let Err(err) = ctx.events.to_user(job.user_id, &event).await {
             tracing::debug!(error = %err, "notification event not published");
         }
     }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 pub use self::portfolios::PortfoliosApi;
 pub use self::transactions::TransactionsApi;
-pub use self::valuation::ValuationApi;
+pub use self::valuation::{ValuationApi, current_valuation};
 use crate::error::ApiError;
 
 /// The `Location` of a portfolio.

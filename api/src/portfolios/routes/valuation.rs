@@ -53,33 +53,44 @@ impl ValuationApi {
         id: Path<Uuid>,
     ) -> ApiResult<Json<Valuation>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
     {
-        let user = caller.0.id;
-        let portfolio = store::find(&self.state.db, user, id.0)
+        current_valuation(&self.state, caller.0.id, id.0)
             .await?
-            .ok_or_else(not_found)?;
-        let method = portfolio.method();
-        let ledgers = store::ledgers(&self.state.db, portfolio.id).await?;
-        let mut positions = Vec::with_capacity(ledgers.len());
-        for (coin_id, entries) in ledgers {
-            let position = valuation::replay(method.into(), &entries).map_err(valuation_error)?;
-            positions.push((coin_id, position));
-        }
-        let wanted: Vec<Wanted<'_>> = positions
-            .iter()
-            .map(|(coin_id, position)| Wanted {
-                coin_id,
-                held: !position.quantity.is_zero(),
-            })
-            .collect();
-        let prices = prices::latest(&self.state, &wanted, &portfolio.base_currency).await?;
-        let valued = valuation::value_positions(positions, &prices).map_err(valuation_error)?;
-        Ok(Json(Valuation {
-            portfolio_id: portfolio.id,
-            base_currency: portfolio.base_currency,
-            cost_basis_method: method,
-            valued_at: Utc::now(),
-            holdings: valued.holdings,
-            totals: valued.totals,
-        }))
+            .map(Json)
+            .ok_or_else(|| not_found().into())
     }
+}
+
+/// `user`'s portfolio `id` valued now, or `None` when it is not theirs (or not there).
+pub async fn current_valuation(
+    state: &AppState,
+    user: Uuid,
+    id: Uuid,
+) -> Result<Option<Valuation>, ApiError> {
+    let Some(portfolio) = store::find(&state.db, user, id).await? else {
+        return Ok(None);
+    };
+    let method = portfolio.method();
+    let ledgers = store::ledgers(&state.db, portfolio.id).await?;
+    let mut positions = Vec::with_capacity(ledgers.len());
+    for (coin_id, entries) in ledgers {
+        let position = valuation::replay(method.into(), &entries).map_err(valuation_error)?;
+        positions.push((coin_id, position));
+    }
+    let wanted: Vec<Wanted<'_>> = positions
+        .iter()
+        .map(|(coin_id, position)| Wanted {
+            coin_id,
+            held: !position.quantity.is_zero(),
+        })
+        .collect();
+    let prices = prices::latest(state, &wanted, &portfolio.base_currency).await?;
+    let valued = valuation::value_positions(positions, &prices).map_err(valuation_error)?;
+    Ok(Some(Valuation {
+        portfolio_id: portfolio.id,
+        base_currency: portfolio.base_currency,
+        cost_basis_method: method,
+        valued_at: Utc::now(),
+        holdings: valued.holdings,
+        totals: valued.totals,
+    }))
 }

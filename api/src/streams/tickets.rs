@@ -1,0 +1,60 @@
+//! Single-use WebSocket tickets: a browser cannot set `Authorization` on a WebSocket, and a
+//! long-lived access token in a URL ends up in logs and histories. A ticket is 256 random bits,
+//! valid for `WS_TICKET_TTL`, stored in Redis (only its SHA-256) so that any API process can
+//! redeem it, exactly once (`GETDEL`).
+
+use std::time::Duration;
+
+use common::redis::Redis;
+
+use crate::auth::extract::StreamSession;
+use crate::auth::tokens::new_refresh_token;
+use crate::error::ApiError;
+
+fn key(redis: &Redis, hash: &[u8]) -> String {
+    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+    redis.key(&format!("ws-ticket:{hex}"))
+}
+
+fn unavailable(err: &redis::RedisError) -> ApiError {
+    tracing::warn!(error = %err, "WebSocket tickets unavailable");
+    ApiError::Unavailable("WebSocket tickets are unavailable right now; retry later".into())
+}
+
+/// A new ticket for `session`.
+pub async fn issue(redis: &Redis, session: StreamSession, ttl: Duration) -> Result<String, ApiError> {
+    let ticket = new_refresh_token();
+    let mut conn = redis.conn().await.map_err(|err| unavailable(&err))?;
+    let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+    redis::cmd("SET")
+        .arg(key(redis, &ticket.hash))
+        .arg(format!("{} {}", session.user_id, session.issued_ms))
+        .arg("PX")
+        .arg(ttl_ms)
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(|err| unavailable(&err))?;
+    Ok(ticket.token)
+}
+
+/// The session a ticket was issued for, if the ticket exists, is unexpired and unused; it is
+/// used up by this call.
+pub async fn redeem(redis: &Redis, ticket: &str) -> Result<Option<StreamSession>, ApiError> {
+    if ticket.len() > 100 {
+        return Ok(None);
+    }
+    let hash = crate::auth::tokens::hash_refresh_token(ticket);
+    let mut conn = redis.conn().await.map_err(|err| unavailable(&err))?;
+    let stored: Option<String> = redis::cmd("GETDEL")
+        .arg(key(redis, &hash))
+        .query_async(&mut conn)
+        .await
+        .map_err(|err| unavailable(&err))?;
+    Ok(stored.and_then(|value| {
+        let (user, issued) = value.split_once(' ')?;
+        Some(StreamSession {
+            user_id: user.parse().ok()?,
+            issued_ms: issued.parse().ok()?,
+        })
+    }))
+}
