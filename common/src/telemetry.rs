@@ -121,6 +121,18 @@ fn describe_metrics() {
         "http_requests_in_flight",
         "HTTP requests being handled now."
     );
+    describe_gauge!(
+        "stream_clients",
+        "Open stream connections (SSE and WebSocket) on this API process, by kind."
+    );
+    describe_counter!(
+        "stream_messages_dropped_total",
+        "Stream messages not delivered because the client was too slow (it is then dropped), by kind."
+    );
+    describe_counter!(
+        "stream_resumes_total",
+        "Event-stream gaps filled from the history (outcome replayed) or answered with resync (resync, unavailable)."
+    );
     describe_counter!(
         "rate_limited_total",
         "Requests refused with 429, by scope (general, auth, account)."

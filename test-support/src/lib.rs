@@ -14,6 +14,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 
 pub mod smtp;
+pub mod sse;
 
 /// The server URLs tests use: the environment's, or the development defaults.
 pub fn database_url() -> String {

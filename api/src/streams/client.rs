@@ -1,14 +1,15 @@
 //! One client's outgoing side: a bounded queue of frames between the task that produces them
 //! and the connection that writes them.
 //!
-//! A client that reads too slowly fills its queue; the producer then drops it (a `closed`
-//! frame saying why, when one more fits in time, then the end of the stream) instead of
-//! buffering without bound. The whole cost of a slow client is its queue.
+//! A client that reads too slowly fills its queue; the producer then drops it instead of
+//! buffering without bound: the queued frames are discarded, and the next thing the client
+//! reads is a `closed` frame saying why, then the end of the stream. The whole cost of a slow
+//! client is its queue.
 
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// Which endpoint a client is connected to (the `kind` label of the stream metrics).
@@ -25,6 +26,9 @@ pub enum StreamKind {
 }
 
 impl StreamKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [Self::Prices, Self::Events, Self::Portfolio, Self::WebSocket];
+
     /// The metric label.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -33,6 +37,18 @@ impl StreamKind {
             Self::Portfolio => "portfolio",
             Self::WebSocket => "ws",
         }
+    }
+}
+
+/// Exports every stream series at zero, so that dashboards and alert rules see them before
+/// the first client.
+pub fn register_metrics() {
+    for kind in StreamKind::ALL {
+        metrics::gauge!("stream_clients", "kind" => kind.as_str()).increment(0.0);
+        metrics::counter!("stream_messages_dropped_total", "kind" => kind.as_str()).increment(0);
+    }
+    for outcome in ["replayed", "resync", "unavailable"] {
+        metrics::counter!("stream_resumes_total", "outcome" => outcome).increment(0);
     }
 }
 
@@ -131,6 +147,41 @@ pub enum Gone {
 pub struct Outbox {
     kind: StreamKind,
     sender: mpsc::Sender<Frame>,
+    last: oneshot::Sender<Frame>,
+    _counted: Counted,
+}
+
+/// The reading side: the frames to write, in order, unless a last frame overtakes them.
+#[derive(Debug)]
+pub struct Frames {
+    queue: mpsc::Receiver<Frame>,
+    last: Option<oneshot::Receiver<Frame>>,
+    overtaken: bool,
+}
+
+impl Frames {
+    /// The next frame to write; `None` once the stream is over.
+    pub async fn next(&mut self) -> Option<Frame> {
+        if let Some(last) = self.last.as_mut() {
+            tokio::select! {
+                biased;
+                last = last => {
+                    self.last = None;
+                    if let Ok(frame) = last {
+                        // It overtakes whatever is queued, and ends the stream.
+                        self.queue.close();
+                        self.overtaken = true;
+                        return Some(frame);
+                    }
+                }
+                frame = self.queue.recv() => return frame,
+            }
+        }
+        if self.overtaken {
+            return None;
+        }
+        self.queue.recv().await
+    }
 }
 
 /// How long a `closed` frame may wait for room in a slow client's queue.
@@ -138,10 +189,21 @@ const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
 impl Outbox {
     /// A queue of `capacity` frames and its reading side.
-    pub fn new(kind: StreamKind, capacity: usize) -> (Self, mpsc::Receiver<Frame>) {
-        let (sender, receiver) = mpsc::channel(capacity.max(2));
-        metrics::gauge!("stream_clients", "kind" => kind.as_str()).increment(1.0);
-        (Self { kind, sender }, receiver)
+    pub fn new(kind: StreamKind, capacity: usize) -> (Self, Frames) {
+        let (sender, queue) = mpsc::channel(capacity.max(2));
+        let (last, last_receiver) = oneshot::channel();
+        let frames = Frames {
+            queue,
+            last: Some(last_receiver),
+            overtaken: false,
+        };
+        let outbox = Self {
+            kind,
+            sender,
+            last,
+            _counted: Counted::new(kind),
+        };
+        (outbox, frames)
     }
 
     /// Which endpoint this client is on.
@@ -163,13 +225,23 @@ impl Outbox {
         }
     }
 
-    /// Ends the stream after a `closed` frame (if it fits within a second: a slow client may
-    /// never make room).
+    /// Ends the stream with a `closed` frame: after the queued frames, unless the client is
+    /// too slow (or makes no room within a second), in which case it overtakes them.
     pub async fn close(self, reason: CloseReason) {
-        if reason == CloseReason::SlowConsumer {
-            tracing::info!(kind = self.kind.as_str(), "slow stream client dropped");
-        }
-        let _ = tokio::time::timeout(CLOSE_WAIT, self.sender.send(Frame::closed(reason))).await;
+        let Self {
+            kind, sender, last, ..
+        } = self;
+        let frame = Frame::closed(reason);
+        let frame = if reason == CloseReason::SlowConsumer {
+            tracing::info!(kind = kind.as_str(), "slow stream client dropped");
+            frame
+        } else {
+            match tokio::time::timeout(CLOSE_WAIT, sender.send(frame.clone())).await {
+                Ok(_) => return,
+                Err(_) => frame,
+            }
+        };
+        let _ = last.send(frame);
     }
 
     /// Ends the stream for `gone`: a `closed` frame for a slow client, nothing for one that left.
@@ -185,19 +257,30 @@ impl Outbox {
     }
 }
 
-impl Drop for Outbox {
+/// Counts a client in `stream_clients{kind}` while it lives.
+#[derive(Debug)]
+struct Counted(StreamKind);
+
+impl Counted {
+    fn new(kind: StreamKind) -> Self {
+        metrics::gauge!("stream_clients", "kind" => kind.as_str()).increment(1.0);
+        Self(kind)
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        metrics::gauge!("stream_clients", "kind" => self.kind.as_str()).decrement(1.0);
+        metrics::gauge!("stream_clients", "kind" => self.0.as_str()).decrement(1.0);
     }
 }
 
 /// An SSE body reading `frames` (with keep-alive comments while idle).
-pub fn sse(frames: mpsc::Receiver<Frame>, keep_alive: Duration) -> poem::Response {
+pub fn sse(frames: Frames, keep_alive: Duration) -> poem::Response {
     use poem::IntoResponse;
     use poem::http::HeaderValue;
     use poem::web::sse::{Event, SSE};
     let events = futures_util::stream::unfold(frames, |mut frames| async move {
-        let frame = frames.recv().await?;
+        let frame = frames.next().await?;
         let mut event = Event::message(frame.data).event_type(frame.event);
         if let Some(id) = frame.id {
             event = event.id(id);
@@ -210,4 +293,44 @@ pub fn sse(frames: mpsc::Receiver<Frame>, keep_alive: Duration) -> poem::Respons
     // Proxies such as nginx would otherwise buffer the stream.
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn drain(mut frames: Frames) -> Vec<String> {
+        let mut events = Vec::new();
+        while let Some(frame) = frames.next().await {
+            events.push(frame.event);
+        }
+        events
+    }
+
+    #[tokio::test]
+    async fn a_normal_close_comes_after_the_queued_frames() {
+        let (outbox, frames) = Outbox::new(StreamKind::Prices, 4);
+        outbox.push(Frame::resync("a")).expect("room");
+        outbox.push(Frame::resync("b")).expect("room");
+        outbox.close(CloseReason::Done).await;
+        assert_eq!(drain(frames).await, ["resync", "resync", "closed"]);
+    }
+
+    #[tokio::test]
+    async fn a_slow_client_reads_the_close_first_and_nothing_queued_after_it() {
+        let (outbox, frames) = Outbox::new(StreamKind::Prices, 2);
+        outbox.push(Frame::resync("a")).expect("room");
+        outbox.push(Frame::resync("b")).expect("room");
+        assert_eq!(outbox.push(Frame::resync("c")), Err(Gone::TooSlow));
+        outbox.end(Gone::TooSlow).await;
+        assert_eq!(drain(frames).await, ["closed"]);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_just_stops_delivers_what_was_queued() {
+        let (outbox, frames) = Outbox::new(StreamKind::Events, 2);
+        outbox.push(Frame::resync("a")).expect("room");
+        drop(outbox);
+        assert_eq!(drain(frames).await, ["resync"]);
+    }
 }

@@ -169,6 +169,7 @@ impl Hub {
     /// Starts the hub's connection task; it runs until [`Hub::shut_down`] or the runtime ends.
     /// `capacity` bounds each channel's backlog (per channel, shared by all its readers).
     pub fn start(redis: Redis, users: UserCache, capacity: usize) -> Self {
+        super::client::register_metrics();
         let (commands, receiver) = mpsc::unbounded_channel();
         let hub = Self {
             inner: Arc::new(Inner {

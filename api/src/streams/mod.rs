@@ -65,7 +65,7 @@ impl StreamsApi {
         })
     }
 
-    fn outbox(&self, kind: StreamKind) -> (Outbox, tokio::sync::mpsc::Receiver<Frame>) {
+    fn outbox(&self, kind: StreamKind) -> (Outbox, client::Frames) {
         Outbox::new(kind, self.state.config.streams.client_buffer as usize)
     }
 

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::client::{CloseReason, Frame, Gone, Outbox, StreamKind};
+use super::client::{CloseReason, Frame, Frames, Gone, Outbox, StreamKind};
 use super::events::UserEvents;
 use super::hub::{PriceTick, Signal};
 use super::portfolio::PortfolioFeed;
@@ -274,13 +274,13 @@ fn set(code: &Mutex<CloseCode>, value: CloseCode) {
 /// Writes frames to the socket (pinging while idle); closes it when the frames end.
 async fn write(
     mut sink: futures_util::stream::SplitSink<WebSocketStream, Message>,
-    mut frames: tokio::sync::mpsc::Receiver<Frame>,
+    mut frames: Frames,
     keep_alive: Duration,
     close_code: Arc<Mutex<CloseCode>>,
 ) {
     loop {
         let sent = tokio::select! {
-            frame = frames.recv() => match frame {
+            frame = frames.next() => match frame {
                 Some(frame) => sink.send(Message::Text(frame.data)).await,
                 None => break,
             },

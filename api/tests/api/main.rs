@@ -17,5 +17,6 @@ mod openapi;
 mod platform;
 mod portfolios;
 mod security;
+mod streams;
 mod tokens;
 mod users;
