@@ -190,7 +190,8 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
         // buffer fills.
         .before(|mut req: poem::Request| async move {
             if req.uri().path().starts_with("/api/v1/stream/") || req.uri().path() == "/api/v1/ws" {
-                req.headers_mut().remove(poem::http::header::ACCEPT_ENCODING);
+                req.headers_mut()
+                    .remove(poem::http::header::ACCEPT_ENCODING);
             }
             Ok(req)
         })

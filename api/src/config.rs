@@ -58,6 +58,12 @@ pub struct StreamsConfig {
     #[arg(long = "stream-keepalive", env = "STREAM_KEEPALIVE", default_value = "15s", value_parser = parse_duration, value_name = "DURATION")]
     pub keep_alive: Duration,
 
+    /// Longest life of one stream; it then ends with `closed` (reason `expired`) and the client
+    /// reconnects, which also spreads clients over new API processes. A stream also ends when
+    /// the token that opened it expires.
+    #[arg(long = "stream-max-duration", env = "STREAM_MAX_DURATION", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_duration: Duration,
+
     /// Messages a client may fall behind before it is dropped as too slow (its whole buffer).
     #[arg(
         long = "stream-client-buffer",

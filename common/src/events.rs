@@ -212,7 +212,11 @@ impl Publisher {
 
     /// Appends `event` to the user's history and publishes it on the user's channel; returns
     /// its history id.
-    pub async fn to_user(&self, user_id: Uuid, event: &Event) -> Result<StreamId, redis::RedisError> {
+    pub async fn to_user(
+        &self,
+        user_id: Uuid,
+        event: &Event,
+    ) -> Result<StreamId, redis::RedisError> {
         let payload = encode(event)?;
         let mut conn = self.redis.conn().await?;
         let max_age_ms = u64::try_from(self.history.max_age.as_millis())
@@ -250,7 +254,17 @@ mod tests {
         let c: StreamId = "1700000000001-0".parse().expect("test value");
         assert!(a < b && b < c);
         assert_eq!(b.to_string(), "1700000000000-10");
-        for bad in ["", "-", "1-", "-1", "1", "a-1", "1-1-1", "+1-1", "99999999999999999999999-0"] {
+        for bad in [
+            "",
+            "-",
+            "1-",
+            "-1",
+            "1",
+            "a-1",
+            "1-1-1",
+            "+1-1",
+            "99999999999999999999999-0",
+        ] {
             assert!(bad.parse::<StreamId>().is_err(), "{bad:?}");
         }
     }

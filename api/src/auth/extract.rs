@@ -145,6 +145,9 @@ pub struct StreamSession {
     pub user_id: uuid::Uuid,
     /// When the token that opened the stream was issued (ms since the epoch).
     pub issued_ms: i64,
+    /// When that token expires (Unix seconds): the stream ends then, and the client comes
+    /// back with a fresh token.
+    pub expires_at: i64,
 }
 
 impl StreamSession {
@@ -157,6 +160,7 @@ impl StreamSession {
         Ok(Self {
             user_id: claims.sub,
             issued_ms: issued_ms(&claims),
+            expires_at: claims.exp,
         })
     }
 
@@ -171,6 +175,7 @@ impl StreamSession {
         Ok(Self {
             user_id: claims.sub,
             issued_ms: issued_ms(&claims),
+            expires_at: claims.exp,
         })
     }
 

@@ -106,6 +106,8 @@ pub enum CloseReason {
     Done,
     /// The portfolio was deleted.
     Gone,
+    /// The token that opened the stream expired, or the stream reached `STREAM_MAX_DURATION`.
+    Expired,
 }
 
 impl CloseReason {
@@ -117,6 +119,7 @@ impl CloseReason {
             Self::ShuttingDown => "shutting_down",
             Self::Done => "done",
             Self::Gone => "gone",
+            Self::Expired => "expired",
         }
     }
 
@@ -128,6 +131,10 @@ impl CloseReason {
             Self::ShuttingDown => "the server is restarting; reconnect",
             Self::Done => "every update asked for was sent",
             Self::Gone => "the portfolio no longer exists",
+            Self::Expired => {
+                "the stream reached its longest life or its token expired; reconnect with a \
+                 fresh token (and Last-Event-ID)"
+            }
         }
     }
 }

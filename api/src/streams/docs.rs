@@ -16,6 +16,14 @@ use uuid::Uuid;
 
 use crate::portfolios::model::Valuation;
 
+/// The events of one stream: their SSE names and the schema of their `data`.
+pub trait StreamEvents: Type {
+    /// The SSE event names (the `type` of the data documents).
+    const NAMES: &'static [&'static str];
+    /// What `data` holds, in words.
+    const DATA: &'static str;
+}
+
 /// A `text/event-stream` response whose events' `data` are `E` documents.
 pub struct EventStream<E> {
     response: poem::Response,
@@ -38,19 +46,47 @@ impl<E> EventStream<E> {
     }
 }
 
-impl<E: Type> ApiResponse for EventStream<E> {
+impl<E: StreamEvents> ApiResponse for EventStream<E> {
+    /// One event, as OpenAPI 3.2's `itemSchema` describes `text/event-stream` (and as
+    /// schemathesis reads `schema` in 3.0): `event`, `id` and `data`, a JSON document whose
+    /// schema is `E` (3.0 cannot attach a schema to a string's content, so it is named).
     fn meta() -> MetaResponses {
+        let event = MetaSchema {
+            description: Some("The event's name: the `type` of its data."),
+            enum_items: E::NAMES
+                .iter()
+                .map(|name| serde_json::json!(name))
+                .collect(),
+            ..MetaSchema::new("string")
+        };
+        let id = MetaSchema {
+            description: Some(
+                "Position in the caller's event history, on events that have one: send it \
+                 back as `Last-Event-ID` to resume after it.",
+            ),
+            ..MetaSchema::new("string")
+        };
+        let data = MetaSchema {
+            description: Some(E::DATA),
+            ..MetaSchema::new("string")
+        };
         MetaResponses {
             responses: vec![MetaResponse {
-                description: "Server-Sent Events; each event's `data` is one of these JSON \
-                              documents, and its SSE event name is the document's `type`.",
+                description: "Server-Sent Events, one JSON document per event, until the \
+                              server ends the stream (with `closed`) or the client leaves; \
+                              comments keep an idle connection alive.",
                 status: Some(200),
                 status_range: None,
                 content: vec![MetaMediaType {
                     content_type: "text/event-stream",
                     schema: MetaSchemaRef::Inline(Box::new(MetaSchema {
-                        items: Some(Box::new(E::schema_ref())),
-                        ..MetaSchema::new_with_format("array", "event-stream")
+                        required: vec!["event", "data"],
+                        properties: vec![
+                            ("event", MetaSchemaRef::Inline(Box::new(event))),
+                            ("id", MetaSchemaRef::Inline(Box::new(id))),
+                            ("data", MetaSchemaRef::Inline(Box::new(data))),
+                        ],
+                        ..MetaSchema::new("object")
                     })),
                 }],
                 headers: vec![],
@@ -228,7 +264,7 @@ pub struct ResyncEvent {
 /// Why a stream was closed.
 #[derive(Debug, Object)]
 pub struct ClosedReason {
-    /// `slow_consumer`, `session_ended`, `shutting_down`, `done` or `gone`.
+    /// `slow_consumer`, `session_ended`, `shutting_down`, `done`, `gone` or `expired`.
     pub reason: String,
     /// In words.
     pub message: String,
@@ -260,6 +296,11 @@ pub enum PriceStreamEvent {
     Closed(ClosedEvent),
 }
 
+impl StreamEvents for PriceStreamEvent {
+    const NAMES: &'static [&'static str] = &["prices", "resync", "closed"];
+    const DATA: &'static str = "A `PriceStreamEvent` JSON document.";
+}
+
 /// An event of `/stream/events`.
 #[derive(Debug, Union)]
 #[oai(discriminator_name = "type")]
@@ -278,6 +319,11 @@ pub enum UserStreamEvent {
     Closed(ClosedEvent),
 }
 
+impl StreamEvents for UserStreamEvent {
+    const NAMES: &'static [&'static str] = &["job", "notification", "resync", "closed"];
+    const DATA: &'static str = "A `UserStreamEvent` JSON document.";
+}
+
 /// An event of `/stream/portfolios/{id}`.
 #[derive(Debug, Union)]
 #[oai(discriminator_name = "type")]
@@ -291,6 +337,11 @@ pub enum PortfolioStreamEvent {
     /// The end.
     #[oai(mapping = "closed")]
     Closed(ClosedEvent),
+}
+
+impl StreamEvents for PortfolioStreamEvent {
+    const NAMES: &'static [&'static str] = &["valuation", "resync", "closed"];
+    const DATA: &'static str = "A `PortfolioStreamEvent` JSON document.";
 }
 
 /// `pong`, `subscribed`, `unsubscribed`: the answer to a client's message.

@@ -50,7 +50,9 @@ impl UserEvents {
                 }
                 Err(_) => {
                     count_resume("resync");
-                    vec![Frame::resync("Last-Event-ID is not an event id of this stream")]
+                    vec![Frame::resync(
+                        "Last-Event-ID is not an event id of this stream",
+                    )]
                 }
             },
         };
@@ -104,7 +106,9 @@ impl UserEvents {
             Ok(Resumed::Gap) => {
                 count_resume("resync");
                 self.cursor = None;
-                vec![Frame::resync("the missed events are older than the history kept")]
+                vec![Frame::resync(
+                    "the missed events are older than the history kept",
+                )]
             }
             Err(err) => {
                 tracing::warn!(error = %err, "event history unreadable");

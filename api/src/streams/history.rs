@@ -25,7 +25,11 @@ pub enum Resumed {
 }
 
 /// The history entries of `user` after `after`.
-pub async fn since(redis: &Redis, user: Uuid, after: StreamId) -> Result<Resumed, redis::RedisError> {
+pub async fn since(
+    redis: &Redis,
+    user: Uuid,
+    after: StreamId,
+) -> Result<Resumed, redis::RedisError> {
     let key = redis.key(&history_key(user));
     let mut conn = redis.conn().await?;
     let mut found = Vec::new();

@@ -160,7 +160,11 @@ impl Drop for UserFeed {
             && topic.sender.receiver_count() <= 1
         {
             topics.remove(&self.user);
-            let _ = self.hub.inner.commands.send(Command::Unsubscribe(self.user));
+            let _ = self
+                .hub
+                .inner
+                .commands
+                .send(Command::Unsubscribe(self.user));
         }
     }
 }

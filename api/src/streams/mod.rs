@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use self::client::{CloseReason, Frame, Outbox, StreamKind};
-use self::docs::{EventStream, PortfolioStreamEvent, PriceStreamEvent, UserStreamEvent, Upgrade};
+use self::docs::{EventStream, PortfolioStreamEvent, PriceStreamEvent, Upgrade, UserStreamEvent};
 use self::events::UserEvents;
 use self::hub::{Signal, TickQuote};
 use self::portfolio::PortfolioFeed;
@@ -38,11 +38,19 @@ use self::session::{EndWatch, Slot};
 use crate::app::AppState;
 use crate::auth::extract::{ActiveUser, StreamSession};
 use crate::error::{ApiError, ApiResult, status};
-use crate::market::{parse_coin_id, parse_vs_currency};
+use crate::market::parse_vs_currency;
 use crate::platform::ApiTags;
 
 /// Most coins one price stream may ask for.
 pub const MAX_STREAM_COINS: usize = 50;
+
+/// The `coins` of a price stream: 1 to 50 coin ids ([`crate::market::COIN_ID_PATTERN`]),
+/// comma-separated, nothing else.
+pub const COINS_PATTERN: &str = r"^[a-z0-9_.-]{1,100}(,[a-z0-9_.-]{1,100}){0,49}$";
+
+static COINS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(COINS_PATTERN).expect("the coins pattern compiles")
+});
 
 /// Stream endpoints.
 #[derive(Debug)]
@@ -58,11 +66,12 @@ impl StreamsApi {
 
     fn slot(&self, user: Uuid) -> Result<Slot, ApiError> {
         let max = self.state.config.streams.max_per_user;
-        self.state.stream_slots.take(user, max).ok_or_else(|| {
-            ApiError::RateLimited {
+        self.state
+            .stream_slots
+            .take(user, max)
+            .ok_or_else(|| ApiError::RateLimited {
                 retry_after_secs: 5,
-            }
-        })
+            })
     }
 
     fn outbox(&self, kind: StreamKind) -> (Outbox, client::Frames) {
@@ -85,19 +94,16 @@ pub struct WsTicket {
 
 /// The coins of a price stream, from `coins=a,b,c`.
 fn parse_coins(raw: &str) -> Result<HashSet<String>, ApiError> {
-    let coins: HashSet<String> = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|coin| !coin.is_empty())
-        .map(|coin| parse_coin_id("coins", coin))
-        .collect::<Result<_, _>>()?;
-    if coins.is_empty() || coins.len() > MAX_STREAM_COINS {
+    if !COINS.is_match(raw) {
         return Err(ApiError::invalid(
             "coins",
-            format!("must list 1 to {MAX_STREAM_COINS} coin ids, comma-separated"),
+            format!(
+                "must list 1 to {MAX_STREAM_COINS} coin ids (lower-case letters, digits, '-', \
+                 '_', '.'), separated by commas alone"
+            ),
         ));
     }
-    Ok(coins)
+    Ok(raw.split(',').map(str::to_owned).collect())
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Streams")]
@@ -113,12 +119,13 @@ impl StreamsApi {
         caller: ActiveUser,
         req: &Request,
         /// Coin ids, comma-separated (1 to 50), e.g. `bitcoin,ethereum`.
-        #[oai(validator(max_length = 5100))]
+        #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}(,[a-z0-9_.-]{1,100}){0,49}$"))]
         coins: Query<String>,
-        /// The currency (default `usd`).
+        /// Currency code, default `usd` (any case).
+        #[oai(validator(pattern = r"^[A-Za-z]{2,10}$"))]
         vs_currency: Query<Option<String>>,
         /// Least seconds between two updates (0: every tick; default 1, at most 3600).
-        #[oai(validator(maximum(value = "3600")))]
+        #[oai(validator(minimum(value = "0"), maximum(value = "3600")))]
         interval: Query<Option<u32>>,
         /// End the stream after this many updates (1 to 1,000,000; default: never).
         #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
@@ -164,7 +171,10 @@ impl StreamsApi {
         /// The `id` of the last event received, to resume after it.
         #[oai(name = "Last-Event-ID", validator(max_length = 64))]
         last_event_id: Header<Option<String>>,
-    ) -> ApiResult<EventStream<UserStreamEvent>, { status::AUTHED | status::RATE_LIMITED }> {
+    ) -> ApiResult<
+        EventStream<UserStreamEvent>,
+        { status::AUTHED | status::VALIDATION | status::RATE_LIMITED },
+    > {
         let session = StreamSession::of_request(req)?;
         let slot = self.slot(caller.0.id)?;
         let (outbox, frames) = self.outbox(StreamKind::Events);
@@ -254,7 +264,16 @@ impl StreamsApi {
         /// The `id` of the last event received, to resume after it.
         #[oai(validator(max_length = 64))]
         last_event_id: Query<Option<String>>,
-    ) -> ApiResult<Upgrade, { status::BAD_REQUEST | status::UNAUTHORIZED | status::RATE_LIMITED | status::UNAVAILABLE }> {
+    ) -> ApiResult<
+        Upgrade,
+        {
+            status::BAD_REQUEST
+                | status::UNAUTHORIZED
+                | status::VALIDATION
+                | status::RATE_LIMITED
+                | status::UNAVAILABLE
+        },
+    > {
         let session = ws::authenticate(&self.state, req, ticket.0.as_deref()).await?;
         let slot = self.slot(session.user_id)?;
         let upgrade = ws::upgrade(req).await?;
@@ -276,10 +295,14 @@ async fn price_stream(
     _slot: Slot,
 ) {
     let mut ticks = state.hub.prices();
-    let mut end = EndWatch::new(&state.hub, state.db.clone(), session);
+    let mut end = EndWatch::of(&state, session);
     let coins: Vec<String> = filter.coins.iter().cloned().collect();
     if let Ok(stored) = state.prices.stored(&coins, &filter.vs_currency).await {
-        let source = stored.values().next().map(|p| p.source.clone()).unwrap_or_default();
+        let source = stored
+            .values()
+            .next()
+            .map(|p| p.source.clone())
+            .unwrap_or_default();
         throttle.add_quotes(
             stored.into_values().map(|price| TickQuote {
                 coin_id: price.coin_id,
@@ -333,7 +356,7 @@ async fn event_stream(
     outbox: Outbox,
     _slot: Slot,
 ) {
-    let mut end = EndWatch::new(&state.hub, state.db.clone(), session);
+    let mut end = EndWatch::of(&state, session);
     for frame in first {
         if let Err(gone) = outbox.push(frame) {
             return outbox.end(gone).await;
@@ -364,7 +387,7 @@ async fn portfolio_stream(
     _slot: Slot,
 ) {
     let mut ticks = state.hub.prices();
-    let mut end = EndWatch::new(&state.hub, state.db.clone(), session);
+    let mut end = EndWatch::of(&state, session);
     loop {
         let revalue = tokio::select! {
             reason = end.ended() => return outbox.close(reason).await,
@@ -385,7 +408,9 @@ async fn portfolio_stream(
                 }
             }
             Ok(None) => return outbox.close(CloseReason::Gone).await,
-            Err(err) => tracing::warn!(error = %err, portfolio = %feed.id, "portfolio not revalued"),
+            Err(err) => {
+                tracing::warn!(error = %err, portfolio = %feed.id, "portfolio not revalued")
+            }
         }
     }
 }

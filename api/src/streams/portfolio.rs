@@ -54,7 +54,11 @@ impl PortfolioFeed {
         let Some(valuation) = current_valuation(state, self.user, self.id).await? else {
             return Ok(None);
         };
-        self.coins = valuation.holdings.iter().map(|h| h.coin_id.clone()).collect();
+        self.coins = valuation
+            .holdings
+            .iter()
+            .map(|h| h.coin_id.clone())
+            .collect();
         self.currency.clone_from(&valuation.base_currency);
         Ok(Some(frame(&valuation)))
     }

@@ -23,10 +23,9 @@ impl PriceFilter {
     /// The quotes of `tick` this filter wants.
     pub fn select<'a>(&'a self, tick: &'a PriceTick) -> impl Iterator<Item = &'a TickQuote> + 'a {
         let currency = tick.data.vs_currency == self.vs_currency;
-        tick.data
-            .quotes
-            .iter()
-            .filter(move |quote| currency && (self.coins.is_empty() || self.coins.contains(&quote.coin_id)))
+        tick.data.quotes.iter().filter(move |quote| {
+            currency && (self.coins.is_empty() || self.coins.contains(&quote.coin_id))
+        })
     }
 }
 
@@ -129,11 +128,17 @@ mod tests {
         let mut throttle = Throttle::new(Duration::ZERO, None, Instant::now());
         throttle.add(&wanted, &tick("eur", &[("bitcoin", "1")]));
         assert_eq!(throttle.due_at(), None);
-        throttle.add(&wanted, &tick("usd", &[("bitcoin", "2"), ("ethereum", "3")]));
+        throttle.add(
+            &wanted,
+            &tick("usd", &[("bitcoin", "2"), ("ethereum", "3")]),
+        );
         let frame = throttle.take("usd", Instant::now()).expect("test value");
         let data: serde_json::Value = serde_json::from_str(&frame.data).expect("test value");
         assert_eq!(data["type"], "prices");
-        assert_eq!(data["data"]["quotes"].as_array().expect("test value").len(), 1);
+        assert_eq!(
+            data["data"]["quotes"].as_array().expect("test value").len(),
+            1
+        );
         assert_eq!(data["data"]["quotes"][0]["price"], "2");
     }
 
@@ -144,11 +149,20 @@ mod tests {
         let mut throttle = Throttle::new(Duration::from_secs(5), Some(2), start);
         throttle.add(&wanted, &tick("usd", &[("bitcoin", "1")]));
         assert!(throttle.take("usd", start).is_some());
-        throttle.add(&wanted, &tick("usd", &[("bitcoin", "2"), ("ethereum", "7")]));
+        throttle.add(
+            &wanted,
+            &tick("usd", &[("bitcoin", "2"), ("ethereum", "7")]),
+        );
         throttle.add(&wanted, &tick("usd", &[("bitcoin", "3")]));
         assert_eq!(throttle.due_at(), Some(start + Duration::from_secs(5)));
-        assert!(throttle.take("usd", start + Duration::from_secs(4)).is_none());
-        let frame = throttle.take("usd", start + Duration::from_secs(5)).expect("test value");
+        assert!(
+            throttle
+                .take("usd", start + Duration::from_secs(4))
+                .is_none()
+        );
+        let frame = throttle
+            .take("usd", start + Duration::from_secs(5))
+            .expect("test value");
         let data: serde_json::Value = serde_json::from_str(&frame.data).expect("test value");
         let quotes = data["data"]["quotes"].as_array().expect("test value");
         assert_eq!(quotes.len(), 2);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::{broadcast, watch};
@@ -10,6 +11,7 @@ use uuid::Uuid;
 
 use super::client::CloseReason;
 use super::hub::{AccountChanged, Hub, stopping};
+use crate::app::AppState;
 use crate::auth::extract::StreamSession;
 
 /// Watches for the reasons a stream must end on the server's side.
@@ -20,18 +22,33 @@ pub struct EndWatch {
     accounts: broadcast::Receiver<AccountChanged>,
     shutdown: watch::Receiver<bool>,
     check_pending: bool,
+    deadline: tokio::time::Instant,
 }
 
 impl EndWatch {
-    /// Watches `session` through `hub`.
-    pub fn new(hub: &Hub, db: PgPool, session: StreamSession) -> Self {
+    /// Watches `session` through `hub`, for at most `max_life` (and never past the token's
+    /// expiry).
+    pub fn new(hub: &Hub, db: PgPool, session: StreamSession, max_life: Duration) -> Self {
+        let token_left = u64::try_from(session.expires_at - chrono::Utc::now().timestamp())
+            .map_or(Duration::ZERO, Duration::from_secs);
         Self {
+            deadline: tokio::time::Instant::now() + max_life.min(token_left),
             session,
             db,
             accounts: hub.accounts(),
             shutdown: hub.shutdown(),
             check_pending: false,
         }
+    }
+
+    /// Watches `session` with the process's hub and settings.
+    pub fn of(state: &AppState, session: StreamSession) -> Self {
+        Self::new(
+            &state.hub,
+            state.db.clone(),
+            session,
+            state.config.streams.max_duration,
+        )
     }
 
     /// The session watched.
@@ -63,6 +80,7 @@ impl EndWatch {
                     Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
                 },
                 () = stopping(&mut self.shutdown) => return CloseReason::ShuttingDown,
+                () = tokio::time::sleep_until(self.deadline) => return CloseReason::Expired,
             }
         }
     }

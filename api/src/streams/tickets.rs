@@ -22,13 +22,20 @@ fn unavailable(err: &redis::RedisError) -> ApiError {
 }
 
 /// A new ticket for `session`.
-pub async fn issue(redis: &Redis, session: StreamSession, ttl: Duration) -> Result<String, ApiError> {
+pub async fn issue(
+    redis: &Redis,
+    session: StreamSession,
+    ttl: Duration,
+) -> Result<String, ApiError> {
     let ticket = new_refresh_token();
     let mut conn = redis.conn().await.map_err(|err| unavailable(&err))?;
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
     redis::cmd("SET")
         .arg(key(redis, &ticket.hash))
-        .arg(format!("{} {}", session.user_id, session.issued_ms))
+        .arg(format!(
+            "{} {} {}",
+            session.user_id, session.issued_ms, session.expires_at
+        ))
         .arg("PX")
         .arg(ttl_ms)
         .query_async::<()>(&mut conn)
@@ -51,10 +58,11 @@ pub async fn redeem(redis: &Redis, ticket: &str) -> Result<Option<StreamSession>
         .await
         .map_err(|err| unavailable(&err))?;
     Ok(stored.and_then(|value| {
-        let (user, issued) = value.split_once(' ')?;
+        let mut parts = value.split(' ');
         Some(StreamSession {
-            user_id: user.parse().ok()?,
-            issued_ms: issued.parse().ok()?,
+            user_id: parts.next()?.parse().ok()?,
+            issued_ms: parts.next()?.parse().ok()?,
+            expires_at: parts.next()?.parse().ok()?,
         })
     }))
 }

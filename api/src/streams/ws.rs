@@ -68,13 +68,15 @@ pub async fn authenticate(
 
 /// The upgrade, or 400 when the request is not a WebSocket handshake.
 pub async fn upgrade(req: &Request) -> Result<WebSocket, ApiError> {
-    let upgrade = WebSocket::from_request_without_body(req).await.map_err(|_| {
-        ApiError::BadRequest(
-            "a WebSocket handshake is required (Connection: Upgrade, Upgrade: websocket, \
+    let upgrade = WebSocket::from_request_without_body(req)
+        .await
+        .map_err(|_| {
+            ApiError::BadRequest(
+                "a WebSocket handshake is required (Connection: Upgrade, Upgrade: websocket, \
              Sec-WebSocket-Version: 13, Sec-WebSocket-Key)"
-                .into(),
-        )
-    })?;
+                    .into(),
+            )
+        })?;
     Ok(upgrade.config(
         WebSocketConfig::default()
             .max_message_size(Some(MAX_CLIENT_MESSAGE))
@@ -153,10 +155,11 @@ pub async fn serve(
 
     let per_second = NonZeroU32::new(config.ws_messages_per_second).unwrap_or(NonZeroU32::MIN);
     let limiter = RateLimiter::direct(
-        Quota::per_second(per_second).allow_burst(per_second.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN))),
+        Quota::per_second(per_second)
+            .allow_burst(per_second.saturating_mul(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN))),
     );
     let mut refused_in_a_row = 0;
-    let mut end = EndWatch::new(&state.hub, state.db.clone(), session);
+    let mut end = EndWatch::of(&state, session);
     let mut ticks = state.hub.prices();
     let (mut events, first) = UserEvents::open(
         &state.hub,
@@ -327,7 +330,9 @@ async fn handle(
             }
             vec![subscriptions.reply("unsubscribed")]
         }
-        ClientMessage::Subscribe(selection) => subscribe(state, user, subscriptions, selection).await,
+        ClientMessage::Subscribe(selection) => {
+            subscribe(state, user, subscriptions, selection).await
+        }
     }
 }
 
@@ -390,7 +395,12 @@ async fn subscribe(
                 opened.push(feed);
                 frames.push(valuation);
             }
-            Ok(None) => return vec![error_frame("not_found", format!("portfolio {id} not found"))],
+            Ok(None) => {
+                return vec![error_frame(
+                    "not_found",
+                    format!("portfolio {id} not found"),
+                )];
+            }
             Err(err) => return vec![error_frame("unavailable", describe(&err))],
         }
     }
@@ -417,7 +427,11 @@ fn describe(err: &ApiError) -> String {
 
 /// What a price tick sends on this connection: its subscribed quotes, and the valuations of
 /// the subscribed portfolios it touches.
-async fn on_tick(state: &AppState, subscriptions: &mut Subscriptions, tick: &PriceTick) -> Vec<Frame> {
+async fn on_tick(
+    state: &AppState,
+    subscriptions: &mut Subscriptions,
+    tick: &PriceTick,
+) -> Vec<Frame> {
     let mut frames = Vec::new();
     if !subscriptions.prices.coins.is_empty() {
         let quotes: Vec<_> = subscriptions.prices.select(tick).collect();
@@ -436,12 +450,17 @@ async fn on_tick(state: &AppState, subscriptions: &mut Subscriptions, tick: &Pri
         match feed.value(state).await {
             Ok(Some(frame)) => frames.push(frame),
             Ok(None) => gone.push(feed.id),
-            Err(err) => tracing::warn!(error = %err, portfolio = %feed.id, "portfolio not revalued"),
+            Err(err) => {
+                tracing::warn!(error = %err, portfolio = %feed.id, "portfolio not revalued")
+            }
         }
     }
     for id in gone {
         subscriptions.portfolios.remove(&id);
-        frames.push(error_frame("not_found", format!("portfolio {id} was deleted")));
+        frames.push(error_frame(
+            "not_found",
+            format!("portfolio {id} was deleted"),
+        ));
     }
     frames
 }
@@ -457,7 +476,8 @@ mod tests {
             ClientMessage::Ping
         );
         let subscribe: ClientMessage =
-            serde_json::from_str(r#"{"type":"subscribe","coins":["bitcoin"]}"#).expect("test value");
+            serde_json::from_str(r#"{"type":"subscribe","coins":["bitcoin"]}"#)
+                .expect("test value");
         assert_eq!(
             subscribe,
             ClientMessage::Subscribe(Selection {

@@ -161,6 +161,8 @@ async fn schemathesis_finds_no_failure_on_any_operation() {
         ("AUTH_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
         ("AUTH_RATE_LIMIT_BURST", "100000".to_owned()),
         ("LOGIN_FAILURES_PER_ACCOUNT", "1000000".to_owned()),
+        // Streams end on their own within a second, so that reading one finishes.
+        ("STREAM_MAX_DURATION", "1s".to_owned()),
     ]);
     let admin_password = "schemathesis-admin-password";
     let mut admin_env = api_env.clone();
@@ -208,6 +210,7 @@ async fn schemathesis_finds_no_failure_on_any_operation() {
 async fn the_document_states_the_servers_own_patterns() {
     use api::market::{COIN_ID_PATTERN, CURRENCY_PATTERN};
     use api::portfolios::NAME_PATTERN;
+    use api::streams::COINS_PATTERN;
     use api::users::validate::{EMAIL_PATTERN, USERNAME_PATTERN};
 
     let db = TestDatabase::create().await;
@@ -251,6 +254,14 @@ async fn the_document_states_the_servers_own_patterns() {
         pattern("BulkFetchRequest", "vs_currency"),
         "^([Uu][Ss][Dd])$"
     );
+    let stream_coins = document["paths"]["/api/v1/stream/prices"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|parameter| parameter["name"] == "coins")
+        .expect("a coins parameter")["schema"]["pattern"]
+        .clone();
+    assert_eq!(stream_coins, COINS_PATTERN);
     let parameters = document["paths"]["/api/v1/crypto/prices/{coin_id}"]["get"]["parameters"]
         .as_array()
         .expect("parameters");

@@ -114,7 +114,12 @@ impl Stack {
     /// Asks for a bulk price fetch of `coins`; returns the job id.
     async fn bulk(&self, user: &User, coins: &[&str]) -> String {
         let response = self
-            .post(0, "/crypto/bulk", &user.token, json!({"coins": coins, "vs_currency": "usd"}))
+            .post(
+                0,
+                "/crypto/bulk",
+                &user.token,
+                json!({"coins": coins, "vs_currency": "usd"}),
+            )
             .await;
         assert_eq!(response.status(), 202);
         let job: Value = response.json().await.expect("job");
@@ -172,14 +177,18 @@ impl Stack {
     }
 
     async fn ticket(&self, api: usize, user: &User) -> String {
-        let response = self.post(api, "/stream/ws-ticket", &user.token, json!({})).await;
+        let response = self
+            .post(api, "/stream/ws-ticket", &user.token, json!({}))
+            .await;
         assert_eq!(response.status(), 200);
         let body: Value = response.json().await.expect("ticket");
         body["ticket"].as_str().expect("ticket").to_owned()
     }
 }
 
-struct Ws(tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>);
+struct Ws(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
 
 impl Ws {
     async fn send(&mut self, message: Value) {
@@ -251,8 +260,12 @@ async fn a_price_tick_and_a_notification_reach_sse_and_websocket_clients_on_ever
     let user = stack.register("fan").await;
     // The database has no prices yet, so any price update is a tick published by the worker.
     let mut prices = [
-        stack.sse(0, "/stream/prices?coins=bitcoin&interval=0", &user, None).await,
-        stack.sse(1, "/stream/prices?coins=bitcoin&interval=0", &user, None).await,
+        stack
+            .sse(0, "/stream/prices?coins=bitcoin&interval=0", &user, None)
+            .await,
+        stack
+            .sse(1, "/stream/prices?coins=bitcoin&interval=0", &user, None)
+            .await,
     ];
     let mut events = [
         stack.sse(0, "/stream/events", &user, None).await,
@@ -261,7 +274,8 @@ async fn a_price_tick_and_a_notification_reach_sse_and_websocket_clients_on_ever
     // A browser: a ticket from one process, the socket on the other.
     let ticket = stack.ticket(0, &user).await;
     let mut ws = stack.ws(1, &format!("?ticket={ticket}"), None).await;
-    ws.send(json!({"type": "subscribe", "coins": ["bitcoin"]})).await;
+    ws.send(json!({"type": "subscribe", "coins": ["bitcoin"]}))
+        .await;
     let subscribed = ws.next_of("subscribed").await;
     assert_eq!(subscribed["coins"], json!(["bitcoin"]));
     assert_eq!(
@@ -282,7 +296,10 @@ async fn a_price_tick_and_a_notification_reach_sse_and_websocket_clients_on_ever
     for stream in &mut events {
         let change = stream.next_named("job", DEADLINE).await;
         assert_eq!(change.data["data"]["id"], job.as_str());
-        assert!(change.id.is_some(), "user events carry an id to resume from");
+        assert!(
+            change.id.is_some(),
+            "user events carry an id to resume from"
+        );
         finished(stream, &job).await;
     }
     let tick = ws.next_of("prices").await;
@@ -309,13 +326,21 @@ async fn max_updates_ends_the_price_stream() {
     let mut stack = Stack::start(1, &[]).await;
     let user = stack.register("counter").await;
     let mut prices = stack
-        .sse(0, "/stream/prices?coins=bitcoin&interval=0&max_updates=2", &user, None)
+        .sse(
+            0,
+            "/stream/prices?coins=bitcoin&interval=0&max_updates=2",
+            &user,
+            None,
+        )
         .await;
     stack.start_worker(&[]).await;
     let mut updates = 0;
     loop {
         stack.bulk(&user, &["bitcoin"]).await;
-        let event = prices.next(DEADLINE).await.expect("an event before the end");
+        let event = prices
+            .next(DEADLINE)
+            .await
+            .expect("an event before the end");
         if event.event == "prices" {
             updates += 1;
         }
@@ -325,7 +350,11 @@ async fn max_updates_ends_the_price_stream() {
     }
     let closed = prices.next_named("closed", DEADLINE).await;
     assert_eq!(closed.data["data"]["reason"], "done");
-    assert_eq!(prices.next(DEADLINE).await, None, "the stream ends after `closed`");
+    assert_eq!(
+        prices.next(DEADLINE).await,
+        None,
+        "the stream ends after `closed`"
+    );
 }
 
 #[tokio::test]
@@ -349,7 +378,9 @@ async fn last_event_id_replays_what_was_missed_on_any_process_then_goes_on_live(
         let event = resumed.next(DEADLINE).await.expect("replayed events");
         assert_ne!(event.event, "resync", "the history covers the gap");
         replayed.push(event.clone());
-        if event.event == "notification" && event.data["data"]["data"]["job_id"] == missed_job.as_str() {
+        if event.event == "notification"
+            && event.data["data"]["data"]["job_id"] == missed_job.as_str()
+        {
             break;
         }
     }
@@ -366,16 +397,28 @@ async fn last_event_id_replays_what_was_missed_on_any_process_then_goes_on_live(
         .map(|event| &event.data["data"]["status"])
         .collect();
     assert_eq!(statuses, [&json!("running"), &json!("succeeded")]);
-    assert!(replayed.iter().all(|event| event.data["data"]["id"] == missed_job.as_str()
-        || event.data["data"]["data"]["job_id"] == missed_job.as_str()));
-    let ids: Vec<&String> = replayed.iter().filter_map(|event| event.id.as_ref()).collect();
+    assert!(
+        replayed
+            .iter()
+            .all(|event| event.data["data"]["id"] == missed_job.as_str()
+                || event.data["data"]["data"]["job_id"] == missed_job.as_str())
+    );
+    let ids: Vec<&String> = replayed
+        .iter()
+        .filter_map(|event| event.id.as_ref())
+        .collect();
     assert_eq!(ids.len(), replayed.len());
 
     // Then live, without duplicates.
     let live_job = stack.bulk(&user, &["solana"]).await;
     let live = resumed.next_named("job", DEADLINE).await;
     assert_eq!(live.data["data"]["id"], live_job.as_str());
-    assert!(stack.metric(1, "stream_resumes_total{outcome=\"replayed\"}").await >= 1.0);
+    assert!(
+        stack
+            .metric(1, "stream_resumes_total{outcome=\"replayed\"}")
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test]
@@ -401,8 +444,16 @@ async fn a_gap_older_than_the_history_yields_resync() {
     let mut garbage = stack
         .sse(0, "/stream/events", &user, Some("not-an-event-id"))
         .await;
-    assert_eq!(garbage.next(DEADLINE).await.expect("an event").event, "resync");
-    assert!(stack.metric(0, "stream_resumes_total{outcome=\"resync\"}").await >= 2.0);
+    assert_eq!(
+        garbage.next(DEADLINE).await.expect("an event").event,
+        "resync"
+    );
+    assert!(
+        stack
+            .metric(0, "stream_resumes_total{outcome=\"resync\"}")
+            .await
+            >= 2.0
+    );
 }
 
 /// A Redis server of this test's own, so that restarting it disturbs no other test.
@@ -414,7 +465,16 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -427,11 +487,16 @@ impl OwnRedis {
         wait_until("redis to answer", DEADLINE, || {
             let url = url.clone();
             async move {
-                let Ok(client) = redis::Client::open(url) else { return false };
+                let Ok(client) = redis::Client::open(url) else {
+                    return false;
+                };
                 let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
                     return false;
                 };
-                redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok()
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
             }
         })
         .await;
@@ -461,7 +526,9 @@ async fn the_subscription_survives_a_redis_restart_and_clients_are_told_to_resyn
     let user = stack.register("survivor").await;
     stack.start_worker(&[]).await;
     let mut events = stack.sse(0, "/stream/events", &user, None).await;
-    let mut prices = stack.sse(1, "/stream/prices?coins=bitcoin&interval=0", &user, None).await;
+    let mut prices = stack
+        .sse(1, "/stream/prices?coins=bitcoin&interval=0", &user, None)
+        .await;
     let job = stack.bulk(&user, &["bitcoin"]).await;
     finished(&mut events, &job).await;
     prices.next_named("prices", DEADLINE).await;
@@ -518,14 +585,22 @@ async fn publish_tick(prefix: &str, coins: &[String], round: usize) {
 async fn a_slow_client_is_dropped_while_the_others_keep_receiving() {
     let stack = Stack::start(1, &[("STREAM_CLIENT_BUFFER", "8".into())]).await;
     let user = stack.register("reader").await;
-    let coins: Vec<String> = (0..50).map(|i| format!("coin-{i:03}-{}", "x".repeat(80))).collect();
+    let coins: Vec<String> = (0..50)
+        .map(|i| format!("coin-{i:03}-{}", "x".repeat(80)))
+        .collect();
     let path = format!("/stream/prices?interval=0&coins={}", coins.join(","));
     let mut fast = stack.sse(0, &path, &user, None).await;
 
     // The slow client asks, then reads nothing, with a tiny receive window.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let port: u16 = stack.base(0).rsplit(':').next().expect("port").parse().expect("port");
+    let port: u16 = stack
+        .base(0)
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .parse()
+        .expect("port");
     let mut slow = socket
         .connect(([127, 0, 0, 1], port).into())
         .await
@@ -545,7 +620,11 @@ async fn a_slow_client_is_dropped_while_the_others_keep_receiving() {
     .await;
 
     let mut round = 0;
-    while stack.metric(0, "stream_messages_dropped_total{kind=\"prices\"}").await < 1.0 {
+    while stack
+        .metric(0, "stream_messages_dropped_total{kind=\"prices\"}")
+        .await
+        < 1.0
+    {
         assert!(round < 3000, "the slow client was never dropped");
         for _ in 0..10 {
             round += 1;
@@ -561,10 +640,12 @@ async fn a_slow_client_is_dropped_while_the_others_keep_receiving() {
     // The fast one goes on.
     publish_tick(&stack.prefix, &coins, round + 1).await;
     let tick = fast.next_named("prices", DEADLINE).await;
-    assert!(tick.data["data"]["quotes"][0]["price"]
-        .as_str()
-        .expect("price")
-        .starts_with(&format!("{}.", round + 1)));
+    assert!(
+        tick.data["data"]["quotes"][0]["price"]
+            .as_str()
+            .expect("price")
+            .starts_with(&format!("{}.", round + 1))
+    );
 
     // When the slow client reads again, it learns why it was dropped.
     let mut seen = Vec::new();
@@ -610,7 +691,10 @@ async fn a_portfolio_stream_is_its_owners_alone_and_follows_the_prices() {
 
     for (user, path) in [
         (&intruder, format!("/stream/portfolios/{id}")),
-        (&owner, format!("/stream/portfolios/{}", uuid::Uuid::now_v7())),
+        (
+            &owner,
+            format!("/stream/portfolios/{}", uuid::Uuid::now_v7()),
+        ),
     ] {
         let refused = SseStream::open(&stack.client, &stack.url(0, &path), &user.token, None)
             .await
@@ -622,7 +706,9 @@ async fn a_portfolio_stream_is_its_owners_alone_and_follows_the_prices() {
         );
     }
 
-    let mut stream = stack.sse(0, &format!("/stream/portfolios/{id}"), &owner, None).await;
+    let mut stream = stack
+        .sse(0, &format!("/stream/portfolios/{id}"), &owner, None)
+        .await;
     let first = stream.next_named("valuation", DEADLINE).await;
     assert_eq!(first.data["data"]["portfolio_id"], id);
     stack.start_worker(&[]).await;
@@ -643,7 +729,9 @@ async fn streams_close_when_the_account_is_disabled_or_logged_out_everywhere() {
         .expect("promote");
     let user = stack.register("suspect").await;
     let mut events = stack.sse(1, "/stream/events", &user, None).await;
-    let mut prices = stack.sse(1, "/stream/prices?coins=bitcoin", &user, None).await;
+    let mut prices = stack
+        .sse(1, "/stream/prices?coins=bitcoin", &user, None)
+        .await;
     let mut ws = stack.ws(1, "", Some(&user.token)).await;
     ws.send(json!({"type": "ping"})).await;
     ws.next_of("pong").await;
@@ -662,7 +750,10 @@ async fn streams_close_when_the_account_is_disabled_or_logged_out_everywhere() {
         assert_eq!(closed.data["data"]["reason"], "session_ended");
         assert_eq!(stream.next(DEADLINE).await, None);
     }
-    assert_eq!(ws.next_of("closed").await["data"]["reason"], "session_ended");
+    assert_eq!(
+        ws.next_of("closed").await["data"]["reason"],
+        "session_ended"
+    );
     assert_eq!(ws.closed_with().await, 1008);
 
     // Logging out everywhere ends the streams opened with the old tokens too.
@@ -696,7 +787,12 @@ async fn the_websocket_refuses_bad_messages_without_dropping_the_connection() {
         .expect("portfolio");
 
     // No credentials, or no handshake: problem responses, not upgrades.
-    let anonymous = stack.client.get(stack.url(0, "/ws")).send().await.expect("ws");
+    let anonymous = stack
+        .client
+        .get(stack.url(0, "/ws"))
+        .send()
+        .await
+        .expect("ws");
     assert_eq!(anonymous.status(), 401);
     let plain = stack
         .client
@@ -718,7 +814,8 @@ async fn the_websocket_refuses_bad_messages_without_dropping_the_connection() {
     assert_eq!(ws.next_of("error").await["code"], "rate_limited");
     let mut answered = false;
     for _ in 0..100 {
-        ws.send(json!({"type": "subscribe", "portfolios": [theirs["id"]]})).await;
+        ws.send(json!({"type": "subscribe", "portfolios": [theirs["id"]]}))
+            .await;
         let reply = tokio::time::timeout(DEADLINE, async {
             loop {
                 let message = ws.next_of_any().await;
@@ -740,9 +837,14 @@ async fn the_websocket_refuses_bad_messages_without_dropping_the_connection() {
 
     // Two streams at most for this user on this process.
     let _second = stack.sse(0, "/stream/events", &user, None).await;
-    let third = SseStream::open(&stack.client, &stack.url(0, "/stream/events"), &user.token, None)
-        .await
-        .expect_err("over the limit");
+    let third = SseStream::open(
+        &stack.client,
+        &stack.url(0, "/stream/events"),
+        &user.token,
+        None,
+    )
+    .await
+    .expect_err("over the limit");
     assert_eq!(third.status(), 429);
 }
 

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use apalis::layers::catch_panic::{CatchPanicLayer, PanicError};
 use apalis::prelude::*;
+use common::events::Publisher;
 use common::jobs::queues::QueueSet;
 use common::jobs::store as jobs_store;
 use common::jobs::{Envelope, JobArgs, JobKind};
 use common::prices::Prices;
-use common::events::Publisher;
 use common::redis::Redis;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;

@@ -206,8 +206,7 @@ impl Shared {
             "job",
             json!({ "id": attempt.id, "kind": job.kind.as_str(), "status": status.as_str(), "attempts": attempt.attempt }),
         );
-        if let Err(err) = self.events.to_user(user_id, &event).await
-        {
+        if let Err(err) = self.events.to_user(user_id, &event).await {
             tracing::debug!(error = %err, "job event not published");
         }
     }
