@@ -11,7 +11,7 @@
 # Settings: BENCH_SECONDS (10) per wrk run, WRK_THREADS (2), WRK_CONNECTIONS (64),
 # BENCH_READY_SECONDS (60) to wait for start-up, PG_PORT/REDIS_PORT (local services), and
 # for running two benches side by side: BENCH_HELLO_ADDR, BENCH_API_ADDR, BENCH_WORKER_ADDR,
-# BENCH_DB, BENCH_REDIS_DB (defaults below). BENCH_ONLY=http, queue or alerts runs one
+# BENCH_DB, BENCH_REDIS_DB (defaults below). BENCH_ONLY=http, queue, alerts or streams runs one
 # section (the rate-limit table's memory, a few seconds, always runs). The queue section: REDIS_BENCH_REQUESTS (100000) per redis-benchmark run, and
 # QUEUE_BENCH_* (see bench/src/bin/queue-bench.rs) for jobs per run, samples, concurrency.
 #
@@ -269,6 +269,22 @@ bench_alerts() {
     tee -a "$REPORT" <"$OUT/alerts.md"
 }
 
+# Price-tick fan-out from one publish to 1,000 and 10,000 SSE clients of one api process:
+# delivery latency and the api's memory per connection, by `stream-bench` (about a minute).
+bench_streams() {
+    stop_all
+    log "stream-bench (about a minute)"
+    # Twice the clients in descriptors (both ends live in this machine), plus headroom.
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    if ! env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" RUST_LOG=warn \
+        STREAM_BENCH_API="$BIN/api" "$BIN"/stream-bench >"$OUT/streams.md" 2>"$OUT/streams.log"; then
+        tail -n 20 "$OUT/streams.log" >&2 || true
+        die "stream-bench failed (log: $OUT/streams.log)"
+    fi
+    report ""
+    tee -a "$REPORT" <"$OUT/streams.md"
+}
+
 # The rate-limit table's memory per caller, against the String-keyed table it replaced, each
 # filled in a fresh process by `limiter-memory`. A few seconds; needs no services.
 bench_limiter() {
@@ -384,8 +400,8 @@ bench_http_section() {
 
 main() {
     local addr
-    [[ -z $BENCH_ONLY || $BENCH_ONLY == http || $BENCH_ONLY == queue || $BENCH_ONLY == alerts ]] ||
-        die "BENCH_ONLY must be http, queue or alerts (or unset for all)"
+    [[ -z $BENCH_ONLY || $BENCH_ONLY =~ ^(http|queue|alerts|streams)$ ]] ||
+        die "BENCH_ONLY must be http, queue, alerts or streams (or unset for all)"
     ensure_commands wrk curl python3
     command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (it comes with redis-server: scripts/services.sh up)"
     mkdir -p "$OUT"
@@ -398,6 +414,8 @@ main() {
     log "building release binaries"
     if [[ $BENCH_ONLY == queue || $BENCH_ONLY == alerts ]]; then
         SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p bench
+    elif [[ $BENCH_ONLY == streams ]]; then
+        SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p api -p bench
     else
         SQLX_OFFLINE="${SQLX_OFFLINE:-true}" cargo build --release -p api -p worker -p bench
     fi
@@ -409,7 +427,7 @@ main() {
 
     report "# Coinpulse benchmark" ""
     report "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)), commit $(git rev-parse --short HEAD 2>/dev/null || echo none)."
-    if [[ $BENCH_ONLY != queue ]]; then
+    if [[ -z $BENCH_ONLY || $BENCH_ONLY == http ]]; then
         bench_http_section
     fi
     if [[ -z $BENCH_ONLY || $BENCH_ONLY == queue ]]; then
@@ -417,6 +435,9 @@ main() {
     fi
     if [[ -z $BENCH_ONLY || $BENCH_ONLY == alerts ]]; then
         bench_alerts
+    fi
+    if [[ -z $BENCH_ONLY || $BENCH_ONLY == streams ]]; then
+        bench_streams
     fi
     bench_limiter
     log "report written to $REPORT"
