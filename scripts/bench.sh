@@ -277,7 +277,7 @@ bench_streams() {
     # Twice the clients in descriptors (both ends live in this machine), plus headroom.
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
     if ! env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" RUST_LOG=warn \
-        STREAM_BENCH_API="$BIN/api" "$BIN"/stream-bench >"$OUT/streams.md" 2>"$OUT/streams.log"; then
+        STREAM_BENCH_API="$BIN/api" STREAM_BENCH_BASELINE="$BIN/bench-hello" "$BIN"/stream-bench >"$OUT/streams.md" 2>"$OUT/streams.log"; then
         tail -n 20 "$OUT/streams.log" >&2 || true
         die "stream-bench failed (log: $OUT/streams.log)"
     fi

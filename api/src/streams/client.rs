@@ -6,6 +6,7 @@
 //! reads is a `closed` frame saying why, then the end of the stream. The whole cost of a slow
 //! client is its queue.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -59,8 +60,8 @@ pub struct Frame {
     pub event: String,
     /// Its position in the user's history (SSE `id:`), for user events.
     pub id: Option<String>,
-    /// The JSON document (SSE `data:`).
-    pub data: String,
+    /// The JSON document (SSE `data:`), shared by every client it goes to.
+    pub data: Arc<str>,
 }
 
 impl Frame {
@@ -75,7 +76,8 @@ impl Frame {
                 "at": chrono::Utc::now(),
                 "data": data,
             })
-            .to_string(),
+            .to_string()
+            .into(),
         }
     }
 
@@ -288,7 +290,7 @@ pub fn sse(frames: Frames, keep_alive: Duration) -> poem::Response {
     use poem::web::sse::{Event, SSE};
     let events = futures_util::stream::unfold(frames, |mut frames| async move {
         let frame = frames.next().await?;
-        let mut event = Event::message(frame.data).event_type(frame.event);
+        let mut event = Event::message(&*frame.data).event_type(frame.event);
         if let Some(id) = frame.id {
             event = event.id(id);
         }

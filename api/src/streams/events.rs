@@ -95,7 +95,7 @@ impl UserEvents {
             count_resume("resync");
             return vec![Frame::resync("events may have been missed")];
         };
-        let frames = match history::since(&self.redis, self.user, after).await {
+        let frames = match Box::pin(history::since(&self.redis, self.user, after)).await {
             Ok(Resumed::Complete(found)) => {
                 count_resume("replayed");
                 if let Some((last, _)) = found.last() {

@@ -112,7 +112,7 @@ fn frame(id: StreamId, event: &str) -> Option<Frame> {
     Some(Frame {
         event: kind,
         id: Some(id.to_string()),
-        data: format!("{{\"stream_id\":\"{id}\",{rest}"),
+        data: format!("{{\"stream_id\":\"{id}\",{rest}").into(),
     })
 }
 
@@ -127,7 +127,7 @@ mod tests {
         assert_eq!(frame.event, "job");
         assert_eq!(frame.id.as_deref(), Some("7-2"));
         assert_eq!(
-            frame.data,
+            &*frame.data,
             r#"{"stream_id":"7-2","type":"job","id":"x","at":"t","data":{}}"#
         );
         assert!(super::frame(id, "not json").is_none());

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, watch};
 use uuid::Uuid;
 
+use super::client::Frame;
 use crate::users::cache::{CHANGES_CHANNEL, UserCache};
 
 /// What arrives on a channel.
@@ -54,11 +55,11 @@ pub struct UserEvent {
     /// Its type (`job`, `notification`).
     pub kind: String,
     /// The payload as published (`{type, id, at, data, stream_id}`), sent to clients as it is.
-    pub json: String,
+    pub json: Arc<str>,
 }
 
 /// A price tick, as published by the worker after a refresh or a bulk fetch.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct PriceTick {
     /// The tick's event id.
     pub id: Uuid,
@@ -66,6 +67,45 @@ pub struct PriceTick {
     pub at: chrono::DateTime<chrono::Utc>,
     /// The quotes.
     pub data: TickData,
+    /// The `prices` frames built from this tick, by selection of quotes: clients that want
+    /// the same coins share one (most clients of a tick want the same few coins).
+    #[serde(skip)]
+    frames: Mutex<HashMap<Vec<u32>, Arc<str>>>,
+}
+
+impl PriceTick {
+    /// The `prices` frame of the quotes at `selected` (indices into `data.quotes`), built
+    /// once per tick and selection.
+    pub fn frame(&self, selected: &[u32]) -> Frame {
+        let mut frames = self.frames.lock().expect("tick frames lock");
+        let data = if let Some(data) = frames.get(selected) {
+            data.clone()
+        } else {
+            let quotes: Vec<&TickQuote> = selected
+                .iter()
+                .filter_map(|&index| self.data.quotes.get(index as usize))
+                .collect();
+            let data: Arc<str> = serde_json::json!({
+                "type": "prices",
+                "id": self.id,
+                "at": self.at,
+                "data": {
+                    "vs_currency": self.data.vs_currency,
+                    "source": self.data.source,
+                    "quotes": quotes,
+                },
+            })
+            .to_string()
+            .into();
+            frames.insert(selected.to_vec(), data.clone());
+            data
+        };
+        Frame {
+            event: "prices".into(),
+            id: None,
+            data,
+        }
+    }
 }
 
 /// The quotes of a tick.
@@ -369,7 +409,7 @@ fn dispatch(inner: &Inner, prefix: &str, message: &redis::Msg) {
                 let event = UserEvent {
                     stream_id: published.stream_id,
                     kind: published.event.kind,
-                    json: payload,
+                    json: payload.into(),
                 };
                 let _ = topic.sender.send(Signal::Message(Arc::new(event)));
             }

@@ -148,8 +148,12 @@ impl StreamsApi {
         let filter = PriceFilter { coins, vs_currency };
         let interval = Duration::from_secs(u64::from(interval.0.unwrap_or(1)));
         let (outbox, frames) = self.outbox(StreamKind::Prices);
+        // Subscribed before the response starts: a tick published once the client has the
+        // headers reaches it.
+        let ticks = self.state.hub.prices();
         tokio::spawn(price_stream(
             self.state.clone(),
+            ticks,
             session,
             filter,
             Throttle::new(interval, max_updates.0, Instant::now()),
@@ -212,6 +216,7 @@ impl StreamsApi {
     > {
         let session = StreamSession::of_request(req)?;
         let slot = self.slot(caller.0.id)?;
+        let ticks = self.state.hub.prices();
         let (feed, first) = PortfolioFeed::open(&self.state, caller.0.id, id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("portfolio"))?;
@@ -221,6 +226,7 @@ impl StreamsApi {
             .map_err(|_| ApiError::Unavailable("the stream could not start".into()))?;
         tokio::spawn(portfolio_stream(
             self.state.clone(),
+            ticks,
             session,
             feed,
             outbox,
@@ -288,16 +294,18 @@ impl StreamsApi {
 /// Feeds a price stream until it ends.
 async fn price_stream(
     state: AppState,
+    mut ticks: tokio::sync::broadcast::Receiver<Signal<hub::PriceTick>>,
     session: StreamSession,
     filter: PriceFilter,
     mut throttle: Throttle,
     outbox: Outbox,
     _slot: Slot,
 ) {
-    let mut ticks = state.hub.prices();
     let mut end = EndWatch::of(&state, session);
     let coins: Vec<String> = filter.coins.iter().cloned().collect();
-    if let Ok(stored) = state.prices.stored(&coins, &filter.vs_currency).await {
+    // Boxed here and below: a rare, large future kept out of the state every client's task
+    // carries for its whole life.
+    if let Ok(stored) = Box::pin(state.prices.stored(&coins, &filter.vs_currency)).await {
         let source = stored
             .values()
             .next()
@@ -381,12 +389,12 @@ async fn event_stream(
 /// Feeds a portfolio stream until it ends.
 async fn portfolio_stream(
     state: AppState,
+    mut ticks: tokio::sync::broadcast::Receiver<Signal<hub::PriceTick>>,
     session: StreamSession,
     mut feed: PortfolioFeed,
     outbox: Outbox,
     _slot: Slot,
 ) {
-    let mut ticks = state.hub.prices();
     let mut end = EndWatch::of(&state, session);
     loop {
         let revalue = tokio::select! {
@@ -401,7 +409,7 @@ async fn portfolio_stream(
         if !revalue {
             continue;
         }
-        match feed.value(&state).await {
+        match Box::pin(feed.value(&state)).await {
             Ok(Some(frame)) => {
                 if let Err(gone) = outbox.push(frame) {
                     return outbox.end(gone).await;

@@ -3,6 +3,7 @@
 //! updates.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::json;
 use tokio::time::{Duration, Instant};
@@ -22,11 +23,35 @@ pub struct PriceFilter {
 impl PriceFilter {
     /// The quotes of `tick` this filter wants.
     pub fn select<'a>(&'a self, tick: &'a PriceTick) -> impl Iterator<Item = &'a TickQuote> + 'a {
-        let currency = tick.data.vs_currency == self.vs_currency;
-        tick.data.quotes.iter().filter(move |quote| {
-            currency && (self.coins.is_empty() || self.coins.contains(&quote.coin_id))
-        })
+        self.selected(tick)
+            .filter_map(|index| tick.data.quotes.get(index as usize))
     }
+
+    /// The positions in `tick` of the quotes this filter wants.
+    pub fn selected<'a>(&'a self, tick: &'a PriceTick) -> impl Iterator<Item = u32> + 'a {
+        let currency = tick.data.vs_currency == self.vs_currency;
+        tick.data
+            .quotes
+            .iter()
+            .zip(0u32..)
+            .filter(move |(quote, _)| {
+                currency && (self.coins.is_empty() || self.coins.contains(&quote.coin_id))
+            })
+            .map(|(_, index)| index)
+    }
+}
+
+/// What waits for the next update.
+#[derive(Debug)]
+enum Pending {
+    Nothing,
+    /// Quotes of one tick: its frame is shared with the other clients that want them.
+    Tick {
+        tick: Arc<PriceTick>,
+        selected: Vec<u32>,
+    },
+    /// Quotes merged from several ticks (or read from storage), newest per coin.
+    Merged(BTreeMap<String, TickQuote>),
 }
 
 /// Quotes waiting for the next allowed update.
@@ -34,7 +59,7 @@ impl PriceFilter {
 pub struct Throttle {
     interval: Duration,
     next_at: Instant,
-    pending: BTreeMap<String, TickQuote>,
+    pending: Pending,
     source: String,
     sent: u32,
     max_updates: Option<u32>,
@@ -46,7 +71,7 @@ impl Throttle {
         Self {
             interval,
             next_at: now,
-            pending: BTreeMap::new(),
+            pending: Pending::Nothing,
             source: String::new(),
             sent: 0,
             max_updates,
@@ -54,40 +79,63 @@ impl Throttle {
     }
 
     /// Adds the wanted quotes of `tick`.
-    pub fn add(&mut self, filter: &PriceFilter, tick: &PriceTick) {
-        for quote in filter.select(tick) {
-            self.pending.insert(quote.coin_id.clone(), quote.clone());
+    pub fn add(&mut self, filter: &PriceFilter, tick: &Arc<PriceTick>) {
+        let selected: Vec<u32> = filter.selected(tick).collect();
+        if selected.is_empty() {
+            return;
         }
-        if !self.pending.is_empty() {
-            self.source.clone_from(&tick.data.source);
-        }
+        self.pending = match std::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::Nothing => Pending::Tick {
+                tick: tick.clone(),
+                selected,
+            },
+            earlier => {
+                let mut merged = earlier.into_quotes();
+                for quote in filter.select(tick) {
+                    merged.insert(quote.coin_id.clone(), quote.clone());
+                }
+                Pending::Merged(merged)
+            }
+        };
+        self.source.clone_from(&tick.data.source);
     }
 
     /// Adds quotes read from storage (the snapshot a stream starts with).
     pub fn add_quotes(&mut self, quotes: impl IntoIterator<Item = TickQuote>, source: &str) {
+        let mut merged = std::mem::replace(&mut self.pending, Pending::Nothing).into_quotes();
         for quote in quotes {
-            self.pending.insert(quote.coin_id.clone(), quote);
+            merged.insert(quote.coin_id.clone(), quote);
         }
-        source.clone_into(&mut self.source);
+        if !merged.is_empty() {
+            self.pending = Pending::Merged(merged);
+            source.clone_into(&mut self.source);
+        }
     }
 
     /// When an update is due (`None`: nothing waits).
     pub fn due_at(&self) -> Option<Instant> {
-        (!self.pending.is_empty()).then_some(self.next_at)
+        (!matches!(self.pending, Pending::Nothing)).then_some(self.next_at)
     }
 
     /// The update to send now, if one is due.
     pub fn take(&mut self, vs_currency: &str, now: Instant) -> Option<Frame> {
-        if self.pending.is_empty() || now < self.next_at || self.finished() {
+        if matches!(self.pending, Pending::Nothing) || now < self.next_at || self.finished() {
             return None;
         }
-        let quotes: Vec<TickQuote> = std::mem::take(&mut self.pending).into_values().collect();
+        let frame = match std::mem::replace(&mut self.pending, Pending::Nothing) {
+            Pending::Nothing => return None,
+            Pending::Tick { tick, selected } => tick.frame(&selected),
+            Pending::Merged(quotes) => {
+                let quotes: Vec<TickQuote> = quotes.into_values().collect();
+                Frame::new(
+                    "prices",
+                    json!({ "vs_currency": vs_currency, "source": self.source, "quotes": quotes }),
+                )
+            }
+        };
         self.sent += 1;
         self.next_at = now + self.interval;
-        Some(Frame::new(
-            "prices",
-            json!({ "vs_currency": vs_currency, "source": self.source, "quotes": quotes }),
-        ))
+        Some(frame)
     }
 
     /// Whether every update asked for was sent.
@@ -96,12 +144,26 @@ impl Throttle {
     }
 }
 
+impl Pending {
+    fn into_quotes(self) -> BTreeMap<String, TickQuote> {
+        match self {
+            Self::Nothing => BTreeMap::new(),
+            Self::Merged(quotes) => quotes,
+            Self::Tick { tick, selected } => selected
+                .iter()
+                .filter_map(|&index| tick.data.quotes.get(index as usize))
+                .map(|quote| (quote.coin_id.clone(), quote.clone()))
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tick(vs: &str, quotes: &[(&str, &str)]) -> PriceTick {
-        serde_json::from_value(json!({
+    fn tick(vs: &str, quotes: &[(&str, &str)]) -> Arc<PriceTick> {
+        let tick: PriceTick = serde_json::from_value(json!({
             "id": uuid::Uuid::now_v7(),
             "at": "2026-12-04T00:00:00Z",
             "data": {
@@ -112,7 +174,8 @@ mod tests {
                 })).collect::<Vec<_>>(),
             }
         }))
-        .expect("test value")
+        .expect("test value");
+        Arc::new(tick)
     }
 
     fn filter(coins: &[&str]) -> PriceFilter {

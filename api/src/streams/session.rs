@@ -61,7 +61,8 @@ impl EndWatch {
     pub async fn ended(&mut self) -> CloseReason {
         loop {
             if self.check_pending {
-                match self.session.still_valid(&self.db).await {
+                // Boxed: rare, and large next to the rest of a stream's state.
+                match Box::pin(self.session.still_valid(&self.db)).await {
                     Ok(true) => self.check_pending = false,
                     Ok(false) => return CloseReason::SessionEnded,
                     Err(err) => {

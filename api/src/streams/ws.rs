@@ -126,7 +126,8 @@ impl Subscriptions {
                 "vs_currency": self.prices.vs_currency,
                 "portfolios": portfolios,
             })
-            .to_string(),
+            .to_string()
+            .into(),
         }
     }
 }
@@ -135,7 +136,9 @@ fn error_frame(code: &str, message: impl Into<String>) -> Frame {
     Frame {
         event: "error".into(),
         id: None,
-        data: json!({ "type": "error", "code": code, "message": message.into() }).to_string(),
+        data: json!({ "type": "error", "code": code, "message": message.into() })
+            .to_string()
+            .into(),
     }
 }
 
@@ -208,7 +211,7 @@ pub async fn serve(
                         continue;
                     }
                     refused_in_a_row = 0;
-                    for frame in handle(&state, session.user_id, &mut subscriptions, &text).await {
+                    for frame in Box::pin(handle(&state, session.user_id, &mut subscriptions, &text)).await {
                         outbox.push(frame)?;
                     }
                 }
@@ -220,7 +223,7 @@ pub async fn serve(
                 }
                 signal = ticks.recv() => match signal {
                     Ok(Signal::Message(tick)) => {
-                        for frame in on_tick(&state, &mut subscriptions, &tick).await {
+                        for frame in Box::pin(on_tick(&state, &mut subscriptions, &tick)).await {
                             outbox.push(frame)?;
                         }
                     }
@@ -284,7 +287,7 @@ async fn write(
     loop {
         let sent = tokio::select! {
             frame = frames.next() => match frame {
-                Some(frame) => sink.send(Message::Text(frame.data)).await,
+                Some(frame) => sink.send(Message::Text(frame.data.to_string())).await,
                 None => break,
             },
             () = tokio::time::sleep(keep_alive) => sink.send(Message::Ping(Vec::new())).await,
@@ -434,12 +437,9 @@ async fn on_tick(
 ) -> Vec<Frame> {
     let mut frames = Vec::new();
     if !subscriptions.prices.coins.is_empty() {
-        let quotes: Vec<_> = subscriptions.prices.select(tick).collect();
-        if !quotes.is_empty() {
-            frames.push(Frame::new(
-                "prices",
-                json!({ "vs_currency": tick.data.vs_currency, "source": tick.data.source, "quotes": quotes }),
-            ));
+        let selected: Vec<u32> = subscriptions.prices.selected(tick).collect();
+        if !selected.is_empty() {
+            frames.push(tick.frame(&selected));
         }
     }
     let mut gone = Vec::new();
