@@ -16,7 +16,7 @@ use common::events::{PRICES_CHANNEL, Published, StreamId};
 use common::redis::Redis;
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Semaphore, broadcast, mpsc, watch};
 use uuid::Uuid;
 
 use super::client::Frame;
@@ -163,7 +163,12 @@ struct Inner {
     topics: Mutex<HashMap<Uuid, Topic>>,
     commands: mpsc::UnboundedSender<Command>,
     shutdown: watch::Sender<bool>,
+    session_checks: Arc<Semaphore>,
 }
+
+/// Account checks streams may run against Postgres at once: after the hub reconnects, every
+/// stream checks its account, and thousands of them must not hit the database together.
+const CONCURRENT_SESSION_CHECKS: usize = 8;
 
 /// The process's fan-out point; cheap to clone.
 #[derive(Clone)]
@@ -225,6 +230,7 @@ impl Hub {
                 topics: Mutex::default(),
                 commands,
                 shutdown: watch::channel(false).0,
+                session_checks: Arc::new(Semaphore::new(CONCURRENT_SESSION_CHECKS)),
             }),
         };
         tokio::spawn(run(hub.inner.clone(), receiver));
@@ -239,6 +245,11 @@ impl Hub {
     /// Account changes from now on.
     pub fn accounts(&self) -> broadcast::Receiver<AccountChanged> {
         self.inner.accounts.subscribe()
+    }
+
+    /// Permits for streams' account checks against Postgres.
+    pub fn session_checks(&self) -> Arc<Semaphore> {
+        self.inner.session_checks.clone()
     }
 
     /// Resolves when the process is shutting down.
@@ -400,20 +411,17 @@ fn dispatch(inner: &Inner, prefix: &str, message: &redis::Msg) {
         .strip_prefix("user:")
         .and_then(|id| id.parse::<Uuid>().ok())
     {
-        let topics = inner.topics.lock().expect("topics lock");
-        let Some(topic) = topics.get(&user) else {
-            return;
+        let published = match serde_json::from_str::<Published>(&payload) {
+            Ok(published) => published,
+            Err(err) => return tracing::warn!(error = %err, "unreadable user event"),
         };
-        match serde_json::from_str::<Published>(&payload) {
-            Ok(published) => {
-                let event = UserEvent {
-                    stream_id: published.stream_id,
-                    kind: published.event.kind,
-                    json: payload.into(),
-                };
-                let _ = topic.sender.send(Signal::Message(Arc::new(event)));
-            }
-            Err(err) => tracing::warn!(error = %err, "unreadable user event"),
+        let event = Arc::new(UserEvent {
+            stream_id: published.stream_id,
+            kind: published.event.kind,
+            json: payload.into(),
+        });
+        if let Some(topic) = inner.topics.lock().expect("topics lock").get(&user) {
+            let _ = topic.sender.send(Signal::Message(event));
         }
     }
 }

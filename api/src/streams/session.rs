@@ -22,6 +22,7 @@ pub struct EndWatch {
     accounts: broadcast::Receiver<AccountChanged>,
     shutdown: watch::Receiver<bool>,
     check_pending: bool,
+    checks: Arc<tokio::sync::Semaphore>,
     deadline: tokio::time::Instant,
 }
 
@@ -33,6 +34,7 @@ impl EndWatch {
             .map_or(Duration::ZERO, Duration::from_secs);
         Self {
             deadline: tokio::time::Instant::now() + max_life.min(token_left),
+            checks: hub.session_checks(),
             session,
             db,
             accounts: hub.accounts(),
@@ -62,7 +64,12 @@ impl EndWatch {
         loop {
             if self.check_pending {
                 // Boxed: rare, and large next to the rest of a stream's state.
-                match Box::pin(self.session.still_valid(&self.db)).await {
+                let checks = self.checks.clone();
+                let check = async {
+                    let _permit = checks.acquire().await;
+                    self.session.still_valid(&self.db).await
+                };
+                match Box::pin(check).await {
                     Ok(true) => self.check_pending = false,
                     Ok(false) => return CloseReason::SessionEnded,
                     Err(err) => {

@@ -861,3 +861,24 @@ impl Ws {
         }
     }
 }
+
+#[tokio::test]
+async fn sigterm_closes_open_streams_and_the_api_stops_without_waiting_for_them() {
+    let mut stack = Stack::start(1, &[("SHUTDOWN_TIMEOUT", "60s".into())]).await;
+    let user = stack.register("leaving").await;
+    let mut events = stack.sse(0, "/stream/events", &user, None).await;
+    let mut prices = stack.sse(0, "/stream/prices?coins=bitcoin", &user, None).await;
+    let api = stack.apis.remove(0);
+    let stopping = tokio::spawn(api.terminate());
+    for stream in [&mut events, &mut prices] {
+        let closed = stream.next_named("closed", DEADLINE).await;
+        assert_eq!(closed.data["data"]["reason"], "shutting_down");
+        assert_eq!(stream.next(DEADLINE).await, None);
+    }
+    // Well before SHUTDOWN_TIMEOUT: the streams did not hold the drain.
+    let status = tokio::time::timeout(DEADLINE, stopping)
+        .await
+        .expect("stopped before the drain timeout")
+        .expect("join");
+    assert!(status.success(), "{status}");
+}
