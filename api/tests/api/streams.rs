@@ -867,7 +867,9 @@ async fn sigterm_closes_open_streams_and_the_api_stops_without_waiting_for_them(
     let mut stack = Stack::start(1, &[("SHUTDOWN_TIMEOUT", "60s".into())]).await;
     let user = stack.register("leaving").await;
     let mut events = stack.sse(0, "/stream/events", &user, None).await;
-    let mut prices = stack.sse(0, "/stream/prices?coins=bitcoin", &user, None).await;
+    let mut prices = stack
+        .sse(0, "/stream/prices?coins=bitcoin", &user, None)
+        .await;
     let api = stack.apis.remove(0);
     let stopping = tokio::spawn(api.terminate());
     for stream in [&mut events, &mut prices] {
