@@ -45,8 +45,9 @@ async fn publish_prices(ctx: &JobContext, vs: &str, quotes: &[Quote]) {
         .map(|quote| {
             json!({
                 "coin_id": quote.id,
-                "price": quote.price.to_string(),
-                "change_24h_pct": quote.change_24h_pct.map(|pct| pct.to_string()),
+                // Normalised, as every response writes decimals (`8.554`, never `8.5540`).
+                "price": quote.price.normalize().to_string(),
+                "change_24h_pct": quote.change_24h_pct.map(|pct| pct.normalize().to_string()),
                 "quoted_at": quote.last_updated,
             })
         })
