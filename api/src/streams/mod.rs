@@ -18,6 +18,7 @@ pub mod tickets;
 pub mod ws;
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use poem::Request;
@@ -55,13 +56,17 @@ static COINS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
 /// Stream endpoints.
 #[derive(Debug)]
 pub struct StreamsApi {
-    state: AppState,
+    /// Shared by reference with every stream's task: cloning the state itself for each of
+    /// thousands of clients would copy its Redis settings and queue tables each time.
+    state: Arc<AppState>,
 }
 
 impl StreamsApi {
     /// Creates the endpoints over shared state.
     pub fn new(state: AppState) -> Self {
-        Self { state }
+        Self {
+            state: Arc::new(state),
+        }
     }
 
     fn slot(&self, user: Uuid) -> Result<Slot, ApiError> {
@@ -293,7 +298,7 @@ impl StreamsApi {
 
 /// Feeds a price stream until it ends.
 async fn price_stream(
-    state: AppState,
+    state: Arc<AppState>,
     mut ticks: tokio::sync::broadcast::Receiver<Signal<hub::PriceTick>>,
     session: StreamSession,
     filter: PriceFilter,
@@ -357,7 +362,7 @@ async fn sleep_until(due: Option<Instant>) {
 
 /// Feeds an event stream until it ends.
 async fn event_stream(
-    state: AppState,
+    state: Arc<AppState>,
     session: StreamSession,
     mut events: UserEvents,
     first: Vec<Frame>,
@@ -388,7 +393,7 @@ async fn event_stream(
 
 /// Feeds a portfolio stream until it ends.
 async fn portfolio_stream(
-    state: AppState,
+    state: Arc<AppState>,
     mut ticks: tokio::sync::broadcast::Receiver<Signal<hub::PriceTick>>,
     session: StreamSession,
     mut feed: PortfolioFeed,

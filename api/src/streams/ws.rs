@@ -144,7 +144,7 @@ fn error_frame(code: &str, message: impl Into<String>) -> Frame {
 
 /// Runs one connection until either side ends it.
 pub async fn serve(
-    state: AppState,
+    state: Arc<AppState>,
     session: StreamSession,
     last_event_id: Option<String>,
     socket: WebSocketStream,
