@@ -66,7 +66,11 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
     tokio::spawn(redis.clone().warn_if_evicting());
     let addr = config.addr;
     let shutdown_timeout = config.http.shutdown_timeout;
-    let housekeeping = crate::housekeeping::spawn(db.clone(), config.housekeeping_interval);
+    let housekeeping = crate::housekeeping::spawn(
+        db.clone(),
+        config.housekeeping_interval,
+        config.job_retention,
+    );
     let metrics_addr = config.http.metrics_addr;
     let docs = config.docs_enabled();
     let state = AppState::new(config, db.clone(), redis, metrics)?;

@@ -47,6 +47,11 @@ pub struct ApiConfig {
     #[arg(long = "housekeeping-interval", env = "HOUSEKEEPING_INTERVAL", default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
     pub housekeeping_interval: Duration,
 
+    /// How long finished jobs (succeeded, cancelled, dead) stay readable before housekeeping
+    /// deletes them.
+    #[arg(long = "job-retention", env = "JOB_RETENTION", default_value = "30d", value_parser = parse_duration, value_name = "DURATION")]
+    pub job_retention: Duration,
+
     #[command(flatten)]
     pub streams: StreamsConfig,
 }
@@ -306,6 +311,18 @@ impl ApiConfig {
         if self.housekeeping_interval.is_zero() {
             problems.push(ConfigProblem::new(
                 "HOUSEKEEPING_INTERVAL",
+                "must be positive",
+            ));
+        }
+        if self.job_retention < Duration::from_secs(60) {
+            problems.push(ConfigProblem::new(
+                "JOB_RETENTION",
+                "must be at least 1m: owners read their jobs' results after they finish",
+            ));
+        }
+        if self.streams.max_duration.is_zero() {
+            problems.push(ConfigProblem::new(
+                "STREAM_MAX_DURATION",
                 "must be positive",
             ));
         }

@@ -1,6 +1,7 @@
 //! Periodic deletion of rows that can never be used again, so tables stay the size of what is
 //! live: idempotency keys past their 24 h (a user who never comes back would otherwise keep
-//! theirs forever) refresh tokens and email tokens long expired. Each API process runs it; the deletes
+//! theirs forever), refresh tokens and email tokens long expired, and finished jobs older than
+//! `JOB_RETENTION`. Each API process runs it; the deletes
 //! skip rows another process is deleting, so running several at once is harmless.
 
 use std::time::Duration;
@@ -23,14 +24,22 @@ pub struct Purged {
     pub refresh_tokens: u64,
     /// Email tokens (verification, reset) expired for a day.
     pub account_tokens: u64,
+    /// Jobs finished (succeeded, cancelled, dead) longer ago than the retention.
+    pub jobs: u64,
 }
 
-/// One round: deletes everything expired, in batches.
-pub async fn purge(db: &PgPool) -> Result<Purged, sqlx::Error> {
+/// One round: deletes everything expired, and jobs finished more than `job_retention` ago,
+/// in batches.
+pub async fn purge(db: &PgPool, job_retention: Duration) -> Result<Purged, sqlx::Error> {
+    let jobs_before = chrono::Duration::from_std(job_retention)
+        .ok()
+        .and_then(|retention| chrono::Utc::now().checked_sub_signed(retention))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     Ok(Purged {
         idempotency_keys: drain(|| idempotency::purge_expired(db, BATCH)).await?,
         refresh_tokens: drain(|| sessions::purge_expired(db, BATCH)).await?,
         account_tokens: drain(|| common::email::tokens::purge_expired(db, BATCH)).await?,
+        jobs: drain(|| common::jobs::store::purge_finished(db, jobs_before, BATCH)).await?,
     })
 }
 
@@ -51,18 +60,23 @@ where
 
 /// Runs [`purge`] every `interval`, the first round shortly after start-up. Failures are
 /// logged and retried at the next round.
-pub fn spawn(db: PgPool, interval: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn(
+    db: PgPool,
+    interval: Duration,
+    job_retention: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            match purge(&db).await {
+            match purge(&db, job_retention).await {
                 Ok(purged) if purged != Purged::default() => {
                     tracing::info!(
                         idempotency_keys = purged.idempotency_keys,
                         refresh_tokens = purged.refresh_tokens,
                         account_tokens = purged.account_tokens,
+                        jobs = purged.jobs,
                         "purged expired rows"
                     );
                 }

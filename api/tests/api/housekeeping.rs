@@ -1,5 +1,7 @@
-//! The periodic purge: expired idempotency keys and long-expired refresh tokens of every user
-//! go, in batches, and nothing live is touched.
+//! The periodic purge: expired idempotency keys, long-expired refresh tokens and jobs finished
+//! longer ago than the retention go, in batches, and nothing live is touched.
+
+use std::time::Duration;
 
 use api::housekeeping::{self, Purged};
 use poem::http::StatusCode;
@@ -68,13 +70,43 @@ async fn expired_rows_of_every_user_are_purged_and_live_ones_kept() {
     .await
     .expect("email tokens");
 
-    let purged = housekeeping::purge(&app.pool).await.expect("purge");
+    // Jobs: finished 31 and 40 days ago go (succeeded, cancelled, dead); one finished a day
+    // ago, and old ones still queued, running or failed (to be retried) stay.
+    sqlx::query(
+        "INSERT INTO jobs (id, user_id, kind, queue, status, max_attempts, payload, created_at,
+                           finished_at)
+         SELECT gen_random_uuid(), $1, 'bulk_fetch', 'bulk_fetch', status, 5, '{}',
+                now() - interval '60 days', now() - finished
+         FROM (VALUES ('succeeded', interval '31 days'), ('cancelled', interval '31 days'),
+                      ('dead', interval '40 days'), ('succeeded', interval '1 day'))
+              AS old (status, finished)",
+    )
+    .bind(gone_id)
+    .execute(&app.pool)
+    .await
+    .expect("finished jobs");
+    sqlx::query(
+        "INSERT INTO jobs (id, user_id, kind, queue, status, max_attempts, payload, created_at)
+         SELECT gen_random_uuid(), $1, 'bulk_fetch', 'bulk_fetch', status, 5, '{}',
+                now() - interval '60 days'
+         FROM unnest(ARRAY['queued', 'running', 'failed']) AS status",
+    )
+    .bind(gone_id)
+    .execute(&app.pool)
+    .await
+    .expect("unfinished jobs");
+
+    let retention = Duration::from_secs(30 * 24 * 60 * 60);
+    let purged = housekeeping::purge(&app.pool, retention)
+        .await
+        .expect("purge");
     assert_eq!(
         purged,
         Purged {
             idempotency_keys: 2500,
             refresh_tokens: 1,
             account_tokens: 1,
+            jobs: 3,
         }
     );
     let count = |sql: &'static str| {
@@ -97,9 +129,16 @@ async fn expired_rows_of_every_user_are_purged_and_live_ones_kept() {
         "the active user's session is untouched"
     );
     assert_eq!(count("SELECT count(*) FROM refresh_tokens").await, 2);
+    assert_eq!(
+        count("SELECT count(*) FROM jobs WHERE kind = 'bulk_fetch'").await,
+        4,
+        "recent and unfinished jobs are kept"
+    );
 
     // The active user's session still works; a second round finds nothing.
     assert_eq!(app.refresh(&active.refresh).await.status, StatusCode::OK);
-    let again = housekeeping::purge(&app.pool).await.expect("purge");
+    let again = housekeeping::purge(&app.pool, retention)
+        .await
+        .expect("purge");
     assert_eq!(again, Purged::default());
 }

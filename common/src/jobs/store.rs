@@ -532,3 +532,26 @@ pub async fn dead_letter(
     .fetch_optional(db)
     .await
 }
+
+/// Deletes up to `limit` finished jobs (succeeded, cancelled, dead) that finished before
+/// `finished_before`, oldest first; returns how many. Rows another process is deleting are
+/// skipped, so several purging at once is harmless.
+pub async fn purge_finished(
+    db: impl PgExecutor<'_>,
+    finished_before: DateTime<Utc>,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        r#"DELETE FROM jobs WHERE id IN (
+               SELECT id FROM jobs
+               WHERE status IN ('succeeded', 'cancelled', 'dead') AND finished_at < $1
+               ORDER BY finished_at
+               LIMIT $2
+               FOR UPDATE SKIP LOCKED)"#,
+        finished_before,
+        limit,
+    )
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
+}
