@@ -103,6 +103,17 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// What the bearer checkers need to load the caller's account.
+    pub fn accounts(&self) -> Accounts {
+        Accounts {
+            tokens: self.tokens.clone(),
+            db: self.db.clone(),
+            users: self.users.clone(),
+        }
+    }
+}
+
 /// Every feature's operations.
 pub type Apis = (
     HealthApi,
@@ -197,11 +208,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
         })
         .with(BodyLimit::new(http.max_body_bytes))
         .with(cors(&http.cors_origins))
-        .data(Accounts {
-            tokens: state.tokens.clone(),
-            db: state.db.clone(),
-            users: state.users.clone(),
-        })
+        .data(state.accounts())
         .with(RequestContext::new(http.request_timeout, templates))
         // Outside the request context so that problem responses get the headers too.
         .with(security_headers())

@@ -16,8 +16,8 @@
 use std::time::Duration;
 
 use common::redis::Redis;
-use sha2::{Digest, Sha256};
 
+use super::tokens::sha256_hex;
 use crate::config::RateLimitConfig;
 use crate::error::ApiError;
 
@@ -47,9 +47,7 @@ impl LoginLockout {
     }
 
     fn key(&self, account: &str) -> String {
-        let normalised = account.trim().to_lowercase();
-        let digest = Sha256::digest(normalised.as_bytes());
-        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+        let hex = sha256_hex(&account.trim().to_lowercase());
         self.redis.key(&format!("login-failures:{hex}"))
     }
 

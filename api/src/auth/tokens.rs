@@ -173,6 +173,15 @@ pub fn new_refresh_token() -> NewRefreshToken {
     NewRefreshToken { token, hash }
 }
 
+/// SHA-256 of `text` in lower-case hex: a fixed-size Redis key part that reveals nothing of
+/// the text (an email address, a ticket).
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
 /// The stored form of a refresh token. A fast hash is right here: the token has 256 bits of
 /// entropy, so it cannot be brute-forced from a leaked digest.
 pub fn hash_refresh_token(token: &str) -> Vec<u8> {

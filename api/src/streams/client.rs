@@ -215,11 +215,6 @@ impl Outbox {
         (outbox, frames)
     }
 
-    /// Which endpoint this client is on.
-    pub fn kind(&self) -> StreamKind {
-        self.kind
-    }
-
     /// Queues `frame` without waiting. A full queue means the client is too slow: the caller
     /// ends the stream with [`Outbox::close`].
     pub fn push(&self, frame: Frame) -> Result<(), Gone> {

@@ -49,7 +49,8 @@ pub async fn since(
                 continue;
             };
             let (prev, event) = entry_fields(&fields);
-            if found.is_empty() && from == after && prev != Some(after.to_string().as_str()) {
+            // Only the first entry after `after` tells whether anything between was trimmed.
+            if from == after && prev != Some(after.to_string().as_str()) {
                 return Ok(Resumed::Gap);
             }
             if let Some(frame) = event.and_then(|event| frame(id, event)) {

@@ -283,11 +283,6 @@ impl Hub {
             receiver,
         }
     }
-
-    /// Users with an open stream on this process.
-    pub fn users_streaming(&self) -> usize {
-        self.inner.topics.lock().expect("topics lock").len()
-    }
 }
 
 const RETRY_FIRST: Duration = Duration::from_millis(100);

@@ -53,11 +53,6 @@ impl EndWatch {
         )
     }
 
-    /// The session watched.
-    pub fn session(&self) -> StreamSession {
-        self.session
-    }
-
     /// Resolves when the stream must end, with why. Cancel-safe: a check interrupted by
     /// another branch of a `select!` is made again on the next call.
     pub async fn ended(&mut self) -> CloseReason {

@@ -8,12 +8,11 @@ use std::time::Duration;
 use common::redis::Redis;
 
 use crate::auth::extract::StreamSession;
-use crate::auth::tokens::new_refresh_token;
+use crate::auth::tokens::{new_refresh_token, sha256_hex};
 use crate::error::ApiError;
 
-fn key(redis: &Redis, hash: &[u8]) -> String {
-    let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
-    redis.key(&format!("ws-ticket:{hex}"))
+fn key(redis: &Redis, ticket: &str) -> String {
+    redis.key(&format!("ws-ticket:{}", sha256_hex(ticket)))
 }
 
 fn unavailable(err: &redis::RedisError) -> ApiError {
@@ -27,11 +26,12 @@ pub async fn issue(
     session: StreamSession,
     ttl: Duration,
 ) -> Result<String, ApiError> {
-    let ticket = new_refresh_token();
+    // 256 random bits, URL-safe: what a refresh token is made of.
+    let ticket = new_refresh_token().token;
     let mut conn = redis.conn().await.map_err(|err| unavailable(&err))?;
     let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
     redis::cmd("SET")
-        .arg(key(redis, &ticket.hash))
+        .arg(key(redis, &ticket))
         .arg(format!(
             "{} {} {}",
             session.user_id, session.issued_ms, session.expires_at
@@ -41,7 +41,7 @@ pub async fn issue(
         .query_async::<()>(&mut conn)
         .await
         .map_err(|err| unavailable(&err))?;
-    Ok(ticket.token)
+    Ok(ticket)
 }
 
 /// The session a ticket was issued for, if the ticket exists, is unexpired and unused; it is
@@ -50,10 +50,9 @@ pub async fn redeem(redis: &Redis, ticket: &str) -> Result<Option<StreamSession>
     if ticket.len() > 100 {
         return Ok(None);
     }
-    let hash = crate::auth::tokens::hash_refresh_token(ticket);
     let mut conn = redis.conn().await.map_err(|err| unavailable(&err))?;
     let stored: Option<String> = redis::cmd("GETDEL")
-        .arg(key(redis, &hash))
+        .arg(key(redis, ticket))
         .query_async(&mut conn)
         .await
         .map_err(|err| unavailable(&err))?;

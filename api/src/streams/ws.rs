@@ -22,7 +22,7 @@ use super::prices::PriceFilter;
 use super::session::{EndWatch, Slot};
 use super::{MAX_STREAM_COINS, tickets};
 use crate::app::AppState;
-use crate::auth::extract::{Accounts, StreamSession, bearer_token};
+use crate::auth::extract::{StreamSession, bearer_token};
 use crate::error::ApiError;
 use crate::market::{parse_coin_id, parse_vs_currency};
 
@@ -42,12 +42,7 @@ pub async fn authenticate(
     ticket: Option<&str>,
 ) -> Result<StreamSession, ApiError> {
     if let Some(token) = bearer_token(req) {
-        let accounts = Accounts {
-            tokens: state.tokens.clone(),
-            db: state.db.clone(),
-            users: state.users.clone(),
-        };
-        return StreamSession::from_token(&accounts, token).await;
+        return StreamSession::from_token(&state.accounts(), token).await;
     }
     let Some(ticket) = ticket else {
         return Err(ApiError::Unauthorized(
