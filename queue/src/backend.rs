@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
-use crate::client::{Claimed, NewJob, RedisQueue, Settlement};
+use crate::client::{Claimed, Claims, NewJob, RedisQueue, Settlement};
 use crate::error::QueueError;
 use crate::layer::AckLayer;
 
@@ -215,8 +215,11 @@ impl<Args> Drop for RedisBackend<Args> {
     }
 }
 
-/// Claims the next jobs, blocking on Redis while the queue is empty, and riding out Redis
-/// outages up to the queue's grace.
+/// How often a worker of a paused queue asks whether it may start jobs again.
+const PAUSED_POLL: Duration = Duration::from_millis(250);
+
+/// Claims the next jobs, blocking on Redis while the queue is empty, waiting while it is
+/// paused, and riding out Redis outages up to the queue's grace.
 async fn next_claims(
     queue: RedisQueue,
     worker: Arc<str>,
@@ -231,13 +234,14 @@ async fn next_claims(
     let mut unclaimed: Option<String> = None;
     let mut failing_since: Option<Instant> = None;
     let mut pause = Duration::from_millis(50);
+    let mut paused = false;
     loop {
         let attempt = async {
             if let Some(id) = &unclaimed {
                 return queue.claim(&worker, Some(id), 1).await;
             }
             let claims = queue.claim(&worker, None, prefetch).await?;
-            if !claims.is_empty() {
+            if !matches!(&claims, Claims::Started(jobs) if jobs.is_empty()) {
                 return Ok(claims);
             }
             let mut guard = blocking.lock().await;
@@ -260,7 +264,7 @@ async fn next_claims(
                     unclaimed = Some(id.clone());
                     queue.claim(&worker, Some(&id), 1).await
                 }
-                None => Ok(Vec::new()),
+                None => Ok(Claims::Started(Vec::new())),
             }
         };
         match attempt.await {
@@ -270,8 +274,24 @@ async fn next_claims(
                     tracing::info!(queue = queue.name(), "redis reachable again");
                 }
                 pause = Duration::from_millis(50);
-                if !claims.is_empty() {
-                    return Ok(claims);
+                match claims {
+                    Claims::Started(jobs) => {
+                        if std::mem::take(&mut paused) {
+                            tracing::info!(queue = queue.name(), "queue resumed");
+                        }
+                        if !jobs.is_empty() {
+                            return Ok(jobs);
+                        }
+                    }
+                    Claims::Paused => {
+                        if !std::mem::replace(&mut paused, true) {
+                            tracing::info!(
+                                queue = queue.name(),
+                                "queue paused; starting nothing until it is resumed"
+                            );
+                        }
+                        tokio::time::sleep(PAUSED_POLL).await;
+                    }
                 }
             }
             Err(err) => {

@@ -45,6 +45,8 @@ struct Scripts {
     heartbeat: Script,
     stats: Script,
     locate: Script,
+    run_now: Script,
+    forget: Script,
 }
 
 impl Scripts {
@@ -59,6 +61,8 @@ impl Scripts {
             heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
             stats: Script::new(include_str!("lua/stats.lua")),
             locate: Script::new(include_str!("lua/locate.lua")),
+            run_now: Script::new(include_str!("lua/run_now.lua")),
+            forget: Script::new(include_str!("lua/forget.lua")),
         }
     }
 }
@@ -135,6 +139,10 @@ pub struct QueueStats {
     pub dead: u64,
     /// Workers with a live lease.
     pub workers: u64,
+    /// Whether workers are stopped from starting its jobs ([`RedisQueue::pause`]).
+    pub paused: bool,
+    /// How long the oldest ready job has been waiting for a worker: the queue's latency.
+    pub oldest_ready_age: Duration,
 }
 
 /// A job a worker has just started.
@@ -149,6 +157,15 @@ pub(crate) struct Claimed {
     pub ready_at_ms: i64,
     /// When this attempt was claimed, Redis clock, ms.
     pub claimed_at_ms: i64,
+}
+
+/// What a claim got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Claims {
+    /// Jobs started (none when the queue is empty).
+    Started(Vec<Claimed>),
+    /// The queue is paused: nothing was started.
+    Paused,
 }
 
 /// How an attempt ended, as far as the queue is concerned.
@@ -216,6 +233,10 @@ impl RedisQueue {
         format!("{}ready", self.inner.base)
     }
 
+    fn paused_key(&self) -> String {
+        format!("{}paused", self.inner.base)
+    }
+
     pub(crate) fn processing_key(&self, worker: &str) -> String {
         format!("{}proc:{worker}", self.inner.base)
     }
@@ -260,7 +281,15 @@ impl RedisQueue {
     /// Counts for operators.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let mut conn = self.conn().await?;
-        let (ready, scheduled, in_flight, dead, workers): (u64, u64, u64, u64, u64) = self
+        let (ready, scheduled, in_flight, dead, workers, paused, oldest_ready_age_ms): (
+            u64,
+            u64,
+            u64,
+            u64,
+            u64,
+            u8,
+            u64,
+        ) = self
             .inner
             .scripts
             .stats
@@ -274,17 +303,67 @@ impl RedisQueue {
             in_flight,
             dead,
             workers,
+            paused: paused == 1,
+            oldest_ready_age: Duration::from_millis(oldest_ready_age_ms),
         })
     }
 
+    /// Stops workers from starting this queue's jobs until [`RedisQueue::resume`]: their next
+    /// claim (within a block timeout, 1 s by default) starts nothing. Producers still push.
+    pub async fn pause(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("SET")
+            .arg(self.paused_key())
+            .arg(1)
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Lets workers start this queue's jobs again.
+    pub async fn resume(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("DEL")
+            .arg(self.paused_key())
+            .query_async::<()>(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Makes jobs that wait for their time (delayed, or in backoff after a failure) ready now;
+    /// returns how many were waiting. Others (running, finished, unknown) are left alone.
+    pub async fn run_now(&self, ids: &[String]) -> Result<usize, QueueError> {
+        self.per_chunk(&self.inner.scripts.run_now, ids).await
+    }
+
+    /// Deletes finished jobs (done or dead) from Redis, dead index included; returns how many.
+    /// Waiting or running jobs are left alone.
+    pub async fn forget(&self, ids: &[String]) -> Result<usize, QueueError> {
+        self.per_chunk(&self.inner.scripts.forget, ids).await
+    }
+
+    async fn per_chunk(&self, script: &Script, ids: &[String]) -> Result<usize, QueueError> {
+        let mut conn = self.conn().await?;
+        let mut total = 0;
+        for chunk in ids.chunks(ENQUEUE_CHUNK) {
+            let mut invocation = script.prepare_invoke();
+            invocation.arg(&self.inner.base);
+            for id in chunk {
+                invocation.arg(id);
+            }
+            total += invocation.invoke_async::<usize>(&mut conn).await?;
+        }
+        Ok(total)
+    }
+
     /// Takes up to `count` of the oldest ready jobs for `worker`, or claims `given` (already
-    /// moved into the worker's list by a blocking move).
+    /// moved into the worker's list by a blocking move; handed back if the queue is paused).
     pub(crate) async fn claim(
         &self,
         worker: &str,
         given: Option<&str>,
         count: usize,
-    ) -> Result<Vec<Claimed>, QueueError> {
+    ) -> Result<Claims, QueueError> {
         let mut conn = self.conn().await?;
         let reply: Vec<redis::Value> = self
             .inner
@@ -409,12 +488,16 @@ impl RedisQueue {
     }
 }
 
-/// Reads the claim script's flat reply: five values per job, then the Redis clock.
-fn parse_claims(reply: &[redis::Value]) -> Result<Vec<Claimed>, QueueError> {
+/// Reads the claim script's flat reply: five values per job, then the Redis clock; or
+/// `{'paused'}`.
+fn parse_claims(reply: &[redis::Value]) -> Result<Claims, QueueError> {
     use redis::FromRedisValue;
     let Some((now, jobs)) = reply.split_last() else {
-        return Ok(Vec::new());
+        return Ok(Claims::Started(Vec::new()));
     };
+    if jobs.is_empty() && matches!(now, redis::Value::BulkString(word) if word == b"paused") {
+        return Ok(Claims::Paused);
+    }
     let claimed_at_ms = i64::from_redis_value_ref(now)?;
     jobs.chunks_exact(5)
         .map(|fields| {
@@ -427,7 +510,8 @@ fn parse_claims(reply: &[redis::Value]) -> Result<Vec<Claimed>, QueueError> {
                 claimed_at_ms,
             })
         })
-        .collect()
+        .collect::<Result<_, QueueError>>()
+        .map(Claims::Started)
 }
 
 fn unix_ms(at: SystemTime) -> u64 {

@@ -563,3 +563,114 @@ async fn jobs_redis_lost_are_found_and_run_again_with_the_attempts_they_used() {
     );
     worker.abort();
 }
+
+#[tokio::test]
+async fn a_paused_queue_starts_nothing_until_resumed() {
+    let queue = queue(config("paused"));
+    let runs = Runs::default();
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
+    push_jobs(&queue, 1, &Job::quick(), None).await;
+    wait_until("warm-up job", Duration::from_secs(5), || async {
+        runs.total() == 1
+    })
+    .await;
+    // The worker is now blocked waiting for the next job: the pause must also catch the job
+    // that wait takes.
+    queue.pause().await.expect("pause");
+    let ids = push_jobs(&queue, 5, &Job::quick(), None).await;
+    wait_until(
+        "the oldest job to wait well past a claim round",
+        Duration::from_secs(10),
+        || async {
+            let stats = queue.stats().await.expect("stats");
+            stats.oldest_ready_age > Duration::from_millis(1500)
+        },
+    )
+    .await;
+    let stats = queue.stats().await.expect("stats");
+    assert!(stats.paused);
+    assert_eq!(stats.ready, 5, "{stats:?}");
+    assert_eq!(runs.total(), 1, "nothing started while paused");
+
+    queue.resume().await.expect("resume");
+    wait_until(
+        "the paused jobs to run",
+        Duration::from_secs(10),
+        || async { runs.total() == 6 },
+    )
+    .await;
+    for id in &ids {
+        assert_eq!(runs.of(id).len(), 1);
+    }
+    let stats = queue.stats().await.expect("stats");
+    assert!(!stats.paused);
+    assert_eq!(stats.oldest_ready_age, Duration::ZERO);
+    worker.abort();
+}
+
+#[tokio::test]
+async fn operators_rerun_finished_jobs_run_waiting_ones_now_and_forget_dead_ones() {
+    let queue = queue(config("operators"));
+    let runs = Runs::default();
+    let doomed = Job {
+        fail_first: u32::MAX,
+        sleep_ms: 0,
+    };
+    let dead_id = uuid::Uuid::now_v7().to_string();
+    let forgotten_id = uuid::Uuid::now_v7().to_string();
+    let later_id = uuid::Uuid::now_v7().to_string();
+    let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
+    queue
+        .push(&[
+            NewJob::new(dead_id.clone(), &doomed)
+                .expect("job")
+                .max_attempts(1),
+            NewJob::new(forgotten_id.clone(), &doomed)
+                .expect("job")
+                .max_attempts(1),
+            NewJob::new(later_id.clone(), &Job::quick())
+                .expect("job")
+                .run_at(in_an_hour),
+        ])
+        .await
+        .expect("push");
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
+    wait_until("two dead jobs", Duration::from_secs(10), || async {
+        queue.stats().await.expect("stats").dead == 2
+    })
+    .await;
+
+    // A finished job pushed again (its record says it must run again) runs with fresh attempts.
+    let again = NewJob::new(dead_id.clone(), &Job::quick()).expect("job");
+    assert_eq!(queue.push(&[again]).await.expect("push"), 1);
+    wait_until(
+        "the re-pushed job to succeed",
+        Duration::from_secs(10),
+        || async { runs.of(&dead_id).len() == 2 },
+    )
+    .await;
+    assert_eq!(runs.of(&dead_id)[1].1, 1, "a fresh first attempt");
+
+    // A waiting job runs now; an id that is not waiting is left alone.
+    assert_eq!(
+        queue
+            .run_now(&[later_id.clone(), forgotten_id.clone()])
+            .await
+            .expect("run now"),
+        1
+    );
+    wait_until(
+        "the delayed job to run",
+        Duration::from_secs(10),
+        || async { runs.of(&later_id).len() == 1 },
+    )
+    .await;
+
+    assert_eq!(
+        queue.forget(&[forgotten_id.clone()]).await.expect("forget"),
+        1
+    );
+    wait_until("drained", Duration::from_secs(5), || drained(&queue)).await;
+    assert_eq!(queue.stats().await.expect("stats").dead, 0);
+    worker.abort();
+}

@@ -2,6 +2,8 @@
 -- move, the given id that is already in the worker's processing list), counts the attempt and
 -- renews the worker's lease. The attempt is counted here, at start, so a run lost with its
 -- process still counts.
+-- A paused queue starts nothing: a job a blocking move took meanwhile goes back to the oldest
+-- end of the ready list, and the reply is {'paused'}.
 -- ARGV: base, worker, lease_ms, id ('' = take from the ready list), count
 -- Returns a flat list of {id, args, attempts, max, ready_at_ms} per job, then now_ms last.
 local base, worker, lease, given, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
@@ -9,6 +11,12 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local processing = base .. 'proc:' .. worker
 redis.call('ZADD', base .. 'leases', now + lease, worker)
+if redis.call('EXISTS', base .. 'paused') == 1 then
+  if given ~= '' and redis.call('LREM', processing, 1, given) > 0 then
+    redis.call('RPUSH', base .. 'ready', given)
+  end
+  return {'paused'}
+end
 local out = {}
 local claimed = 0
 if given ~= '' then
