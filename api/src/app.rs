@@ -14,6 +14,7 @@ use poem_openapi::OpenApiService;
 use sqlx::PgPool;
 
 use crate::admin::AdminApi;
+use crate::admin::audit::AuditApi;
 use crate::alerts::AlertsApi;
 use crate::auth::AuthApi;
 use crate::auth::email_flows::AccountEmailApi;
@@ -23,7 +24,8 @@ use crate::auth::passwords::PasswordHasher;
 use crate::auth::tokens::TokenKeys;
 use crate::config::ApiConfig;
 use crate::health::{HealthApi, metrics_endpoint};
-use crate::jobs::{JobsApi, QueuesAdminApi};
+use crate::jobs::JobsApi;
+use crate::jobs::admin::QueuesAdminApi;
 use crate::market::{MarketAdminApi, MarketApi};
 use crate::notifications::NotificationsApi;
 use crate::platform::body_limit::BodyLimit;
@@ -130,6 +132,7 @@ pub type Apis = (
     MarketAdminApi,
     JobsApi,
     QueuesAdminApi,
+    AuditApi,
     StreamsApi,
 );
 
@@ -151,6 +154,7 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             MarketAdminApi::new(state.clone()),
             JobsApi::new(state.clone()),
             QueuesAdminApi::new(state.clone()),
+            AuditApi::new(state.clone()),
             StreamsApi::new(state.clone()),
         ),
         "Coinpulse API",

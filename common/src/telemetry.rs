@@ -166,6 +166,14 @@ fn describe_metrics() {
         "queue_depth",
         "Jobs ready and waiting for a worker, by queue (sampled every 5 s)."
     );
+    describe_gauge!(
+        "queue_oldest_job_age_seconds",
+        "How long the oldest ready job has waited for a worker, by queue (sampled every 5 s)."
+    );
+    describe_gauge!(
+        "queue_paused",
+        "1 while operators have paused the queue (workers start none of its jobs), by queue."
+    );
     describe_counter!(
         "jobs_rescued_total",
         "Jobs pushed again from their Postgres records after Redis lost them, by queue."

@@ -667,7 +667,10 @@ async fn operators_rerun_finished_jobs_run_waiting_ones_now_and_forget_dead_ones
     .await;
 
     assert_eq!(
-        queue.forget(&[forgotten_id.clone()]).await.expect("forget"),
+        queue
+            .forget(std::slice::from_ref(&forgotten_id))
+            .await
+            .expect("forget"),
         1
     );
     wait_until("drained", Duration::from_secs(5), || drained(&queue)).await;

@@ -73,6 +73,11 @@ pub struct WorkerConfig {
     #[arg(long = "rescue-interval", env = "WORKER_RESCUE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub rescue_interval: Duration,
 
+    /// How often a worker process asks Postgres which of its running jobs an operator
+    /// cancelled (it stops them within about this long).
+    #[arg(long = "cancel-check-interval", env = "WORKER_CANCEL_CHECK_INTERVAL", default_value = "250ms", value_parser = parse_duration)]
+    pub cancel_check_interval: Duration,
+
     /// How long a job row must have been unchanged before the rescuer considers it.
     #[arg(long = "rescue-grace", env = "WORKER_RESCUE_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub rescue_grace: Duration,
@@ -103,6 +108,12 @@ impl WorkerConfig {
             problems.push(ConfigProblem::new(
                 "PRICE_REFRESH_INTERVAL",
                 "must be at least 1s",
+            ));
+        }
+        if self.cancel_check_interval < Duration::from_millis(10) {
+            problems.push(ConfigProblem::new(
+                "WORKER_CANCEL_CHECK_INTERVAL",
+                "must be at least 10ms",
             ));
         }
         if self.rescue_interval < Duration::from_millis(100) {

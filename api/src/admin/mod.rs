@@ -1,11 +1,16 @@
-//! User administration, for role `admin`.
+//! User administration, for role `admin`, and the audit log of operator actions.
+
+pub mod audit;
 
 use common::domain::Role;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
+use serde_json::json;
 use uuid::Uuid;
+
+use self::audit::AuditAction;
 
 use crate::app::AppState;
 use crate::auth::extract::AdminUser;
@@ -175,6 +180,21 @@ impl AdminApi {
         if changes.is_active == Some(false) {
             sessions::revoke_all(&mut *tx, user.id).await?;
         }
+        let details = json!({
+            "email": request.email.is_some(),
+            "username": request.username.is_some(),
+            "role": changes.role.map(|role| role.as_str()),
+            "is_active": changes.is_active,
+        });
+        audit::record(
+            &mut tx,
+            &admin.0,
+            AuditAction::UserUpdated,
+            &format!("user:{}", user.id),
+            1,
+            details,
+        )
+        .await?;
         tx.commit().await?;
         self.state.users.invalidate(user.id);
         tracing::info!(admin_id = %admin.0.id, user_id = %user.id, "user updated by admin");
@@ -203,6 +223,15 @@ impl AdminApi {
             return Err(conflict("the last active administrator cannot be deleted").into());
         }
         store::delete(&mut *tx, target.id).await?;
+        audit::record(
+            &mut tx,
+            &admin.0,
+            AuditAction::UserDeleted,
+            &format!("user:{}", target.id),
+            1,
+            json!({ "email": target.email }),
+        )
+        .await?;
         tx.commit().await?;
         self.state.users.invalidate(target.id);
         tracing::info!(admin_id = %admin.0.id, user_id = %target.id, "user deleted by admin");

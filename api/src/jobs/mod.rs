@@ -1,9 +1,11 @@
-//! The caller's jobs: `/api/v1/jobs`.
+//! The caller's jobs: `/api/v1/jobs`; operators' queue operations are in [`admin`].
+
+pub mod admin;
 
 use chrono::{DateTime, Utc};
 use common::jobs::store::OutboxJob;
 use common::jobs::store::{self, Cancellation, JobRow};
-use common::jobs::{JobKind, JobStatus, Queue};
+use common::jobs::{JobKind, JobStatus};
 use common::market::jobs::{BulkFetch, BulkFetchResult};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -11,7 +13,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::auth::extract::{ActiveUser, AdminUser};
+use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
 use crate::platform::pagination::{Page, PageRequest};
@@ -242,84 +244,5 @@ impl JobsApi {
             .into()),
             Cancellation::NotFound => Err(ApiError::not_found("job").into()),
         }
-    }
-}
-
-/// Operators' view of the job queues.
-#[derive(Debug, Clone)]
-pub struct QueuesAdminApi {
-    state: AppState,
-}
-
-impl QueuesAdminApi {
-    /// The operations, over shared state.
-    pub fn new(state: AppState) -> Self {
-        Self { state }
-    }
-}
-
-/// One queue's counts, read from Redis.
-#[derive(Debug, Clone, Object)]
-#[oai(example)]
-pub struct QueueCounts {
-    /// The queue.
-    pub queue: Queue,
-    /// Jobs waiting for a worker.
-    pub depth: u64,
-    /// Jobs held by workers right now.
-    pub in_flight: u64,
-    /// Jobs waiting for their time: delayed, or retrying after a failure.
-    pub scheduled: u64,
-    /// Dead jobs (every attempt failed), kept for a week or the latest 10,000.
-    pub dead: u64,
-    /// Workers consuming the queue (with a live lease).
-    pub workers: u64,
-}
-
-impl poem_openapi::types::Example for QueueCounts {
-    fn example() -> Self {
-        Self {
-            queue: Queue::BulkFetch,
-            depth: 12,
-            in_flight: 8,
-            scheduled: 3,
-            dead: 1,
-            workers: 2,
-        }
-    }
-}
-
-/// Every queue's counts.
-#[derive(Debug, Clone, Object)]
-pub struct QueuesBody {
-    /// One entry per queue.
-    pub queues: Vec<QueueCounts>,
-}
-
-#[OpenApi(prefix_path = "/api/v1/admin", tag = "ApiTags::Admin")]
-impl QueuesAdminApi {
-    /// Depth, in-flight, scheduled (delayed or retrying) and dead jobs per queue.
-    #[oai(path = "/queues", method = "get")]
-    async fn queues(
-        &self,
-        _admin: AdminUser,
-    ) -> ApiResult<Json<QueuesBody>, { status::AUTHED | status::FORBIDDEN }> {
-        let stats =
-            self.state.queues.stats().await.map_err(|err| {
-                ApiError::Unavailable(format!("the queues are unavailable: {err}"))
-            })?;
-        Ok(Json(QueuesBody {
-            queues: stats
-                .into_iter()
-                .map(|(queue, stats)| QueueCounts {
-                    queue,
-                    depth: stats.ready,
-                    in_flight: stats.in_flight,
-                    scheduled: stats.scheduled,
-                    dead: stats.dead,
-                    workers: stats.workers,
-                })
-                .collect(),
-        }))
     }
 }

@@ -9,6 +9,7 @@
 //! - a job's **row** in Postgres `jobs` is its record (status, attempts, result); Redis only
 //!   carries it to a worker ([`queues`]), and the worker rescues rows Redis lost.
 
+pub mod admin;
 pub mod queues;
 pub mod store;
 
@@ -21,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 /// A queue in Redis. The names are a contract with operators and dashboards (`queue` label,
 /// `WORKER_QUEUES`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
 #[cfg_attr(feature = "openapi", oai(rename_all = "snake_case"))]
 pub enum Queue {

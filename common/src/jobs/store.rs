@@ -461,6 +461,9 @@ pub async fn finish_attempts(
              SET status = $3,
                  result = CASE WHEN $3 = 'succeeded' THEN $4::jsonb END,
                  error = CASE WHEN $3 <> 'succeeded' THEN $5 END,
+                 errors = CASE WHEN $3 = 'succeeded' THEN errors
+                     ELSE jsonb_path_query_array(errors || jsonb_build_array(jsonb_build_object(
+                         'attempt', $2::int4, 'error', $5::text, 'at', now())), 'lax $[last - 19 to last]') END,
                  updated_at = now(),
                  finished_at = CASE WHEN $3 IN ('succeeded', 'dead') THEN now() END
              WHERE id = $1 AND status = 'running' AND attempts = $2",
@@ -494,6 +497,9 @@ pub async fn finish_attempts(
            SET status = b.status,
                result = CASE WHEN b.status = 'succeeded' THEN b.result END,
                error = CASE WHEN b.status <> 'succeeded' THEN b.error END,
+               errors = CASE WHEN b.status = 'succeeded' THEN j.errors
+                   ELSE jsonb_path_query_array(j.errors || jsonb_build_array(jsonb_build_object(
+                       'attempt', b.attempt, 'error', b.error, 'at', now())), 'lax $[last - 19 to last]') END,
                updated_at = now(),
                finished_at = CASE WHEN b.status IN ('succeeded', 'dead') THEN now() END
            FROM unnest($1::uuid[], $2::int4[], $3::text[], $4::jsonb[], $5::text[])
@@ -522,6 +528,8 @@ pub async fn dead_letter(
         StartedJob,
         r#"UPDATE jobs
          SET status = 'dead', attempts = GREATEST(attempts, $2), error = $3,
+             errors = jsonb_path_query_array(errors || jsonb_build_array(jsonb_build_object(
+                 'attempt', GREATEST(attempts, $2), 'error', $3::text, 'at', now())), 'lax $[last - 19 to last]'),
              finished_at = now(), updated_at = now()
          WHERE id = $1 AND status NOT IN ('succeeded', 'cancelled', 'dead')
          RETURNING kind AS "kind: JobKind", user_id, created_at"#,

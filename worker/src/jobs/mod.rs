@@ -3,6 +3,7 @@
 //! relay, the rescuer and the queue-depth sampler, under one shutdown. Features (`market`)
 //! own their handlers and schedules; this module knows none of them.
 
+pub mod cancel;
 mod metrics;
 pub mod relay;
 pub mod rescue;
@@ -28,6 +29,7 @@ use queue::{DeadLetter, Delivery, RedisBackend};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
+use self::cancel::RunningJobs;
 use self::rows::JobRows;
 use self::tracking::{OwnerNotices, TrackingLayer};
 use crate::config::WorkerConfig;
@@ -178,6 +180,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let failed = Arc::new(Notify::new());
     let rows = JobRows::spawn(ctx.db.clone());
+    let running = RunningJobs::default();
     let mut monitor = Monitor::new();
     for spec in config.queues.clone() {
         let concurrency = config.concurrency_of(&spec);
@@ -187,6 +190,7 @@ pub async fn run(
         let failed = failed.clone();
         let rows = rows.clone();
         let handlers = handlers.clone();
+        let running = running.clone();
         monitor = monitor.register(move |_restarts| {
             let queue = spec.queue;
             let dead_ctx = ctx.clone();
@@ -211,7 +215,8 @@ pub async fn run(
                         .notify_owners(OwnerNotices {
                             db: ctx.db.clone(),
                             queues: ctx.queues.clone(),
-                        }),
+                        })
+                        .cancellable(running.clone()),
                 )
                 .timeout(timeout)
                 .layer(CatchPanicLayer::with_panic_handler(
@@ -234,7 +239,12 @@ pub async fn run(
             config.rescue_interval,
             config.rescue_grace,
         )),
-        tokio::spawn(sample_depth(ctx.queues.clone())),
+        tokio::spawn(sample_queues(ctx.queues.clone())),
+        tokio::spawn(cancel::watch(
+            ctx.db.clone(),
+            running,
+            config.cancel_check_interval,
+        )),
     ];
     let mut workers = std::pin::pin!(monitor.run());
     let outcome = tokio::select! {
@@ -309,19 +319,28 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".to_owned())
 }
 
-/// Samples `queue_depth{queue}` (jobs ready and waiting for a worker) from Redis.
-async fn sample_depth(queues: QueueSet) {
+/// Samples the queue gauges operators scale and alert on, from Redis: `queue_depth` (jobs
+/// ready and waiting), `queue_oldest_job_age_seconds` (how long the oldest of them has waited)
+/// and `queue_paused`, per queue.
+async fn sample_queues(queues: QueueSet) {
     let mut ticks = tokio::time::interval(Duration::from_secs(5));
     loop {
         ticks.tick().await;
         match queues.stats().await {
             Ok(stats) => {
                 for (queue, stats) in stats {
-                    ::metrics::gauge!("queue_depth", "queue" => queue.as_str())
-                        .set(stats.ready as f64);
+                    let name = queue.as_str();
+                    ::metrics::gauge!("queue_depth", "queue" => name).set(stats.ready as f64);
+                    ::metrics::gauge!("queue_oldest_job_age_seconds", "queue" => name)
+                        .set(stats.oldest_ready_age.as_secs_f64());
+                    ::metrics::gauge!("queue_paused", "queue" => name).set(if stats.paused {
+                        1.0
+                    } else {
+                        0.0
+                    });
                 }
             }
-            Err(err) => tracing::debug!(error = %err, "queue depth not sampled"),
+            Err(err) => tracing::debug!(error = %err, "queue gauges not sampled"),
         }
     }
 }

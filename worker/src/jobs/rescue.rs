@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::jobs::admin;
 use common::jobs::store::OutboxJob;
 use common::jobs::store::{self, UnfinishedJob};
 use common::jobs::{JobStatus, Queue};
@@ -85,8 +86,35 @@ enum RoundError {
     Queue(#[from] queue::QueueError),
 }
 
+/// Makes Redis's pause flags say what `queue_pauses` says: a Redis that lost its data would
+/// otherwise let workers run a paused queue, and a flag whose write failed would stay wrong.
+/// (A resume that races this round may be undone until the next round, which redoes it.)
+async fn sync_pauses(ctx: &JobContext) -> Result<(), RoundError> {
+    let paused: HashSet<Queue> = admin::pauses(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|pause| pause.queue)
+        .collect();
+    for (queue, stats) in ctx.queues.stats().await? {
+        let handle = ctx.queues.get(queue);
+        match (paused.contains(&queue), stats.paused) {
+            (true, false) => {
+                tracing::warn!(
+                    queue = queue.as_str(),
+                    "queue is paused but Redis had lost the flag; pausing it again"
+                );
+                handle.pause().await?;
+            }
+            (false, true) => handle.resume().await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// One walk over the unfinished rows; returns how many jobs were pushed again.
 async fn round(ctx: &JobContext, grace: Duration) -> Result<usize, RoundError> {
+    sync_pauses(ctx).await?;
     let mut after = Uuid::nil();
     let mut rescued = 0;
     loop {

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use sqlx::PgPool;
 
+use super::cancel::RunningJobs;
 use super::metrics::JobMetrics;
 use super::rows::JobRows;
 use crate::notifications::finished::{FinishedJob, notify_owner};
@@ -38,6 +39,7 @@ struct Shared {
     timeout: Duration,
     metrics: JobMetrics,
     owner_notices: Option<OwnerNotices>,
+    running: Option<RunningJobs>,
 }
 
 /// Where the notifications of users' finished jobs are queued.
@@ -60,6 +62,7 @@ impl TrackingLayer {
                 timeout,
                 metrics: JobMetrics::new(queue),
                 owner_notices: None,
+                running: None,
             }),
         }
     }
@@ -68,6 +71,17 @@ impl TrackingLayer {
     /// notification.
     pub fn notify_owners(mut self, notices: OwnerNotices) -> Self {
         Arc::make_mut(&mut self.shared).owner_notices = Some(notices);
+        self
+    }
+}
+
+impl TrackingLayer {
+    /// Lets operators stop its running jobs: each attempt registers in `running`, and a
+    /// cancellation drops the handler's future at its next await (its open transactions roll
+    /// back) and ends the attempt without recording an outcome (the row already says
+    /// `cancelled`); the queue counts the job done.
+    pub fn cancellable(mut self, running: RunningJobs) -> Self {
+        Arc::make_mut(&mut self.shared).running = Some(running);
         self
     }
 }
@@ -138,8 +152,26 @@ where
                 .announce(&started, attempt, JobStatus::Running)
                 .await;
             let began = Instant::now();
-            let result = inner.call(task).await.map_err(Into::into);
+            let registered = shared.running.as_ref().map(|running| running.register(job_id));
+            let result = match registered {
+                Some((registration, mut stopped)) => {
+                    let finished = tokio::select! {
+                        result = inner.call(task) => Some(result),
+                        Ok(()) = &mut stopped => None,
+                    };
+                    drop(registration);
+                    finished
+                }
+                None => Some(inner.call(task).await),
+            };
             shared.metrics.finished(began.elapsed());
+            let Some(result) = result.map(|result| result.map_err(Into::into)) else {
+                shared.metrics.completed(JobStatus::Cancelled.as_str());
+                shared
+                    .announce(&started, attempt, JobStatus::Cancelled)
+                    .await;
+                return Ok(Value::Null);
+            };
             let outcome = match &result {
                 Ok(value) => Outcome::Succeeded(value.clone()),
                 Err(err) => {
