@@ -198,6 +198,14 @@ fn describe_metrics() {
         "notifications_created_total",
         "In-app notifications written, by category."
     );
+    describe_gauge!(
+        "upstream_breaker_state",
+        "The price provider's circuit breaker in this process: 0 closed, 1 half-open, 2 open."
+    );
+    describe_counter!(
+        "price_lookups_coalesced_total",
+        "Price lookups that waited for another lookup's provider call instead of making one."
+    );
     describe_counter!(
         "upstream_requests_total",
         "Calls to the price provider, by provider and status."

@@ -269,3 +269,48 @@ async fn the_budget_holds_across_processes_sharing_redis() {
         "ten calls took only {span:?}"
     );
 }
+
+#[tokio::test]
+async fn a_provider_that_keeps_failing_is_not_called_until_the_breaker_cools_down() {
+    let fake = Fake::default();
+    for _ in 0..2 {
+        fake.script
+            .lock()
+            .expect("lock")
+            .push_back((502, None, "bad gateway"));
+    }
+    let base = start_fake(fake.clone()).await;
+    let mut settings = config(&base);
+    settings.coingecko_max_attempts = 2;
+    settings.coingecko_breaker_failures = 2;
+    settings.coingecko_breaker_cooldown = Duration::from_millis(300);
+    let gecko = CoinGecko::new(&settings, unlimited()).expect("client");
+
+    // Two failures in a row open the breaker; the call reports the provider's own error.
+    let first = gecko.markets(&["bitcoin".into()], "usd").await;
+    assert!(
+        matches!(first, Err(ProviderError::Upstream { status: 502, .. })),
+        "{first:?}"
+    );
+    assert_eq!(fake.seen.lock().expect("lock").len(), 2);
+    // While open, calls fail at once without reaching the provider.
+    let refused = gecko.markets(&["bitcoin".into()], "usd").await;
+    let Err(ProviderError::CircuitOpen { retry_in }) = refused else {
+        panic!("expected the breaker to refuse, got {refused:?}");
+    };
+    assert!(ProviderError::CircuitOpen { retry_in }.is_transient());
+    assert_eq!(fake.seen.lock().expect("lock").len(), 2);
+
+    // After the cooldown one probe goes out; the provider has recovered, so calls flow again.
+    tokio::time::sleep(retry_in).await;
+    let probe = gecko
+        .markets(&["bitcoin".into()], "usd")
+        .await
+        .expect("the probe succeeds");
+    assert_eq!(probe.quotes.len(), 1);
+    gecko
+        .markets(&["ethereum".into()], "usd")
+        .await
+        .expect("closed again");
+    assert_eq!(fake.seen.lock().expect("lock").len(), 4);
+}

@@ -19,11 +19,24 @@ use test_support::{TestDatabase, redis_prefix, redis_url};
 /// How the fake answers, besides normally (0): with a 503, or not within the service's wait.
 const DOWN: usize = 1;
 const HANGING: usize = 2;
+/// Answers once the test opens `gate`.
+const GATED: usize = 3;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Fake {
     mode: Arc<AtomicUsize>,
     calls: Arc<AtomicUsize>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Self {
+            mode: Arc::default(),
+            calls: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -41,6 +54,7 @@ async fn markets(fake: Data<&Fake>, query: Query<MarketsQuery>) -> Response {
                 .into_response();
         }
         HANGING => tokio::time::sleep(Duration::from_secs(30)).await,
+        GATED => fake.gate.acquire().await.expect("gate open").forget(),
         _ => {}
     }
     let rows: Vec<serde_json::Value> = query
@@ -200,4 +214,40 @@ async fn a_provider_that_is_down_or_slow_gets_the_stored_price_marked_stale() {
             "mode {mode}: {single:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_coin_make_one_upstream_call() {
+    let setup = setup("2m").await;
+    setup.fake.mode.store(GATED, Ordering::SeqCst);
+    let lookups: Vec<_> = (0..20)
+        .map(|i| {
+            let prices = setup.prices.clone();
+            // Half ask for bitcoin alone, half for bitcoin and ethereum: each coin is asked
+            // for once, whoever asks first.
+            let wanted = if i % 2 == 0 {
+                coins(&["bitcoin"])
+            } else {
+                coins(&["bitcoin", "ethereum"])
+            };
+            tokio::spawn(async move { prices.latest_many(&wanted, "usd").await })
+        })
+        .collect();
+    test_support::wait_until(
+        "every lookup waiting on a provider call",
+        Duration::from_secs(10),
+        || async { setup.prices.lookups_waiting() >= 20 },
+    )
+    .await;
+    setup.fake.gate.add_permits(100);
+    for lookup in lookups {
+        let found = lookup.await.expect("task").expect("prices");
+        assert!(found.unavailable.is_none());
+        assert_eq!(found.prices["bitcoin"].price.to_string(), "42.5");
+    }
+    let calls = setup.fake.calls.load(Ordering::SeqCst);
+    assert!(
+        calls <= 2,
+        "bitcoin asked for once, ethereum once (possibly in the same call): {calls} calls"
+    );
 }

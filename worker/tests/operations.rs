@@ -240,7 +240,12 @@ async fn an_operator_cancels_a_running_job_and_its_worker_stops_it() {
 async fn operators_find_retry_and_discard_dead_jobs_and_every_action_is_audited() {
     let stack = Stack::start().await;
     let _worker = stack
-        .start_worker(&[("WORKER_RETRY_BASE", "20ms"), ("WORKER_RETRY_MAX", "50ms")])
+        .start_worker(&[
+            ("WORKER_RETRY_BASE", "20ms"),
+            ("WORKER_RETRY_MAX", "50ms"),
+            // Every scripted failure must reach the fake, not be cut short by the breaker.
+            ("COINGECKO_BREAKER_FAILURES", "1000"),
+        ])
         .await;
     let admin = admin_token(&stack).await;
     // Three jobs of five attempts each fail every attempt: exactly 15 failing answers.

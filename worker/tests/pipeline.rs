@@ -87,6 +87,11 @@ async fn failures_are_retried_until_success_or_dead() {
         metrics.contains(r#"jobs_completed_total{queue="bulk_fetch",outcome="failed"} 6"#),
         "{metrics}"
     );
+    // Five failed upstream requests in a row (COINGECKO_BREAKER_FAILURES) opened the breaker.
+    assert!(
+        metrics.contains(r#"upstream_breaker_state{provider="coingecko"} 2"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! - ids are batched: `/coins/markets` takes up to 250 ids per call;
 //! - every call waits for the shared [`Budget`] first;
 //! - `429` and `5xx` are retried with exponential backoff, honouring `Retry-After`;
+//! - a [`Breaker`] stops calling a provider that keeps failing, for a cooldown;
 //! - bodies are parsed defensively: a 429 can be JSON `{status: {error_message}}` or an HTML
 //!   page, and a quote with a missing price is reported as missing rather than failing all.
 
@@ -14,6 +15,7 @@ use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use super::breaker::Breaker;
 use super::budget::Budget;
 use super::{MarketBatch, MarketConfig, PricePoint, ProviderError, Quote};
 
@@ -33,6 +35,7 @@ pub struct CoinGecko {
     http: reqwest::Client,
     base_url: String,
     budget: Budget,
+    breaker: Breaker,
     max_attempts: u32,
 }
 
@@ -61,6 +64,11 @@ impl CoinGecko {
             http,
             base_url: config.coingecko_base_url.trim_end_matches('/').to_owned(),
             budget,
+            breaker: Breaker::new(
+                PROVIDER,
+                config.coingecko_breaker_failures,
+                config.coingecko_breaker_cooldown,
+            ),
             max_attempts: config.coingecko_max_attempts.max(1),
         })
     }
@@ -155,8 +163,15 @@ impl CoinGecko {
     ) -> Result<T, ProviderError> {
         let url = format!("{}{path}", self.base_url);
         let mut attempt = 0;
+        let mut last_error: Option<ProviderError> = None;
         loop {
             attempt += 1;
+            if let Err(refused) = self.breaker.admit() {
+                // Opened by this call's own failures: report what they were.
+                return Err(last_error.unwrap_or(ProviderError::CircuitOpen {
+                    retry_in: refused.retry_in,
+                }));
+            }
             self.budget.acquire().await;
             let started = Instant::now();
             let outcome = self.http.get(&url).query(query).send().await;
@@ -166,16 +181,24 @@ impl CoinGecko {
                 Ok(response) => response,
                 Err(err) => {
                     metrics::counter!("upstream_requests_total", "provider" => PROVIDER, "status" => "error").increment(1);
+                    self.breaker.failed();
                     let error = ProviderError::Transport(without_url(err));
                     if attempt >= self.max_attempts {
                         return Err(error);
                     }
+                    last_error = Some(error);
                     tokio::time::sleep(backoff(attempt)).await;
                     continue;
                 }
             };
             let status = response.status();
             metrics::counter!("upstream_requests_total", "provider" => PROVIDER, "status" => status.as_u16().to_string()).increment(1);
+            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            if retryable {
+                self.breaker.failed();
+            } else {
+                self.breaker.succeeded();
+            }
             if status.is_success() {
                 let bytes = response
                     .bytes()
@@ -187,17 +210,18 @@ impl CoinGecko {
             let retry_after = retry_after(response.headers());
             let body = response.bytes().await.unwrap_or_default();
             let message = error_message(&body);
-            let retryable = status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+            let error = if status == StatusCode::TOO_MANY_REQUESTS {
+                ProviderError::RateLimited { retry_after }
+            } else {
+                ProviderError::Upstream {
+                    status: status.as_u16(),
+                    message: message.clone(),
+                }
+            };
             if !retryable || attempt >= self.max_attempts {
-                return Err(if status == StatusCode::TOO_MANY_REQUESTS {
-                    ProviderError::RateLimited { retry_after }
-                } else {
-                    ProviderError::Upstream {
-                        status: status.as_u16(),
-                        message,
-                    }
-                });
+                return Err(error);
             }
+            last_error = Some(error);
             let wait = retry_after
                 .unwrap_or_else(|| backoff(attempt))
                 .min(MAX_RETRY_AFTER);

@@ -5,6 +5,7 @@
 //! budget shared by every worker process). Prices are exact decimals from the moment they are
 //! parsed.
 
+pub mod breaker;
 pub mod budget;
 pub mod coingecko;
 pub mod coins;
@@ -79,7 +80,7 @@ pub struct CoinInfo {
 }
 
 /// Why a provider call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ProviderError {
     /// The currency is not one the provider quotes in.
     #[error("unsupported currency {0:?}")]
@@ -107,13 +108,21 @@ pub enum ProviderError {
     /// The network failed or timed out.
     #[error("the price provider could not be reached: {0}")]
     Transport(String),
+    /// The provider kept failing, so calls are not made for a while (the circuit breaker).
+    #[error("the price provider keeps failing; calls resume in {}", humantime::format_duration(*.retry_in))]
+    CircuitOpen {
+        /// How long until a call is tried again.
+        retry_in: Duration,
+    },
 }
 
 impl ProviderError {
     /// Whether trying again later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::Transport(_))
-            || matches!(self, Self::Upstream { status, .. } if *status >= 500)
+        matches!(
+            self,
+            Self::RateLimited { .. } | Self::Transport(_) | Self::CircuitOpen { .. }
+        ) || matches!(self, Self::Upstream { status, .. } if *status >= 500)
     }
 }
 
@@ -196,6 +205,19 @@ pub struct MarketConfig {
         default_value_t = 4
     )]
     pub coingecko_max_attempts: u32,
+
+    /// Failed upstream requests in a row (unreachable, 5xx, 429) after which calls fail fast
+    /// for `COINGECKO_BREAKER_COOLDOWN` (the circuit breaker opens).
+    #[arg(
+        long = "coingecko-breaker-failures",
+        env = "COINGECKO_BREAKER_FAILURES",
+        default_value_t = 5
+    )]
+    pub coingecko_breaker_failures: u32,
+
+    /// How long an open breaker fails calls before it lets one probe through.
+    #[arg(long = "coingecko-breaker-cooldown", env = "COINGECKO_BREAKER_COOLDOWN", default_value = "30s", value_parser = parse_duration, value_name = "DURATION")]
+    pub coingecko_breaker_cooldown: Duration,
 }
 
 /// The configured price provider.

@@ -4,9 +4,11 @@
 //! (waited on for at most `provider_wait`), whose quotes are stored and cached; else, when the
 //! provider is down or slow, the older stored price, marked `stale`. The API's market and
 //! portfolio endpoints and the worker's refresh all go through [`Prices`]; it alone reads and
-//! writes the `latest_prices` table ([`store`]) and the cache ([`cache`]).
+//! writes the `latest_prices` table ([`store`]) and the cache ([`cache`]). Concurrent lookups
+//! that miss for the same coin share one provider call (`flights`).
 
 pub mod cache;
+mod flights;
 pub mod store;
 
 use std::collections::HashMap;
@@ -18,6 +20,7 @@ use chrono::Utc;
 use sqlx::PgPool;
 
 pub use self::cache::{CacheStats, PriceCache};
+use self::flights::{Flights, Landed};
 pub use self::store::LatestPrice;
 use crate::market::{PriceProvider, ProviderError, Quote};
 
@@ -62,6 +65,7 @@ pub struct Prices {
     cache: PriceCache,
     provider: Arc<PriceProvider>,
     freshness: Freshness,
+    flights: Flights,
 }
 
 impl Prices {
@@ -77,6 +81,7 @@ impl Prices {
             cache,
             provider,
             freshness,
+            flights: Flights::default(),
         }
     }
 
@@ -128,10 +133,11 @@ impl Prices {
     }
 
     /// The latest prices of `coins` in `vs`: one cache round trip, one query, and at most one
-    /// provider call for the coins that are neither cached nor fresh in storage. A provider
-    /// that fails or is slow is not an error here: those coins get their older stored price,
-    /// marked `stale`, and [`Found::unavailable`] says why the rest have none. Only a request
-    /// the provider refuses (an unsupported currency) is an error.
+    /// provider call for the coins that are neither cached nor fresh in storage, shared with
+    /// concurrent lookups of the same coins (one upstream call however many ask at once). A
+    /// provider that fails or is slow is not an error here: those coins get their older stored
+    /// price, marked `stale`, and [`Found::unavailable`] says why the rest have none. Only a
+    /// request the provider refuses (an unsupported currency) is an error.
     pub async fn latest_many(&self, coins: &[String], vs: &str) -> Result<Found, PriceError> {
         let mut found = Found {
             prices: by_coin(self.cache.get_many(coins, vs).await),
@@ -160,22 +166,57 @@ impl Prices {
         if wanted.is_empty() {
             return Ok(found);
         }
-        match self.ask(self.provider.markets(&wanted, vs)).await? {
-            Ok(batch) => found
-                .prices
-                .extend(by_coin(self.record(&batch.quotes, vs).await?)),
-            Err(why) => {
-                tracing::warn!(reason = %why, stale = stale.len(), wanted = wanted.len(), "price provider unavailable; serving stored prices");
-                found
-                    .prices
-                    .extend(by_coin(stale.into_iter().map(|mut price| {
+        let (boarding, departure) = self.flights.board(&wanted, vs);
+        if let Some(departure) = departure {
+            let this = self.clone();
+            let vs = vs.to_owned();
+            tokio::spawn(async move {
+                let landed = this.fetch(&departure.coins, &vs).await;
+                this.flights.land(departure, &vs, landed);
+            });
+        }
+        let mut stale = by_coin(stale);
+        for (coins, flight) in boarding {
+            match self.flights.wait(flight).await {
+                Landed::Prices(prices) => found.prices.extend(
+                    coins
+                        .iter()
+                        .filter_map(|coin| Some((coin.clone(), prices.get(coin)?.clone()))),
+                ),
+                Landed::Unavailable(why) => {
+                    tracing::warn!(reason = %why, wanted = coins.len(), "price provider unavailable; serving stored prices");
+                    found.prices.extend(coins.iter().filter_map(|coin| {
+                        let mut price = stale.remove(coin)?;
                         price.stale = true;
-                        price
-                    })));
-                found.unavailable = Some(why);
+                        Some((coin.clone(), price))
+                    }));
+                    found.unavailable = Some(why);
+                }
+                Landed::Refused(err) => return Err(PriceError::Refused(err)),
             }
         }
         Ok(found)
+    }
+
+    /// One provider call for `coins`, its quotes stored and cached.
+    async fn fetch(&self, coins: &[String], vs: &str) -> Landed {
+        match self.ask(self.provider.markets(coins, vs)).await {
+            Ok(Ok(batch)) => match self.record(&batch.quotes, vs).await {
+                Ok(prices) => Landed::Prices(Arc::new(by_coin(prices))),
+                Err(err) => {
+                    tracing::error!(error = %err, "fetched prices could not be stored");
+                    Landed::Unavailable(format!("fetched prices could not be stored: {err}"))
+                }
+            },
+            Ok(Err(why)) => Landed::Unavailable(why),
+            Err(PriceError::Refused(err)) => Landed::Refused(err),
+            Err(other) => Landed::Unavailable(other.to_string()),
+        }
+    }
+
+    /// How many lookups are waiting for a provider call right now (for diagnostics and tests).
+    pub fn lookups_waiting(&self) -> usize {
+        self.flights.waiting()
     }
 
     /// The stored prices of `coins` in `vs`, whatever their age (older than `max_age` are
