@@ -64,6 +64,10 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
     let db = common::db::connect_and_migrate(&config.common.database).await?;
     let redis = Redis::new(&config.common.redis).context("REDIS_URL is not a valid Redis URL")?;
     tokio::spawn(redis.clone().warn_if_evicting());
+    let dependencies = tokio::spawn(common::health::watch_dependencies(
+        db.clone(),
+        redis.clone(),
+    ));
     let addr = config.addr;
     let shutdown_timeout = config.http.shutdown_timeout;
     let housekeeping = crate::housekeeping::spawn(
@@ -115,6 +119,7 @@ pub async fn serve(config: ApiConfig) -> anyhow::Result<()> {
         server.abort();
     }
     housekeeping.abort();
+    dependencies.abort();
     db.close().await;
     tracing::info!("api stopped");
     Ok(())

@@ -55,3 +55,49 @@ impl Readiness {
 pub fn word(ok: bool) -> &'static str {
     if ok { "ok" } else { "unavailable" }
 }
+
+/// How often [`watch_dependencies`] pings Postgres and Redis.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Runs forever: every [`WATCH_INTERVAL`], pings Postgres and Redis and exports what this
+/// process sees of them: `dependency_up{dependency}` (1 answered, 0 not) and
+/// `dependency_ping_seconds{dependency}` (the round trip; the timeout when it failed). Logs
+/// only changes, so an outage is one warning and one recovery line.
+pub async fn watch_dependencies(db: PgPool, redis: Redis) {
+    let mut ticks = tokio::time::interval(WATCH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_up = [true, true];
+    loop {
+        ticks.tick().await;
+        let timed =
+            |name: &'static str, started: std::time::Instant, result: Result<(), String>| {
+                (name, started.elapsed(), result)
+            };
+        let (postgres, redis_result) = tokio::join!(
+            async {
+                let started = std::time::Instant::now();
+                timed(
+                    "postgres",
+                    started,
+                    crate::db::ping(&db, CHECK_TIMEOUT).await,
+                )
+            },
+            async {
+                let started = std::time::Instant::now();
+                timed("redis", started, redis.ping(CHECK_TIMEOUT).await)
+            }
+        );
+        for (slot, (name, took, result)) in [postgres, redis_result].into_iter().enumerate() {
+            let up = result.is_ok();
+            metrics::gauge!("dependency_up", "dependency" => name).set(if up { 1.0 } else { 0.0 });
+            metrics::gauge!("dependency_ping_seconds", "dependency" => name)
+                .set(took.as_secs_f64());
+            match (was_up[slot], result) {
+                (true, Err(reason)) => tracing::warn!(%reason, "{name} stopped answering"),
+                (false, Ok(())) => tracing::info!("{name} answers again"),
+                _ => {}
+            }
+            was_up[slot] = up;
+        }
+    }
+}

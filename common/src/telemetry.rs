@@ -109,6 +109,14 @@ fn describe_metrics() {
         "db_pool_connections",
         "Postgres pool connections by state (idle, in_use, max), sampled at scrape time."
     );
+    describe_gauge!(
+        "dependency_up",
+        "Whether Postgres or Redis answered this process's last ping (every 5 s): 1 or 0."
+    );
+    describe_gauge!(
+        "dependency_ping_seconds",
+        "Round trip of this process's last ping to Postgres or Redis (the timeout if it failed)."
+    );
     describe_counter!(
         "http_requests_total",
         "HTTP requests answered, by method (standard methods, else other), route template and status."
@@ -171,6 +179,10 @@ fn describe_metrics() {
         "How long the oldest ready job has waited for a worker, by queue (sampled every 5 s)."
     );
     describe_gauge!(
+        "queue_workers",
+        "Workers consuming the queue now (with a live lease), by queue (sampled every 5 s)."
+    );
+    describe_gauge!(
         "queue_paused",
         "1 while operators have paused the queue (workers start none of its jobs), by queue."
     );
@@ -197,6 +209,10 @@ fn describe_metrics() {
     describe_counter!(
         "notifications_created_total",
         "In-app notifications written, by category."
+    );
+    describe_gauge!(
+        "upstream_budget_per_minute",
+        "Calls per minute the price provider allows all processes together (COINGECKO_CALLS_PER_MINUTE)."
     );
     describe_gauge!(
         "upstream_breaker_state",

@@ -30,6 +30,10 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
     let db = common::db::connect_and_migrate(&config.common.database).await?;
     let redis = Redis::new(&config.common.redis).context("REDIS_URL is not a valid Redis URL")?;
     tokio::spawn(redis.clone().warn_if_evicting());
+    tokio::spawn(common::health::watch_dependencies(
+        db.clone(),
+        redis.clone(),
+    ));
     let queues = QueueSet::new(&config.common.redis, &config.queue)
         .context("REDIS_URL is not a valid Redis URL")?;
     let provider = PriceProvider::from_config(&config.market, Some(redis.clone()))

@@ -84,6 +84,8 @@ struct Scope {
 
 impl Scope {
     fn new(name: &'static str, per_minute: u32, burst: u32, max_keys: usize) -> Self {
+        // Exported at 0 from the start, so dashboards and alert rules see the series.
+        metrics::counter!("rate_limited_total", "scope" => name).increment(0);
         Self {
             name,
             limiter: keyed_limiter(per_minute, burst),

@@ -239,6 +239,8 @@ impl PriceProvider {
             ProviderKind::Simulated => Ok(Self::Simulated(SimulatedProvider)),
             ProviderKind::Coingecko => {
                 let per_minute = config.coingecko_calls_per_minute;
+                metrics::gauge!("upstream_budget_per_minute", "provider" => "coingecko")
+                    .set(f64::from(per_minute));
                 // A small burst lets a refresh of several batches start at once.
                 let budget = Budget::new(
                     "coingecko",

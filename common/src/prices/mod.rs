@@ -76,6 +76,7 @@ impl Prices {
         provider: Arc<PriceProvider>,
         freshness: Freshness,
     ) -> Self {
+        metrics::counter!("price_lookups_coalesced_total").increment(0);
         Self {
             db,
             cache,

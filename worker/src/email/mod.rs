@@ -71,6 +71,10 @@ impl Mailer {
 
 /// The email job kind, sent with `mailer`.
 pub fn handlers(handlers: Handlers, mailer: Arc<Mailer>) -> Handlers {
+    for outcome in EmailOutcome::ALL.iter().copied() {
+        metrics::counter!("emails_sent_total", "outcome" => outcome.as_str()).increment(0);
+    }
+    metrics::counter!("emails_sent_total", "outcome" => "failed").increment(0);
     handlers.register(move |ctx: JobContext, job: SendEmail| {
         let mailer = mailer.clone();
         async move {

@@ -179,6 +179,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let failed = Arc::new(Notify::new());
+    register_metrics(config);
     let rows = JobRows::spawn(ctx.db.clone());
     let running = RunningJobs::default();
     let mut monitor = Monitor::new();
@@ -277,6 +278,22 @@ pub async fn run(
     outcome
 }
 
+/// Exports the job counters of the consumed queues at 0 from the start, so dashboards and alert
+/// rules see every series (a `rate()` over a series that appears mid-range misses its first
+/// increments).
+fn register_metrics(config: &WorkerConfig) {
+    for spec in &config.queues {
+        let queue = spec.queue.as_str();
+        for outcome in ["succeeded", "failed", "dead", "skipped", "cancelled"] {
+            ::metrics::counter!("jobs_completed_total", "queue" => queue, "outcome" => outcome)
+                .increment(0);
+        }
+        ::metrics::counter!("jobs_enqueued_total", "queue" => queue).increment(0);
+        ::metrics::counter!("jobs_rescued_total", "queue" => queue).increment(0);
+    }
+    ::metrics::counter!("rescue_rounds_total").increment(0);
+}
+
 /// A dead-lettered job's row becomes `dead` too (its last run never got to say so).
 async fn record_dead_letter(ctx: &JobContext, letter: DeadLetter) {
     let Ok(id) = letter.id.parse() else { return };
@@ -320,8 +337,8 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 /// Samples the queue gauges operators scale and alert on, from Redis: `queue_depth` (jobs
-/// ready and waiting), `queue_oldest_job_age_seconds` (how long the oldest of them has waited)
-/// and `queue_paused`, per queue.
+/// ready and waiting), `queue_oldest_job_age_seconds` (how long the oldest of them has waited),
+/// `queue_workers` and `queue_paused`, per queue.
 async fn sample_queues(queues: QueueSet) {
     let mut ticks = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -333,11 +350,9 @@ async fn sample_queues(queues: QueueSet) {
                     ::metrics::gauge!("queue_depth", "queue" => name).set(stats.ready as f64);
                     ::metrics::gauge!("queue_oldest_job_age_seconds", "queue" => name)
                         .set(stats.oldest_ready_age.as_secs_f64());
-                    ::metrics::gauge!("queue_paused", "queue" => name).set(if stats.paused {
-                        1.0
-                    } else {
-                        0.0
-                    });
+                    ::metrics::gauge!("queue_paused", "queue" => name)
+                        .set(f64::from(u8::from(stats.paused)));
+                    ::metrics::gauge!("queue_workers", "queue" => name).set(stats.workers as f64);
                 }
             }
             Err(err) => tracing::debug!(error = %err, "queue gauges not sampled"),
