@@ -6,10 +6,12 @@
 #   scripts/services.sh status   say whether each service answers (exit 1 if one does not)
 #   scripts/services.sh env      print the export lines for DATABASE_URL and REDIS_URL
 #   scripts/services.sh tools    install the outside tools tests use as judges when missing:
-#                                promtool (Debian's `prometheus` package) checks /metrics;
+#                                promtool and prometheus (Debian's `prometheus` package) check
+#                                /metrics, the alert rules and the dashboards' queries;
 #                                openapi-spec-validator, openapi-python-client and schemathesis
 #                                (PyPI, in a venv) and openapi-typescript (npm) check the
-#                                OpenAPI document
+#                                OpenAPI document; check-jsonschema and kubernetes-validate
+#                                (PyPI) and @kubernetes-models/keda (npm) check deployments/
 #
 # Settings (environment): PG_PORT (5432), REDIS_PORT (6379), SERVICES_WAIT_SECONDS (30),
 # COINPULSE_SERVICES_DIR (/var/tmp/coinpulse-services). The data lives outside the repo on
@@ -274,22 +276,28 @@ cmd_tools() {
 
     local venv="$TOOLS_DIR/venv"
     if [[ ! -x $venv/bin/openapi-python-client || ! -x $venv/bin/openapi-spec-validator ||
-          ! -x $venv/bin/schemathesis ]]; then
-        log "installing openapi-python-client, openapi-spec-validator and schemathesis (PyPI) into $venv"
+          ! -x $venv/bin/schemathesis || ! -x $venv/bin/check-jsonschema ||
+          ! -x $venv/bin/kubernetes-validate ]]; then
+        log "installing openapi-python-client, openapi-spec-validator, schemathesis, check-jsonschema and kubernetes-validate (PyPI) into $venv"
         mkdir -p "$TOOLS_DIR"
         python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
         # python-dateutil: the generated client imports it to read timestamps. schemathesis is
         # pinned to a major version: its checks and config format are what the tests rely on.
+        # check-jsonschema carries the compose specification's schema and kubernetes-validate
+        # the Kubernetes ones, so validating deployments/ needs no network.
         "$venv/bin/pip" install -q openapi-python-client openapi-spec-validator python-dateutil \
-            'schemathesis>=4.32,<5' || die "pip could not install the OpenAPI tools"
+            'schemathesis>=4.32,<5' check-jsonschema kubernetes-validate ||
+            die "pip could not install the OpenAPI and schema tools"
     fi
     local node="$TOOLS_DIR/node"
-    if [[ ! -x $node/node_modules/.bin/openapi-typescript ]]; then
+    if [[ ! -x $node/node_modules/.bin/openapi-typescript ||
+          ! -d $node/node_modules/@kubernetes-models/keda || ! -d $node/node_modules/yaml ]]; then
         command -v npm >/dev/null || die "npm is missing (Debian: apt-get install npm)"
-        log "installing openapi-typescript (npm) into $node"
+        log "installing openapi-typescript, @kubernetes-models/keda and yaml (npm) into $node"
         mkdir -p "$node"
-        npm install --silent --no-audit --no-fund --prefix "$node" openapi-typescript >/dev/null ||
-            die "npm could not install openapi-typescript"
+        npm install --silent --no-audit --no-fund --prefix "$node" openapi-typescript \
+            @kubernetes-models/keda yaml >/dev/null ||
+            die "npm could not install the npm tools"
     fi
 }
 

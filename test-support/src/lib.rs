@@ -368,6 +368,14 @@ pub async fn start_worker(
     RunningBinary::start(binary, &env, port, "/health/live").await
 }
 
+/// Where `scripts/services.sh tools` put the PyPI and npm tools (`COINPULSE_TOOLS_DIR`).
+pub fn tools_dir() -> std::path::PathBuf {
+    std::env::var_os("COINPULSE_TOOLS_DIR").map_or_else(
+        || std::path::PathBuf::from("/var/tmp/coinpulse-tools"),
+        std::path::PathBuf::from,
+    )
+}
+
 /// Runs `promtool check metrics` (from Debian's `prometheus` package, which
 /// `scripts/services.sh tools` installs) on a Prometheus text exposition; panics with its
 /// findings if it reports any.

@@ -6,13 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use test_support::{RunningBinary, TestDatabase, free_port, redis_prefix, workspace_binary};
-
-/// Where `scripts/services.sh tools` put the PyPI and npm tools.
-fn tools_dir() -> PathBuf {
-    std::env::var_os("COINPULSE_TOOLS_DIR")
-        .map_or_else(|| PathBuf::from("/var/tmp/coinpulse-tools"), PathBuf::from)
-}
+use test_support::{
+    RunningBinary, TestDatabase, free_port, redis_prefix, tools_dir, workspace_binary,
+};
 
 fn run(what: &str, command: &mut Command) -> String {
     let Output {
