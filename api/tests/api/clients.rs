@@ -3,7 +3,7 @@
 //! carry a new user from registration to a portfolio valuation against the real binaries.
 //! `scripts/services.sh tools` (run by `make test`) installs the tools.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use test_support::{
