@@ -197,6 +197,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
             &state.config.rate_limit,
             http,
             state.tokens.clone(),
+            state.redis.clone(),
         ))
         // Compression inside BodyLimit: BodyLimit refuses encoded request bodies, so poem's
         // Compression only ever compresses responses and never decodes a request.

@@ -56,6 +56,15 @@ pub struct ApiConfig {
     pub streams: StreamsConfig,
 }
 
+/// Where rate-limit buckets live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RateLimitBackend {
+    /// In this process's memory.
+    Local,
+    /// In Redis, shared by every API process.
+    Redis,
+}
+
 /// Live streams (SSE and WebSocket).
 #[derive(Debug, Clone, clap::Args)]
 pub struct StreamsConfig {
@@ -211,6 +220,17 @@ pub struct HttpConfig {
 /// Request rate limits (token buckets per caller).
 #[derive(Debug, Clone, clap::Args)]
 pub struct RateLimitConfig {
+    /// Where buckets live: `local` (each API process limits by itself, so N processes allow up
+    /// to N times the rate) or `redis` (one bucket per caller across every process; one round
+    /// trip per request, falling back to the local limit while Redis does not answer).
+    #[arg(
+        long = "rate-limit-backend",
+        env = "RATE_LIMIT_BACKEND",
+        value_enum,
+        default_value = "local"
+    )]
+    pub backend: RateLimitBackend,
+
     /// Sustained requests per minute per user (or per IP when anonymous).
     #[arg(
         long = "rate-limit-per-minute",

@@ -8,9 +8,14 @@
 //! their network prefix (`/64` by default): one host usually holds a whole `/64`, and keying by
 //! the full address would hand it 2^64 buckets.
 //!
-//! Limits are per process: with N API replicas a caller gets up to N times the rate, the usual
-//! trade for not putting Redis on every request's path. The per-account limit on failed
-//! password checks, which must hold across replicas, lives in Redis (`auth::lockout`).
+//! By default limits are per process: with N API replicas a caller gets up to N times the
+//! rate, the usual trade for not putting Redis on every request's path. `RATE_LIMIT_BACKEND=redis`
+//! makes them global: each check is one script (`GCRA`, the same algorithm governor uses) on
+//! Redis's clock, and the headers are the same. If Redis does not answer within
+//! [`REDIS_CHECK_TIMEOUT`], the request is checked against the local limiter instead (fail
+//! open to the per-process limit, never to no limit, and never fail the request). The
+//! per-account limit on failed password checks, which must hold across replicas, lives in
+//! Redis either way (`auth::lockout`).
 //!
 //! Memory: a key is a fixed-size value (no allocation), and a bucket that has refilled is
 //! forgotten every [`CLEANUP_INTERVAL`]. When more than `RATE_LIMIT_MAX_KEYS` callers are live
@@ -31,14 +36,59 @@ use governor::{Quota, RateLimiter};
 use poem::http::{HeaderMap, HeaderValue};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 
+use common::redis::Redis;
+
 use crate::auth::extract::{VerifiedBearer, bearer_token};
 use crate::auth::tokens::TokenKeys;
-use crate::config::{HttpConfig, RateLimitConfig};
+use crate::config::{HttpConfig, RateLimitBackend, RateLimitConfig};
 use crate::error::ApiError;
 use crate::platform::request_context::ExtraHeaders;
 
 /// How often buckets that have refilled are forgotten and the key cap is checked.
 pub const CLEANUP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The longest a request waits for the shared (Redis) bucket before the local one decides.
+pub const REDIS_CHECK_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// GCRA on Redis's clock. KEYS[1]: the bucket (its value is the theoretical arrival time, ms).
+/// ARGV: emission interval (ms per token), burst. Returns {allowed (0|1), remaining tokens,
+/// ms until the bucket is full again (allowed) or until a token is back (refused)}.
+const GCRA: &str = r#"
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local capacity = interval * burst
+if new_tat - now > capacity then
+  return {0, 0, new_tat - now - capacity}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now}
+"#;
+
+impl CallerKey {
+    /// The key's part of a Redis bucket name.
+    fn redis_suffix(&self) -> String {
+        match self {
+            CallerKey::Ip(ip) => format!("ip:{ip}"),
+            CallerKey::User(id) => format!("user:{id}"),
+            CallerKey::Unknown => "unknown".to_owned(),
+            CallerKey::Overflow => "overflow".to_owned(),
+        }
+    }
+}
+
+/// The shared buckets of `RATE_LIMIT_BACKEND=redis`.
+#[derive(Clone)]
+struct SharedBuckets {
+    redis: Redis,
+    script: Arc<redis::Script>,
+    /// Whether the last check fell back to the local limiter: an outage logs once, not once
+    /// per request.
+    failing: Arc<AtomicBool>,
+}
 
 /// Who a bucket belongs to. Fixed-size, so a key costs no allocation of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +130,9 @@ struct Scope {
     max_keys: usize,
     /// Set by the cleanup when the table is over `max_keys`.
     saturated: AtomicBool,
+    /// With `RATE_LIMIT_BACKEND=redis`: where the buckets really are (the local limiter is
+    /// then only the fallback while Redis does not answer).
+    shared: Option<SharedBuckets>,
 }
 
 impl Scope {
@@ -93,7 +146,13 @@ impl Scope {
             burst: burst.max(1),
             max_keys,
             saturated: AtomicBool::new(false),
+            shared: None,
         }
+    }
+
+    fn shared(mut self, shared: Option<SharedBuckets>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Forgets refilled buckets, then decides whether new anonymous callers must share one key.
@@ -127,8 +186,57 @@ impl Scope {
         60.0 / f64::from(self.per_minute)
     }
 
-    /// Takes one token for `key`: the headers to send, and when refused, the seconds to wait.
-    fn check(&self, key: CallerKey) -> (HeaderMap, Option<u64>) {
+    /// Takes one token for `key` from the shared bucket when there is one (the local one while
+    /// Redis does not answer): the headers to send, and when refused, the seconds to wait.
+    async fn check(&self, key: CallerKey) -> (HeaderMap, Option<u64>) {
+        if let Some(shared) = &self.shared {
+            let why =
+                match tokio::time::timeout(REDIS_CHECK_TIMEOUT, self.check_shared(shared, key))
+                    .await
+                {
+                    Ok(Ok(decision)) => {
+                        if shared.failing.swap(false, Ordering::Relaxed) {
+                            tracing::info!("shared rate limits answer again");
+                        }
+                        return decision;
+                    }
+                    Ok(Err(err)) => err.to_string(),
+                    Err(_) => format!("no answer within {} ms", REDIS_CHECK_TIMEOUT.as_millis()),
+                };
+            if !shared.failing.swap(true, Ordering::Relaxed) {
+                tracing::warn!(reason = %why, "shared rate limits unavailable; each process limits by itself until Redis answers");
+            }
+        }
+        self.check_local(key)
+    }
+
+    async fn check_shared(
+        &self,
+        shared: &SharedBuckets,
+        key: CallerKey,
+    ) -> Result<(HeaderMap, Option<u64>), redis::RedisError> {
+        let interval_ms = (60_000 / u64::from(self.per_minute)).max(1);
+        let bucket = shared
+            .redis
+            .key(&format!("ratelimit:{}:{}", self.name, key.redis_suffix()));
+        let mut conn = shared.redis.conn().await?;
+        let (allowed, remaining, wait_ms): (u8, u32, u64) = shared
+            .script
+            .key(bucket)
+            .arg(interval_ms)
+            .arg(self.burst)
+            .invoke_async(&mut conn)
+            .await?;
+        let secs = wait_ms.div_ceil(1000);
+        if allowed == 1 {
+            Ok((self.headers(remaining.min(self.burst), secs), None))
+        } else {
+            metrics::counter!("rate_limited_total", "scope" => self.name).increment(1);
+            Ok((self.headers(0, secs.max(1)), Some(secs.max(1))))
+        }
+    }
+
+    fn check_local(&self, key: CallerKey) -> (HeaderMap, Option<u64>) {
         match self.limiter.check_key(&self.admit(key)) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
@@ -171,20 +279,32 @@ impl std::fmt::Debug for RateLimit {
 }
 
 impl RateLimit {
-    /// Builds both scopes and starts the task that forgets idle callers.
-    pub fn new(limits: &RateLimitConfig, http: &HttpConfig, tokens: Arc<TokenKeys>) -> Self {
-        let general = Arc::new(Scope::new(
-            "general",
-            limits.per_minute,
-            limits.burst,
-            limits.max_keys,
-        ));
-        let auth = Arc::new(Scope::new(
-            "auth",
-            limits.auth_per_minute,
-            limits.auth_burst,
-            limits.max_keys,
-        ));
+    /// Builds both scopes (over Redis when `limits.backend` says so) and starts the task that
+    /// forgets idle callers.
+    pub fn new(
+        limits: &RateLimitConfig,
+        http: &HttpConfig,
+        tokens: Arc<TokenKeys>,
+        redis: Redis,
+    ) -> Self {
+        let shared = (limits.backend == RateLimitBackend::Redis).then(|| SharedBuckets {
+            redis,
+            script: Arc::new(redis::Script::new(GCRA)),
+            failing: Arc::default(),
+        });
+        let general = Arc::new(
+            Scope::new("general", limits.per_minute, limits.burst, limits.max_keys)
+                .shared(shared.clone()),
+        );
+        let auth = Arc::new(
+            Scope::new(
+                "auth",
+                limits.auth_per_minute,
+                limits.auth_burst,
+                limits.max_keys,
+            )
+            .shared(shared),
+        );
         spawn_cleanup(Arc::downgrade(&general), Arc::downgrade(&auth));
         Self {
             general,
@@ -311,7 +431,7 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
         if let Some(result) = verified {
             req.set_data(VerifiedBearer(result));
         }
-        let (headers, refused) = scope.check(key);
+        let (headers, refused) = scope.check(key).await;
         if let Some(retry_after_secs) = refused {
             let mut error = poem::Error::from(ApiError::RateLimited { retry_after_secs });
             error.set_data(ExtraHeaders(headers));
@@ -389,11 +509,33 @@ mod tests {
         assert_eq!(client_ip(&garbled, peer, 1), peer);
     }
 
+    #[tokio::test]
+    async fn without_redis_the_shared_backend_falls_back_to_the_local_limit() {
+        let unreachable = Redis::new(&common::config::RedisConfig {
+            // Nothing listens on port 1.
+            url: "redis://127.0.0.1:1".into(),
+            key_prefix: "test:".into(),
+            timeout: Duration::from_millis(100),
+        })
+        .expect("a valid url");
+        let scope = Scope::new("test", 60, 1, 10).shared(Some(SharedBuckets {
+            redis: unreachable,
+            script: Arc::new(redis::Script::new(GCRA)),
+            failing: Arc::default(),
+        }));
+        let caller = CallerKey::Ip(IpAddr::from([10, 0, 0, 1]));
+        let (headers, refused) = scope.check(caller).await;
+        assert!(refused.is_none(), "Redis down never fails the request");
+        assert_eq!(headers["x-ratelimit-remaining"], "0");
+        let (_, refused) = scope.check(caller).await;
+        assert!(refused.is_some(), "the local bucket still limits");
+    }
+
     #[test]
     fn a_full_table_sends_new_anonymous_callers_to_one_bucket() {
         let scope = Scope::new("test", 60, 1, 2);
         for last in 1..=3u8 {
-            let (_, refused) = scope.check(CallerKey::Ip(IpAddr::from([10, 0, 0, last])));
+            let (_, refused) = scope.check_local(CallerKey::Ip(IpAddr::from([10, 0, 0, last])));
             assert!(refused.is_none());
         }
         scope.clean();
@@ -403,8 +545,8 @@ mod tests {
         assert_eq!(scope.admit(stranger), CallerKey::Overflow);
         let user = CallerKey::User(uuid::Uuid::nil());
         assert_eq!(scope.admit(user), user, "users keep their own bucket");
-        let (_, first) = scope.check(stranger);
-        let (_, second) = scope.check(CallerKey::Ip(IpAddr::from([10, 0, 0, 100])));
+        let (_, first) = scope.check_local(stranger);
+        let (_, second) = scope.check_local(CallerKey::Ip(IpAddr::from([10, 0, 0, 100])));
         assert!(first.is_none());
         assert!(second.is_some(), "the overflow bucket is shared");
     }

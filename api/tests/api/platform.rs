@@ -290,3 +290,56 @@ async fn password_changes_count_in_the_auth_scope_per_user() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn the_redis_backend_limits_a_client_across_api_processes_with_the_same_headers() {
+    // Two API processes sharing one Redis (the same key prefix), as replicas do.
+    let prefix = test_support::redis_prefix();
+    let configure = |config: &mut api::config::ApiConfig| {
+        config.rate_limit.backend = api::config::RateLimitBackend::Redis;
+        config.rate_limit.auth_per_minute = 2;
+        config.rate_limit.auth_burst = 2;
+        config.http.trusted_proxy_hops = 1;
+        config.common.redis.key_prefix = prefix.clone();
+    };
+    let first_process = TestApp::spawn_with(configure).await;
+    let second_process = TestApp::spawn_with(configure).await;
+    async fn login(app: &TestApp, ip: &'static str) -> crate::helpers::Reply {
+        let response = app
+            .client
+            .post("/api/v1/auth/login")
+            .header("x-forwarded-for", ip)
+            .body_json(&json!({"email": "x@example.com", "password": "whatever-123"}))
+            .send()
+            .await;
+        TestApp::reply(response).await
+    }
+    let first = login(&first_process, "203.0.113.7").await;
+    assert_eq!(first.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(first.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("1"));
+    assert!(first.header("x-ratelimit-reset").is_some());
+    let second = login(&second_process, "203.0.113.7").await;
+    assert_eq!(second.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        second.header("x-ratelimit-remaining"),
+        Some("0"),
+        "the other process took from the same bucket"
+    );
+
+    let refused = login(&first_process, "203.0.113.7").await;
+    refused.assert_problem(429, "RATE_LIMITED");
+    let retry_after: u64 = refused
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=30).contains(&retry_after), "retry after {retry_after}");
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
+
+    let other = login(&second_process, "198.51.100.9").await;
+    assert_eq!(
+        other.status,
+        StatusCode::UNAUTHORIZED,
+        "another client is not affected"
+    );
+}
