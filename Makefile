@@ -18,7 +18,7 @@ REDIS_URL ?= redis://127.0.0.1:$(REDIS_PORT)
 # test and lint never need Postgres to compile. `make sqlx-prepare` regenerates that data.
 export SQLX_OFFLINE ?= true
 
-.PHONY: help services-up services-down test-tools build run test lint fmt sqlx-prepare bench ci
+.PHONY: help services-up services-down test-tools build run test lint deny fmt sqlx-prepare bench ci
 
 help: ## List the targets
 	@echo "usage: make TARGET"
@@ -46,6 +46,9 @@ test: services-up test-tools ## Run all tests against the local services (extra 
 lint: ## Check formatting, then clippy with warnings as errors
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+
+deny: ## Check dependency licenses, bans and sources against deny.toml (installs cargo-deny when missing)
+	scripts/deny.sh
 
 fmt: ## Format all crates
 	cargo fmt --all
