@@ -15,12 +15,11 @@ use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::context::WorkerContext;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
-use crate::client::{Claimed, Claims, NewJob, RedisQueue, Settlement};
+use crate::client::{Claimed, Claims, Conn, NewJob, RedisQueue, Settlement};
 use crate::error::QueueError;
 use crate::layer::AckLayer;
 
@@ -91,7 +90,7 @@ pub struct RedisBackend<Args> {
     prefetch: usize,
     buffer: VecDeque<Claimed>,
     fetch: Option<BoxFuture<'static, Result<Vec<Claimed>, QueueError>>>,
-    blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    blocking: Arc<tokio::sync::Mutex<Option<Conn>>>,
     background: Vec<JoinHandle<()>>,
     closing: Option<BoxFuture<'static, ()>>,
     push_buffer: Vec<NewJob>,
@@ -223,7 +222,7 @@ const PAUSED_POLL: Duration = Duration::from_millis(250);
 async fn next_claims(
     queue: RedisQueue,
     worker: Arc<str>,
-    blocking: Arc<tokio::sync::Mutex<Option<MultiplexedConnection>>>,
+    blocking: Arc<tokio::sync::Mutex<Option<Conn>>>,
     prefetch: usize,
 ) -> Result<Vec<Claimed>, QueueError> {
     let config = queue.config().clone();

@@ -30,9 +30,62 @@ pub struct RedisQueue {
 struct Inner {
     config: QueueConfig,
     base: String,
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    client: Client,
+    conn: OnceCell<Conn>,
     scripts: Scripts,
+}
+
+/// One Redis server, or a Redis Cluster.
+enum Client {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// A connection to the queue's Redis: commands go to the server, or (cluster) to the node
+/// that serves the queue's slot. Every key of one queue shares the hash tag `{name}`, so every
+/// script and the blocking move touch one slot, on one node.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// Reconnects by itself; shared by a process's operations on the queue.
+    Managed(ConnectionManager),
+    /// A connection of its own (blocking commands).
+    Multiplexed(MultiplexedConnection),
+    /// A cluster connection (routes by key, follows slot moves).
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Conn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Managed(conn) => conn.req_packed_command(cmd),
+            Conn::Multiplexed(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Managed(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Multiplexed(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Managed(conn) => conn.get_db(),
+            Conn::Multiplexed(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 struct Scripts {
@@ -177,17 +230,36 @@ pub(crate) enum Settlement {
 }
 
 impl RedisQueue {
-    /// A handle on queue `config.name`; validates the URL, connects on first use.
+    /// A handle on queue `config.name` on one Redis server; validates the URL, connects on
+    /// first use.
     pub fn new(redis_url: &str, config: QueueConfig) -> Result<Self, QueueError> {
-        Ok(Self {
+        Ok(Self::with_client(
+            Client::Single(redis::Client::open(redis_url)?),
+            config,
+        ))
+    }
+
+    /// A handle on queue `config.name` on a Redis Cluster reached through any of `nodes`
+    /// (URLs); validates them, connects on first use.
+    pub fn cluster(nodes: &[String], config: QueueConfig) -> Result<Self, QueueError> {
+        Ok(Self::with_client(
+            Client::Cluster(Box::new(redis::cluster::ClusterClient::new(
+                nodes.iter().map(String::as_str),
+            )?)),
+            config,
+        ))
+    }
+
+    fn with_client(client: Client, config: QueueConfig) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 base: config.base_key(),
-                client: redis::Client::open(redis_url)?,
+                client,
                 conn: OnceCell::new(),
                 scripts: Scripts::new(),
                 config,
             }),
-        })
+        }
     }
 
     /// The queue's settings.
@@ -200,33 +272,57 @@ impl RedisQueue {
         &self.inner.config.name
     }
 
-    pub(crate) async fn conn(&self) -> Result<ConnectionManager, QueueError> {
+    pub(crate) async fn conn(&self) -> Result<Conn, QueueError> {
         let timeout = self.inner.config.response_timeout;
-        let manager = self
+        let conn = self
             .inner
             .conn
             .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout))
-                    .set_number_of_retries(1);
-                ConnectionManager::new_with_config(self.inner.client.clone(), config).await
+                Ok::<_, redis::RedisError>(match &self.inner.client {
+                    Client::Single(client) => {
+                        let config = ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(timeout))
+                            .set_response_timeout(Some(timeout))
+                            .set_number_of_retries(1);
+                        Conn::Managed(
+                            ConnectionManager::new_with_config(client.clone(), config).await?,
+                        )
+                    }
+                    Client::Cluster(client) => {
+                        let config = redis::cluster::ClusterConfig::new()
+                            .set_connection_timeout(timeout)
+                            .set_response_timeout(timeout);
+                        Conn::Cluster(client.get_async_connection_with_config(config).await?)
+                    }
+                })
             })
             .await?;
-        Ok(manager.clone())
+        Ok(conn.clone())
     }
 
-    /// A connection of its own for blocking commands: no response timeout, since a blocking
-    /// move legitimately waits, and not shared, since it would hold up every other command.
-    pub(crate) async fn blocking_conn(&self) -> Result<MultiplexedConnection, QueueError> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.inner.config.response_timeout))
-            .set_response_timeout(None);
-        Ok(self
-            .inner
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?)
+    /// A connection of its own for blocking commands: a response timeout above the longest
+    /// block, since a blocking move legitimately waits, and not shared, since it would hold up
+    /// every other command.
+    pub(crate) async fn blocking_conn(&self) -> Result<Conn, QueueError> {
+        let config = &self.inner.config;
+        Ok(match &self.inner.client {
+            Client::Single(client) => {
+                let settings = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(config.response_timeout))
+                    .set_response_timeout(None);
+                Conn::Multiplexed(
+                    client
+                        .get_multiplexed_async_connection_with_config(&settings)
+                        .await?,
+                )
+            }
+            Client::Cluster(client) => {
+                let settings = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(config.response_timeout)
+                    .set_response_timeout(config.block_timeout + config.response_timeout * 2);
+                Conn::Cluster(client.get_async_connection_with_config(settings).await?)
+            }
+        })
     }
 
     pub(crate) fn ready_key(&self) -> String {
@@ -248,7 +344,7 @@ impl RedisQueue {
         let mut added = 0;
         for chunk in jobs.chunks(ENQUEUE_CHUNK) {
             let mut invocation = self.inner.scripts.enqueue.prepare_invoke();
-            invocation.arg(&self.inner.base);
+            invocation.key(&self.inner.base).arg(&self.inner.base);
             for job in chunk {
                 invocation
                     .arg(&job.id)
@@ -269,7 +365,7 @@ impl RedisQueue {
         let mut missing = Vec::new();
         for chunk in ids.chunks(ENQUEUE_CHUNK) {
             let mut invocation = self.inner.scripts.locate.prepare_invoke();
-            invocation.arg(&self.inner.base);
+            invocation.key(&self.inner.base).arg(&self.inner.base);
             for id in chunk {
                 invocation.arg(id);
             }
@@ -294,6 +390,7 @@ impl RedisQueue {
             .scripts
             .stats
             .prepare_invoke()
+            .key(&self.inner.base)
             .arg(&self.inner.base)
             .invoke_async(&mut conn)
             .await?;
@@ -347,7 +444,7 @@ impl RedisQueue {
         let mut total = 0;
         for chunk in ids.chunks(ENQUEUE_CHUNK) {
             let mut invocation = script.prepare_invoke();
-            invocation.arg(&self.inner.base);
+            invocation.key(&self.inner.base).arg(&self.inner.base);
             for id in chunk {
                 invocation.arg(id);
             }
@@ -370,6 +467,7 @@ impl RedisQueue {
             .scripts
             .claim
             .prepare_invoke()
+            .key(&self.inner.base)
             .arg(&self.inner.base)
             .arg(worker)
             .arg(self.inner.config.lease.as_millis() as u64)
@@ -400,6 +498,7 @@ impl RedisQueue {
             .scripts
             .ack
             .prepare_invoke()
+            .key(&self.inner.base)
             .arg(&self.inner.base)
             .arg(worker)
             .arg(id)
@@ -421,6 +520,7 @@ impl RedisQueue {
             .scripts
             .heartbeat
             .prepare_invoke()
+            .key(&self.inner.base)
             .arg(&self.inner.base)
             .arg(worker)
             .arg(self.inner.config.lease.as_millis() as u64)
@@ -439,6 +539,7 @@ impl RedisQueue {
                 .scripts
                 .promote
                 .prepare_invoke()
+                .key(&self.inner.base)
                 .arg(&self.inner.base)
                 .arg(PROMOTE_CHUNK)
                 .invoke_async(&mut conn)
@@ -460,6 +561,7 @@ impl RedisQueue {
                 .scripts
                 .reap
                 .prepare_invoke()
+                .key(&self.inner.base)
                 .arg(&self.inner.base)
                 .arg(10)
                 .invoke_async(&mut conn)
@@ -480,6 +582,7 @@ impl RedisQueue {
             .scripts
             .release
             .prepare_invoke()
+            .key(&self.inner.base)
             .arg(&self.inner.base)
             .arg(worker)
             .arg(linger.as_millis() as u64)

@@ -53,9 +53,10 @@ impl QueueConfig {
         }
     }
 
-    /// The common beginning of this queue's keys.
+    /// The common beginning of this queue's keys. The name is a hash tag (`{name}`): on a
+    /// Redis Cluster every key of one queue is in one slot, so each script runs on one node.
     pub(crate) fn base_key(&self) -> String {
-        format!("{}queue:{}:", self.key_prefix, self.name)
+        format!("{}queue:{{{}}}:", self.key_prefix, self.name)
     }
 }
 

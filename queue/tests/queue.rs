@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use apalis::prelude::*;
 use queue::{Backoff, DeadLetter, Delivery, NewJob, QueueConfig, RedisBackend, RedisQueue};
 use serde::{Deserialize, Serialize};
-use test_support::{redis_prefix, redis_url, wait_until};
+use test_support::{redis_prefix, wait_until};
 use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,8 +69,36 @@ fn config(name: &str) -> QueueConfig {
     config
 }
 
+/// How this suite reaches Redis: one server. `tests/cluster.rs` runs the same tests on a
+/// Redis Cluster by including this file beside a `backend` of its own (the suite always calls
+/// `crate::backend`, so this one is unused there).
+#[allow(dead_code)]
+mod backend {
+    use queue::{QueueConfig, RedisQueue};
+    use test_support::redis_url;
+
+    /// A queue client.
+    pub fn connect(config: QueueConfig) -> RedisQueue {
+        RedisQueue::new(&redis_url(), config).expect("valid url")
+    }
+
+    /// A connection for raw commands on one queue's keys.
+    pub async fn conn() -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .expect("valid url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to Redis")
+    }
+
+    /// Every server holding keys.
+    pub fn nodes() -> Vec<String> {
+        vec![redis_url()]
+    }
+}
+
 fn queue(config: QueueConfig) -> RedisQueue {
-    RedisQueue::new(&redis_url(), config).expect("valid url")
+    crate::backend::connect(config)
 }
 
 async fn handle(
@@ -436,7 +464,7 @@ async fn a_backlog_of_50_000_ready_jobs_drains() {
 #[tokio::test]
 async fn fifty_thousand_delayed_jobs_falling_due_at_once_drain() {
     let config = config("delayed");
-    let delayed_key = format!("{}queue:{}:delayed", config.key_prefix, config.name);
+    let delayed_key = format!("{}queue:{{{}}}:delayed", config.key_prefix, config.name);
     let queue = queue(config);
     let runs = Runs::default();
     // Due an hour ahead, so however slowly the push goes none falls due before it is counted;
@@ -448,11 +476,7 @@ async fn fifty_thousand_delayed_jobs_falling_due_at_once_drain() {
         queue.stats().await.expect("queue operation").scheduled,
         50_000
     );
-    let client = redis::Client::open(redis_url()).expect("valid url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to Redis");
+    let mut conn = crate::backend::conn().await;
     let moved: u64 = redis::cmd("ZUNIONSTORE")
         .arg(&delayed_key)
         .arg(1)
@@ -466,24 +490,28 @@ async fn fifty_thousand_delayed_jobs_falling_due_at_once_drain() {
     drain_with_two_workers(&queue, 50_000, &runs).await;
 }
 
-/// Deletes every key of `queue`'s Redis prefix, as a restart without persistence would.
+/// Deletes every key of `queue`'s Redis prefix on every server, as a restart without
+/// persistence would.
 async fn lose_everything(prefix: &str) {
-    let client = redis::Client::open(redis_url()).expect("valid url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to Redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    if !keys.is_empty() {
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
+    for node in crate::backend::nodes() {
+        let mut conn = redis::Client::open(node)
+            .expect("valid url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to Redis");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
             .query_async(&mut conn)
             .await
-            .expect("delete");
+            .expect("keys");
+        // One at a time: on a cluster node, keys of different slots cannot go in one DEL.
+        for key in keys {
+            let _: () = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .expect("delete");
+        }
     }
 }
 

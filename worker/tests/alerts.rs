@@ -444,7 +444,7 @@ async fn forced_redelivery_of_every_job_in_the_chain_writes_nothing_twice() {
         .expect("redis");
     for (id, queue) in queued {
         let _: i64 = redis::cmd("DEL")
-            .arg(format!("{}queue:{queue}:job:{id}", stack.prefix))
+            .arg(format!("{}queue:{{{queue}}}:job:{id}", stack.prefix))
             .query_async(&mut redis)
             .await
             .expect("forget the job");

@@ -112,7 +112,7 @@ async fn a_paused_queue_accepts_jobs_but_starts_none_until_resumed_even_after_re
 
     // Redis loses the flag (a restart without persistence): the rescuer puts it back from
     // the record before anything runs.
-    let flag = format!("{}queue:bulk_fetch:paused", stack.prefix);
+    let flag = format!("{}queue:{{bulk_fetch}}:paused", stack.prefix);
     let mut redis = redis_conn(&stack).await;
     let _: () = redis::cmd("DEL")
         .arg(&flag)
