@@ -14,14 +14,21 @@ async fn main() -> std::process::ExitCode {
     let cli: Cli = common::config::parse_or_exit();
     common::config::exit_on_problems(&cli.config.problems());
     let common = &cli.config.common;
-    common::telemetry::init_tracing(common.effective_log_format(), &common.log_filter);
+    let spans = common::telemetry::init_tracing(
+        common.effective_log_format(),
+        &common.log_filter,
+        &common.tracing,
+        "coinpulse-api",
+    );
 
-    match run(cli).await {
+    let code = match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "api failed");
             eprintln!("api: {err:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    spans.shut_down();
+    code
 }

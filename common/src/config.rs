@@ -68,6 +68,43 @@ pub struct CommonConfig {
 
     #[command(flatten)]
     pub redis: RedisConfig,
+
+    #[command(flatten)]
+    pub tracing: TracingConfig,
+}
+
+/// Distributed tracing: spans exported over OTLP/HTTP when an endpoint is set (none by
+/// default: no exporter, no overhead).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TracingConfig {
+    /// OTLP/HTTP collector base URL (e.g. `http://otel-collector:4318`); spans go to
+    /// `{endpoint}/v1/traces`. Unset: spans are not exported.
+    #[arg(long = "otlp-endpoint", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP encoding: `http/protobuf` or `http/json`.
+    #[arg(
+        long = "otlp-protocol",
+        env = "OTEL_EXPORTER_OTLP_PROTOCOL",
+        value_enum,
+        default_value = "http/protobuf"
+    )]
+    pub otlp_protocol: OtlpProtocol,
+
+    /// The `service.name` of exported spans; defaults to `coinpulse-api` / `coinpulse-worker`.
+    #[arg(long = "otel-service-name", env = "OTEL_SERVICE_NAME")]
+    pub service_name: Option<String>,
+}
+
+/// How spans are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpProtocol {
+    /// Protocol buffers (the OTLP default).
+    #[value(name = "http/protobuf")]
+    HttpProtobuf,
+    /// JSON.
+    #[value(name = "http/json")]
+    HttpJson,
 }
 
 impl CommonConfig {

@@ -20,6 +20,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod trace_context;
 
 /// The version of this build, as reported by `/health` and `coinpulse_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

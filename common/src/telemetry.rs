@@ -7,11 +7,13 @@
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::LogFormat;
+use crate::config::{LogFormat, TracingConfig};
+use crate::trace_context::SpanExport;
 
 /// Buckets for HTTP latencies: most requests take a few milliseconds, slow ones seconds.
 const HTTP_BUCKETS: &[f64] = &[
@@ -34,12 +36,29 @@ const JOB_WAIT_BUCKETS: &[f64] = &[
 /// Buckets for calls to upstream HTTP APIs (price providers, SMTP).
 const UPSTREAM_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Installs the global tracing subscriber.
+/// Installs the global tracing subscriber: logs in `format`, and spans exported over OTLP
+/// when `tracing` names an endpoint (as `service_name` unless configured otherwise).
 ///
 /// `filter` uses `RUST_LOG` syntax. Calling it again (as tests do) keeps the first subscriber.
-pub fn init_tracing(format: LogFormat, filter: &str) {
+/// Keep the returned handle and call [`SpanExport::shut_down`] before exiting.
+pub fn init_tracing(
+    format: LogFormat,
+    filter: &str,
+    tracing: &TracingConfig,
+    service_name: &str,
+) -> SpanExport {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
+    let (otel, export) = match crate::trace_context::layer(tracing, service_name) {
+        Ok(built) => built,
+        Err(err) => {
+            eprintln!("tracing: spans will not be exported: {err}");
+            (None, SpanExport::default())
+        }
+    };
+    // Each layer filters for itself: `RUST_LOG` decides what is logged, while exported spans
+    // are the INFO-level ones (requests, jobs, upstream calls) whatever the log level.
+    let registry =
+        tracing_subscriber::registry().with(otel.map(|layer| layer.with_filter(LevelFilter::INFO)));
     // `try_init` fails only when a subscriber is already set, which is fine.
     let _ = match format {
         LogFormat::Json => registry
@@ -48,13 +67,19 @@ pub fn init_tracing(format: LogFormat, filter: &str) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_filter(filter),
             )
             .try_init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().compact())
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_filter(filter),
+            )
             .try_init(),
     };
+    export
 }
 
 /// Installs the Prometheus recorder (once per process) and returns the handle that renders

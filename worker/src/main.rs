@@ -16,16 +16,20 @@ async fn main() -> ExitCode {
     }
     let config: WorkerConfig = common::config::parse_or_exit();
     common::config::exit_on_problems(&config.problems());
-    common::telemetry::init_tracing(
+    let spans = common::telemetry::init_tracing(
         config.common.effective_log_format(),
         &config.common.log_filter,
+        &config.common.tracing,
+        "coinpulse-worker",
     );
-    match worker::run(config).await {
+    let code = match worker::run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "worker failed");
             eprintln!("worker: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    spans.shut_down();
+    code
 }

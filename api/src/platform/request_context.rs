@@ -124,6 +124,15 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             method = %method,
             path = %path,
         );
+        // A caller's trace (W3C `traceparent`) continues here; with spans exported, this
+        // request's span and everything under it (and the jobs it enqueues) join it.
+        if let Some(traceparent) = req
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+        {
+            common::trace_context::continue_trace(&span, traceparent);
+        }
         metrics::gauge!("http_requests_in_flight").increment(1.0);
 
         let deadline = self.timeout;

@@ -78,8 +78,8 @@ pub async fn insert<J: JobArgs>(
     let args = serde_json::to_value(args).map_err(|err| sqlx::Error::Encode(err.into()))?;
     sqlx::query_as!(
         JobRow,
-        r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
-           VALUES ($1, $2, $3, $4, $5, $6)
+        r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload, traceparent)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)
            RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                      status AS "status: JobStatus", attempts, max_attempts, payload AS args,
                      result, error, created_at, updated_at, started_at, finished_at"#,
@@ -89,6 +89,7 @@ pub async fn insert<J: JobArgs>(
         J::QUEUE as Queue,
         J::MAX_ATTEMPTS,
         args,
+        crate::trace_context::current_traceparent(),
     )
     .fetch_one(db)
     .await
@@ -106,8 +107,8 @@ pub async fn insert_once<J: JobArgs>(
     let args = serde_json::to_value(args).map_err(|err| sqlx::Error::Encode(err.into()))?;
     sqlx::query_as!(
         JobRow,
-        r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
-           VALUES ($1, NULL, $2, $3, $4, $5)
+        r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload, traceparent)
+           VALUES ($1, NULL, $2, $3, $4, $5, $6)
            ON CONFLICT (id) DO NOTHING
            RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                      status AS "status: JobStatus", attempts, max_attempts, payload AS args,
@@ -117,6 +118,7 @@ pub async fn insert_once<J: JobArgs>(
         J::QUEUE as Queue,
         J::MAX_ATTEMPTS,
         args,
+        crate::trace_context::current_traceparent(),
     )
     .fetch_optional(db)
     .await
@@ -141,8 +143,8 @@ pub async fn insert_many_once<J: JobArgs>(
     }
     sqlx::query_as!(
         JobRow,
-        r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload)
-           SELECT id, NULL, $2, $3, $4, payload FROM unnest($1::uuid[], $5::jsonb[]) AS j(id, payload)
+        r#"INSERT INTO jobs (id, user_id, kind, queue, max_attempts, payload, traceparent)
+           SELECT id, NULL, $2, $3, $4, payload, $6 FROM unnest($1::uuid[], $5::jsonb[]) AS j(id, payload)
            ON CONFLICT (id) DO NOTHING
            RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                      status AS "status: JobStatus", attempts, max_attempts, payload AS args,
@@ -152,6 +154,7 @@ pub async fn insert_many_once<J: JobArgs>(
         J::QUEUE as Queue,
         J::MAX_ATTEMPTS,
         &payloads,
+        crate::trace_context::current_traceparent(),
     )
     .fetch_all(db)
     .await
@@ -350,6 +353,8 @@ pub struct StartedJob {
     pub user_id: Option<Uuid>,
     /// When it was accepted.
     pub created_at: DateTime<Utc>,
+    /// The trace it was accepted in (W3C `traceparent`), to continue.
+    pub traceparent: Option<String>,
 }
 
 /// Moves each job to `running` for its attempt, unless it is final (succeeded, cancelled,
@@ -373,7 +378,7 @@ pub async fn start_attempts(
             r#"UPDATE jobs
              SET status = 'running', attempts = $2, started_at = now(), updated_at = now()
              WHERE id = $1 AND status IN ('queued', 'failed', 'running') AND attempts < $2
-             RETURNING kind AS "kind: JobKind", user_id, created_at"#,
+             RETURNING kind AS "kind: JobKind", user_id, created_at, traceparent"#,
             only.id,
             only.attempt,
         )
@@ -391,7 +396,8 @@ pub async fn start_attempts(
            FROM unnest($1::uuid[], $2::int4[]) AS b(id, attempt)
            WHERE j.id = b.id AND j.status IN ('queued', 'failed', 'running')
              AND j.attempts < b.attempt
-           RETURNING j.id, j.attempts, j.kind AS "kind: JobKind", j.user_id, j.created_at"#,
+           RETURNING j.id, j.attempts, j.kind AS "kind: JobKind", j.user_id, j.created_at,
+                     j.traceparent"#,
         &ids,
         &numbers,
     )
@@ -408,6 +414,7 @@ pub async fn start_attempts(
                 kind: row.kind,
                 user_id: row.user_id,
                 created_at: row.created_at,
+                traceparent: row.traceparent,
             };
             (attempt, job)
         })
@@ -532,7 +539,7 @@ pub async fn dead_letter(
                  'attempt', GREATEST(attempts, $2), 'error', $3::text, 'at', now())), 'lax $[last - 19 to last]'),
              finished_at = now(), updated_at = now()
          WHERE id = $1 AND status NOT IN ('succeeded', 'cancelled', 'dead')
-         RETURNING kind AS "kind: JobKind", user_id, created_at"#,
+         RETURNING kind AS "kind: JobKind", user_id, created_at, traceparent"#,
         id,
         attempts,
         error,

@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use rust_decimal::Decimal;
 use serde::Deserialize;
+use tracing::Instrument;
 
 use super::breaker::Breaker;
 use super::budget::Budget;
@@ -174,7 +175,14 @@ impl CoinGecko {
             }
             self.budget.acquire().await;
             let started = Instant::now();
-            let outcome = self.http.get(&url).query(query).send().await;
+            let span = tracing::info_span!("upstream_request", provider = PROVIDER, path, attempt);
+            let outcome = self
+                .http
+                .get(&url)
+                .query(query)
+                .send()
+                .instrument(span)
+                .await;
             metrics::histogram!("upstream_request_duration_seconds", "provider" => PROVIDER)
                 .record(started.elapsed().as_secs_f64());
             let response = match outcome {

@@ -48,6 +48,7 @@ impl Transport {
     }
 
     /// Hands `message` over; `file_stem` names the outbox file.
+    #[tracing::instrument(name = "email_send", skip_all, fields(transport = self.name()))]
     pub async fn send(&self, message: &Message, file_stem: &str) -> Result<(), SendError> {
         match self {
             Self::Smtp(smtp) => match smtp.send(message.clone()).await {

@@ -17,6 +17,7 @@ use queue::Delivery;
 use serde_json::{Value, json};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use sqlx::PgPool;
@@ -147,6 +148,18 @@ where
                 shared.metrics.completed("skipped");
                 return Ok(Value::Null);
             };
+            // The job's own span, continuing the trace it was accepted in: one trace runs
+            // request → queue → job → upstream call or email.
+            let span = tracing::info_span!(
+                "job",
+                job_id = %job_id,
+                kind = started.kind.as_str(),
+                queue = &*delivery.queue,
+                attempt = attempt.attempt,
+            );
+            if let Some(traceparent) = &started.traceparent {
+                common::trace_context::continue_trace(&span, traceparent);
+            }
             shared.metrics.started(delivery.wait());
             shared
                 .announce(&started, attempt, JobStatus::Running)
@@ -156,13 +169,13 @@ where
             let result = match registered {
                 Some((registration, mut stopped)) => {
                     let finished = tokio::select! {
-                        result = inner.call(task) => Some(result),
+                        result = inner.call(task).instrument(span) => Some(result),
                         Ok(()) = &mut stopped => None,
                     };
                     drop(registration);
                     finished
                 }
-                None => Some(inner.call(task).await),
+                None => Some(inner.call(task).instrument(span).await),
             };
             shared.metrics.finished(began.elapsed());
             let Some(result) = result.map(|result| result.map_err(Into::into)) else {

@@ -161,6 +161,11 @@ impl Stack {
     }
 
     pub async fn start_with_redis(redis_url: String) -> Self {
+        Self::start_with(redis_url, &[]).await
+    }
+
+    /// The stack with extra settings for the api.
+    pub async fn start_with(redis_url: String, api_settings: &[(&str, String)]) -> Self {
         let db = TestDatabase::create().await;
         let prefix = redis_prefix();
         let (upstream, upstream_url) = start_upstream().await;
@@ -176,6 +181,8 @@ impl Stack {
             ("PRICE_PROVIDER", "coingecko".into()),
             ("COINGECKO_BASE_URL", upstream_url.clone()),
         ];
+        let mut env = env;
+        env.extend(api_settings.iter().cloned());
         let api = RunningBinary::start(&workspace_binary("api"), &env, port, "/health/live").await;
         let registered: Value = http_client()
             .post(format!("{}/api/v1/auth/register", api.base_url))
