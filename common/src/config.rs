@@ -177,6 +177,18 @@ pub struct RedisConfig {
     /// Bound on connecting to Redis and on each command's response.
     #[arg(id = "redis_timeout", long = "redis-timeout", env = "REDIS_TIMEOUT", default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: Duration,
+
+    /// The job queues on a Redis Cluster instead of `REDIS_URL`: comma-separated node URLs
+    /// (any of the cluster's nodes; the rest are discovered). Caches, events and locks stay on
+    /// `REDIS_URL`. Api and workers must agree.
+    #[arg(
+        long = "queue-redis-cluster-nodes",
+        env = "QUEUE_REDIS_CLUSTER_NODES",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "URLS"
+    )]
+    pub queue_cluster_nodes: Vec<Secret<String>>,
 }
 
 /// Parses durations written like `15m`, `7d`, `250ms` or `1h 30m`.

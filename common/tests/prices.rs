@@ -120,6 +120,7 @@ async fn setup(max_age: &str) -> Setup {
         url: redis_url().as_str().into(),
         key_prefix: redis_prefix(),
         timeout: Duration::from_secs(2),
+        queue_cluster_nodes: Vec::new(),
     })
     .expect("redis");
     let service = |config: MarketConfig| {

@@ -43,6 +43,7 @@ impl Stack {
             url: redis_url().as_str().into(),
             key_prefix: prefix.clone(),
             timeout: Duration::from_secs(2),
+            queue_cluster_nodes: Vec::new(),
         };
         let queues = QueueSet::new(&redis, &QueueDefaults::default()).expect("queues");
         let smtp = SmtpServer::start().await;

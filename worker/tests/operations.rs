@@ -389,3 +389,51 @@ async fn operators_find_retry_and_discard_dead_jobs_and_every_action_is_audited(
     .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn the_binaries_run_their_queues_on_a_redis_cluster() {
+    let nodes = test_support::redis_cluster().join(",");
+    let stack = Stack::start_with(
+        test_support::redis_url(),
+        &[("QUEUE_REDIS_CLUSTER_NODES", nodes.clone())],
+    )
+    .await;
+    let _worker = stack
+        .start_worker(&[("QUEUE_REDIS_CLUSTER_NODES", nodes.as_str())])
+        .await;
+    let admin = admin_token(&stack).await;
+
+    let id = stack.bulk(&coins(&["bitcoin"])).await;
+    stack
+        .wait_for_status(&id, "succeeded", Duration::from_secs(20))
+        .await;
+
+    // Operations work on the cluster too: a paused queue starts nothing until resumed.
+    let (status, _) = post(
+        &stack,
+        &admin,
+        "/api/v1/admin/queues/bulk_fetch/pause",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let held = stack.bulk(&coins(&["ethereum"])).await;
+    wait_until(
+        "the held job to be ready on the cluster",
+        Duration::from_secs(15),
+        || async { bulk_queue(&stack, &admin).await["depth"] == 1 },
+    )
+    .await;
+    assert_eq!(stack.job(&held).await["status"], "queued");
+    let (status, _) = post(
+        &stack,
+        &admin,
+        "/api/v1/admin/queues/bulk_fetch/resume",
+        json!(null),
+    )
+    .await;
+    assert_eq!(status, 200);
+    stack
+        .wait_for_status(&held, "succeeded", Duration::from_secs(20))
+        .await;
+}

@@ -35,6 +35,7 @@ async fn a_panic_is_a_failed_attempt_not_a_dead_worker() {
         url: redis_url().as_str().into(),
         key_prefix: redis_prefix(),
         timeout: Duration::from_secs(2),
+        queue_cluster_nodes: Vec::new(),
     };
     let settings = QueueDefaults {
         retry_base: Duration::from_millis(50),

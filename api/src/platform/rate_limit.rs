@@ -516,6 +516,7 @@ mod tests {
             url: "redis://127.0.0.1:1".into(),
             key_prefix: "test:".into(),
             timeout: Duration::from_millis(100),
+            queue_cluster_nodes: Vec::new(),
         })
         .expect("a valid url");
         let scope = Scope::new("test", 60, 1, 10).shared(Some(SharedBuckets {

@@ -178,6 +178,7 @@ async fn main() -> anyhow::Result<()> {
         url: config.common.redis.url.clone(),
         key_prefix: prefix.clone(),
         timeout: Duration::from_secs(2),
+        queue_cluster_nodes: Vec::new(),
     })?;
     let queues = QueueSet::new(&config.common.redis, &QueueDefaults::default())?;
     let provider = PriceProvider::from_config(&config.market, None)?;

@@ -419,6 +419,7 @@ impl Env {
             url: self.settings.redis_url.as_str().into(),
             key_prefix,
             timeout: Duration::from_secs(2),
+            queue_cluster_nodes: Vec::new(),
         }
     }
 
@@ -813,6 +814,7 @@ async fn main() -> anyhow::Result<()> {
         url: settings.redis_url.as_str().into(),
         key_prefix: prefix.clone(),
         timeout: Duration::from_secs(2),
+        queue_cluster_nodes: Vec::new(),
     })?;
     let env = Env {
         settings,

@@ -394,6 +394,7 @@ async fn main() -> anyhow::Result<()> {
         url: common::secret::Secret::new(redis_url),
         key_prefix: prefix,
         timeout: Duration::from_secs(2),
+        queue_cluster_nodes: Vec::new(),
     })?;
     wait_subscribed(&redis, 2).await?;
     let publisher = Publisher::new(redis, Default::default());

@@ -73,7 +73,8 @@ pub struct QueueSet {
 }
 
 impl QueueSet {
-    /// Clients for every queue; they connect lazily.
+    /// Clients for every queue, on `QUEUE_REDIS_CLUSTER_NODES` when set, else on `REDIS_URL`;
+    /// they connect lazily.
     pub fn new(redis: &RedisConfig, settings: &QueueDefaults) -> Result<Self, QueueError> {
         let queues = Queue::ALL
             .into_iter()
@@ -86,7 +87,17 @@ impl QueueSet {
                 };
                 config.redis_grace = settings.redis_grace;
                 config.response_timeout = redis.timeout;
-                Ok((queue, RedisQueue::new(redis.url.expose(), config)?))
+                let client = if redis.queue_cluster_nodes.is_empty() {
+                    RedisQueue::new(redis.url.expose(), config)?
+                } else {
+                    let nodes: Vec<String> = redis
+                        .queue_cluster_nodes
+                        .iter()
+                        .map(|node| node.expose().clone())
+                        .collect();
+                    RedisQueue::cluster(&nodes, config)?
+                };
+                Ok((queue, client))
             })
             .collect::<Result<_, QueueError>>()?;
         Ok(Self { queues })
