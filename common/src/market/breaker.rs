@@ -87,7 +87,10 @@ impl Breaker {
 
     /// Whether a call may go out now.
     pub fn admit(&self) -> Result<(), Refused> {
-        let now = Instant::now();
+        self.admit_at(Instant::now())
+    }
+
+    fn admit_at(&self, now: Instant) -> Result<(), Refused> {
         let mut state = self.lock();
         match *state {
             State::Closed { .. } => Ok(()),
@@ -114,13 +117,17 @@ impl Breaker {
 
     /// The call failed in a way that says the provider is in trouble (unreachable, 5xx, 429).
     pub fn failed(&self) {
+        self.failed_at(Instant::now());
+    }
+
+    fn failed_at(&self, now: Instant) {
         let mut state = self.lock();
         let next = match *state {
             State::Closed { failures } if failures + 1 < self.failures => State::Closed {
                 failures: failures + 1,
             },
             _ => State::Open {
-                until: Instant::now() + self.cooldown,
+                until: now + self.cooldown,
             },
         };
         self.set(&mut state, next);
@@ -131,45 +138,66 @@ impl Breaker {
 mod tests {
     use super::*;
 
+    const COOLDOWN: Duration = Duration::from_millis(40);
+
     #[test]
     fn opens_after_the_threshold_probes_after_the_cooldown_and_closes_on_success() {
-        let breaker = Breaker::new("test", 3, Duration::from_millis(40));
-        breaker.failed();
-        breaker.failed();
-        assert_eq!(breaker.admit(), Ok(()), "two failures keep it closed");
+        let breaker = Breaker::new("test", 3, COOLDOWN);
+        let start = Instant::now();
+        breaker.failed_at(start);
+        breaker.failed_at(start);
+        assert_eq!(
+            breaker.admit_at(start),
+            Ok(()),
+            "two failures keep it closed"
+        );
         breaker.succeeded();
-        breaker.failed();
-        breaker.failed();
-        assert_eq!(breaker.admit(), Ok(()), "a success resets the count");
-        breaker.failed();
-        let refused = breaker.admit().expect_err("open after three in a row");
-        assert!(refused.retry_in <= Duration::from_millis(40));
+        breaker.failed_at(start);
+        breaker.failed_at(start);
+        assert_eq!(
+            breaker.admit_at(start),
+            Ok(()),
+            "a success resets the count"
+        );
+        breaker.failed_at(start);
+        let refused = breaker
+            .admit_at(start)
+            .expect_err("open after three in a row");
+        assert_eq!(refused.retry_in, COOLDOWN);
 
-        std::thread::sleep(refused.retry_in);
-        assert_eq!(breaker.admit(), Ok(()), "one probe after the cooldown");
-        assert!(breaker.admit().is_err(), "only one probe at a time");
-        breaker.failed();
-        assert!(breaker.admit().is_err(), "a failed probe opens it again");
+        let later = start + COOLDOWN;
+        assert_eq!(
+            breaker.admit_at(later),
+            Ok(()),
+            "one probe after the cooldown"
+        );
+        assert!(breaker.admit_at(later).is_err(), "only one probe at a time");
+        breaker.failed_at(later);
+        assert!(
+            breaker.admit_at(later + COOLDOWN / 2).is_err(),
+            "a failed probe opens it again"
+        );
 
-        std::thread::sleep(Duration::from_millis(45));
-        assert_eq!(breaker.admit(), Ok(()));
+        let after = later + COOLDOWN;
+        assert_eq!(breaker.admit_at(after), Ok(()));
         breaker.succeeded();
-        assert_eq!(breaker.admit(), Ok(()));
-        assert_eq!(breaker.admit(), Ok(()), "closed: every call passes");
+        assert_eq!(breaker.admit_at(after), Ok(()));
+        assert_eq!(breaker.admit_at(after), Ok(()), "closed: every call passes");
     }
 
     #[test]
     fn a_probe_that_never_reports_is_replaced_after_a_cooldown() {
-        let breaker = Breaker::new("test", 1, Duration::from_millis(20));
-        breaker.failed();
-        std::thread::sleep(Duration::from_millis(25));
+        let breaker = Breaker::new("test", 1, COOLDOWN);
+        let start = Instant::now();
+        breaker.failed_at(start);
+        let probing = start + COOLDOWN;
         assert_eq!(
-            breaker.admit(),
+            breaker.admit_at(probing),
             Ok(()),
             "the probe (its caller then gives up)"
         );
-        let refused = breaker.admit().expect_err("the probe is out");
-        std::thread::sleep(refused.retry_in);
-        assert_eq!(breaker.admit(), Ok(()), "a new probe");
+        let refused = breaker.admit_at(probing).expect_err("the probe is out");
+        assert_eq!(refused.retry_in, COOLDOWN);
+        assert_eq!(breaker.admit_at(probing + COOLDOWN), Ok(()), "a new probe");
     }
 }
