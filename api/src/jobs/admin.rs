@@ -407,6 +407,8 @@ impl QueuesAdminApi {
             .into());
         }
         let queue = queue.0;
+        // Read first: with Redis unreachable this answers 503 before anything is recorded.
+        let mut counts = self.queue_state(queue).await?;
         let mut tx = self.state.db.begin().await?;
         let pause = ops::pause(&mut *tx, queue, admin.0.id, reason.as_deref()).await?;
         audit::record(
@@ -424,7 +426,11 @@ impl QueuesAdminApi {
             tracing::warn!(queue = queue.as_str(), error = %err, "pause recorded; Redis flag left to the rescuer");
         }
         tracing::info!(admin_id = %admin.0.id, queue = queue.as_str(), "queue paused");
-        Ok(Json(self.queue_state(queue).await?))
+        counts.paused = true;
+        counts.paused_at = Some(pause.paused_at);
+        counts.paused_by = pause.paused_by;
+        counts.pause_reason = pause.reason;
+        Ok(Json(counts))
     }
 
     /// Resume a paused queue: workers start its jobs again within a second.
@@ -436,6 +442,8 @@ impl QueuesAdminApi {
         queue: Path<Queue>,
     ) -> ApiResult<Json<QueueCounts>, { ADMIN | status::VALIDATION }> {
         let queue = queue.0;
+        // Read first: with Redis unreachable this answers 503 before anything is recorded.
+        let mut counts = self.queue_state(queue).await?;
         let mut tx = self.state.db.begin().await?;
         let was_paused = ops::resume(&mut *tx, queue).await?;
         audit::record(
@@ -452,7 +460,11 @@ impl QueuesAdminApi {
             tracing::warn!(queue = queue.as_str(), error = %err, "resume recorded; Redis flag left to the rescuer");
         }
         tracing::info!(admin_id = %admin.0.id, queue = queue.as_str(), "queue resumed");
-        Ok(Json(self.queue_state(queue).await?))
+        counts.paused = false;
+        counts.paused_at = None;
+        counts.paused_by = None;
+        counts.pause_reason = None;
+        Ok(Json(counts))
     }
 
     /// Search every job, newest first: by queue, kind, status, owner, and text in its arguments.

@@ -217,3 +217,35 @@ async fn the_last_active_admin_cannot_be_demoted_disabled_or_deleted() {
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
 }
+
+#[tokio::test]
+async fn pausing_a_queue_while_redis_is_down_records_nothing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("ops").await;
+    // The same database, but a process whose Redis does not answer.
+    let mut config = app.state.config.as_ref().clone();
+    config.common.redis.url = "redis://127.0.0.1:1".into();
+    config.common.redis.timeout = std::time::Duration::from_millis(200);
+    let redis = common::redis::Redis::new(&config.common.redis).expect("redis url");
+    let metrics = common::telemetry::install_metrics("api");
+    let state = api::AppState::new(config, app.pool.clone(), redis, metrics).expect("state");
+    let cut_off = poem::test::TestClient::new(api::build_app(state));
+
+    for action in ["pause", "resume"] {
+        let response = cut_off
+            .post(format!("/api/v1/admin/queues/email/{action}"))
+            .header("authorization", format!("Bearer {}", admin.access))
+            .body_json(&json!({}))
+            .send()
+            .await;
+        let reply = TestApp::reply(response).await;
+        reply.assert_problem(503, "UNAVAILABLE");
+    }
+    let recorded: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM queue_pauses), (SELECT count(*) FROM audit_log)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .expect("counts");
+    assert_eq!(recorded, (0, 0), "a refused action changes nothing");
+}
