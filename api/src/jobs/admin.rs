@@ -803,7 +803,10 @@ impl QueuesAdminApi {
     ) -> Result<(u64, Uuid), ApiError> {
         let mut after = Uuid::nil();
         let mut affected = 0;
-        loop {
+        // Redis failing part-way leaves the jobs moved so far moved: they are recorded before
+        // the 503, so the audit log never misses what did happen.
+        let mut unavailable = None;
+        'pages: loop {
             let mut conn = self.state.db.acquire().await?;
             let page = ops::failed_after(&mut conn, filter, after, BATCH).await?;
             drop(conn);
@@ -815,21 +818,23 @@ impl QueuesAdminApi {
                     .filter(|(_, of)| *of == queue)
                     .map(|(id, _)| id.to_string())
                     .collect();
-                if !ids.is_empty() {
-                    affected += self
-                        .state
-                        .queues
-                        .get(queue)
-                        .run_now(&ids)
-                        .await
-                        .map_err(|err| {
-                            ApiError::Unavailable(format!("the queue is unavailable: {err}"))
-                        })? as u64;
+                if ids.is_empty() {
+                    continue;
+                }
+                match self.state.queues.get(queue).run_now(&ids).await {
+                    Ok(moved) => affected += moved as u64,
+                    Err(err) => {
+                        unavailable = Some(format!("the queue is unavailable: {err}"));
+                        break 'pages;
+                    }
                 }
             }
             if (page.len() as i64) < BATCH {
                 break;
             }
+        }
+        if let (Some(why), 0) = (&unavailable, affected) {
+            return Err(ApiError::Unavailable(why.clone()));
         }
         let mut tx = self.state.db.begin().await?;
         let entry = self
@@ -843,7 +848,10 @@ impl QueuesAdminApi {
             )
             .await?;
         tx.commit().await?;
-        Ok((affected, entry))
+        match unavailable {
+            Some(why) => Err(ApiError::Unavailable(why)),
+            None => Ok((affected, entry)),
+        }
     }
 
     /// Removes discarded jobs' Redis copies (dead ones); what this misses expires by itself.
