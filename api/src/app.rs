@@ -236,6 +236,9 @@ fn cors(origins: &str) -> Cors {
             "x-request-id",
             "idempotency-key",
             "if-match",
+            "if-none-match",
+            "last-event-id",
+            "traceparent",
         ])
         .expose_headers([
             "x-request-id",
@@ -245,6 +248,7 @@ fn cors(origins: &str) -> Cors {
             "retry-after",
             "location",
             "etag",
+            "idempotent-replayed",
         ])
         .max_age(600);
     let origins: Vec<&str> = origins

@@ -9,7 +9,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 
 use crate::auth::sessions;
-use crate::portfolios::idempotency;
+use crate::platform::idempotency;
 
 /// Rows deleted per statement, so a large backlog never holds many locks or one long
 /// transaction.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use common::market::store;
 use common::market::{PricePoint, ProviderError};
 use common::prices::{LatestPrice, PriceError};
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use regex::Regex;
@@ -29,6 +29,7 @@ use crate::error::FieldError;
 use crate::error::{ApiError, ApiResult, Constraint, on_constraint, status};
 use crate::jobs::{self, Job};
 use crate::platform::ApiTags;
+use crate::platform::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::platform::json_body::JsonBody;
 
 /// The job's owner no longer exists (deleted after the account check).
@@ -162,7 +163,16 @@ enum BulkAccepted {
         /// The job's URL.
         #[oai(header = "Location")]
         String,
+        /// `true` when this answers a retry with an `Idempotency-Key` already used: the job is
+        /// the first request's, as it was accepted.
+        #[oai(header = "Idempotent-Replayed")]
+        Option<String>,
     ),
+}
+
+fn bulk_accepted(job: Job, replay: bool) -> BulkAccepted {
+    let location = jobs::location(job.id);
+    BulkAccepted::Accepted(Json(job), location, idempotency::replayed_header(replay))
 }
 
 /// Validates a bulk request: 1–250 valid, distinct ids and a supported currency.
@@ -308,27 +318,50 @@ impl MarketApi {
     ///
     /// Answers `202` at once with the job and its `Location`; the job is stored before this
     /// answers, so it runs even if the queue is briefly unavailable. Its `result` holds each
-    /// coin's price or that coin's own error.
+    /// coin's price or that coin's own error. With an `Idempotency-Key`, a retry of the same
+    /// request (within 24 hours) answers the first job again instead of starting another
+    /// (`Idempotent-Replayed: true`); the same key with another request is a `422`.
     #[oai(path = "/bulk", method = "post")]
     async fn bulk(
         &self,
         caller: ActiveUser,
+        /// A unique value per intended fetch, e.g. a UUID (1–255 visible ASCII characters).
+        #[oai(name = "Idempotency-Key", validator(pattern = r"^[!-~]{1,255}$"))]
+        idempotency_key: Header<Option<String>>,
         body: JsonBody<BulkFetchRequest>,
-    ) -> ApiResult<BulkAccepted, { status::AUTHED | status::BODY }> {
+    ) -> ApiResult<Answer<BulkAccepted>, { status::AUTHED | status::BODY }> {
         let (coins, vs) = parse_bulk(&body.0, self.state.prices.provider())?;
+        let key = idempotency_key.0.as_deref().map(Key::parse).transpose()?;
         let count = coins.len();
         let args = BulkFetch {
             coins,
             vs_currency: vs,
         };
+        let user = caller.0.id;
+        let mut tx = self.state.db.begin().await?;
+        if let Some(key) = &key {
+            // The parsed request: ids and currency as normalised (case, spaces) are compared.
+            let fingerprint = idempotency::fingerprint("/api/v1/crypto/bulk", &args)?;
+            let claim =
+                idempotency::claim::<Job>(&mut tx, user, Scope::BulkFetch, key, &fingerprint)
+                    .await?;
+            if let Claim::Replay { status, body } = claim {
+                return Ok(Answer::replay(status, bulk_accepted(body, true)));
+            }
+        }
         // The account may be deleted between the check and this insert: a 401, not a 500.
-        let job = jobs_store::insert(&self.state.db, Some(caller.0.id), &args)
+        let row = jobs_store::insert(&mut *tx, Some(user), &args)
             .await
             .map_err(|err| on_constraint(err, ACCOUNT_GONE))?;
+        let job = Job::try_from(row.clone())?;
+        if let Some(key) = &key {
+            let status = poem::http::StatusCode::ACCEPTED; // What `BulkAccepted` answers.
+            idempotency::store(&mut tx, user, Scope::BulkFetch, key, status, &job).await?;
+        }
+        tx.commit().await?;
         tracing::info!(job_id = %job.id, coins = count, "bulk fetch accepted");
-        jobs::dispatch_in_background(&self.state, &job);
-        let location = jobs::location(job.id);
-        Ok(BulkAccepted::Accepted(Json(job.try_into()?), location))
+        jobs::dispatch_in_background(&self.state, &row);
+        Ok(Answer::fresh(bulk_accepted(job, false)))
     }
 
     /// The largest coins by market capitalisation.

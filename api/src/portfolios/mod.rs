@@ -11,7 +11,6 @@
 //! - [`store`]: the queries; [`idempotency`]: `Idempotency-Key` on creates.
 
 pub mod amount;
-pub mod idempotency;
 pub mod ledger;
 pub mod model;
 pub mod prices;

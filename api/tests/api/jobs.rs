@@ -289,3 +289,58 @@ async fn an_accepted_job_reaches_its_queue_and_admins_see_the_counts() {
     assert_eq!(queues[0]["in_flight"], 0);
     assert_eq!(queues[0]["dead"], 0);
 }
+
+async fn bulk_keyed(
+    app: &TestApp,
+    user: &crate::helpers::Session,
+    body: serde_json::Value,
+    key: &str,
+) -> crate::helpers::Reply {
+    app.send(
+        Method::POST,
+        "/api/v1/crypto/bulk",
+        Some(&user.access),
+        Some(body),
+        &[("idempotency-key", key)],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_retried_bulk_fetch_with_its_idempotency_key_returns_the_first_job() {
+    let app = TestApp::spawn().await;
+    let user = app.register("trader").await;
+    let body = json!({"coins": ["bitcoin", "ethereum"], "vs_currency": "usd"});
+    let first = bulk_keyed(&app, &user, body.clone(), "fetch-1").await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    // The same request, written differently (case), is the same fetch.
+    let retry = bulk_keyed(
+        &app,
+        &user,
+        json!({"coins": ["bitcoin", "ethereum"], "vs_currency": "USD"}),
+        "fetch-1",
+    )
+    .await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{}", retry.body);
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(retry.body["id"], first.body["id"]);
+    assert_eq!(retry.header("location"), first.header("location"));
+    assert_eq!(job_count(&app).await, 1, "one job for one key");
+
+    // The key with another request is refused and starts nothing.
+    let other = bulk_keyed(&app, &user, json!({"coins": ["solana"]}), "fetch-1").await;
+    other.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(other.error_fields(), vec!["Idempotency-Key"]);
+    assert_eq!(job_count(&app).await, 1);
+
+    // Without a key every request is its own fetch; a malformed key is refused.
+    let fresh = app
+        .post("/api/v1/crypto/bulk", Some(&user.access), body.clone())
+        .await;
+    assert_eq!(fresh.status, StatusCode::ACCEPTED);
+    assert_ne!(fresh.body["id"], first.body["id"]);
+    let bad = bulk_keyed(&app, &user, body, "has space").await;
+    bad.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(job_count(&app).await, 2);
+}

@@ -203,6 +203,32 @@ async fn responses_carry_security_headers_and_cors() {
         preflight.header("access-control-allow-origin"),
         Some("https://app.example")
     );
+
+    // A browser client can read the headers callers need.
+    let cross_origin = TestApp::reply(
+        app.client
+            .get("/api/v1/users/me")
+            .header("origin", "https://app.example")
+            .send()
+            .await,
+    )
+    .await;
+    let exposed = cross_origin
+        .header("access-control-expose-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for header in [
+        "etag",
+        "location",
+        "idempotent-replayed",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "retry-after",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(header), "{header} not in {exposed:?}");
+    }
 }
 
 #[tokio::test]

@@ -11,15 +11,11 @@ pub use self::portfolios::PortfoliosApi;
 pub use self::transactions::TransactionsApi;
 pub use self::valuation::{ValuationApi, current_valuation};
 use crate::error::ApiError;
+use crate::platform::idempotency::replayed_header as replayed;
 
 /// The `Location` of a portfolio.
 fn location(id: Uuid) -> String {
     format!("/api/v1/portfolios/{id}")
-}
-
-/// `"true"` on a replayed response, for the `Idempotent-Replayed` header.
-fn replayed(replay: bool) -> Option<String> {
-    replay.then(|| "true".to_owned())
 }
 
 /// The 404 of a portfolio that is not the caller's, deleted, or not there at all.

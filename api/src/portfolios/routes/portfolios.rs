@@ -12,9 +12,9 @@ use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
 use crate::platform::conditional;
+use crate::platform::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
-use crate::portfolios::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::portfolios::model::{
     self, CreatePortfolioRequest, Portfolio, PortfolioRow, PortfolioSort, SortOrder,
     UpdatePortfolioRequest,

@@ -47,6 +47,7 @@ impl Key {
 pub enum Scope {
     CreatePortfolio,
     CreateTransaction,
+    BulkFetch,
 }
 
 impl Scope {
@@ -54,6 +55,7 @@ impl Scope {
         match self {
             Self::CreatePortfolio => "create_portfolio",
             Self::CreateTransaction => "create_transaction",
+            Self::BulkFetch => "bulk_fetch",
         }
     }
 }
@@ -67,6 +69,11 @@ pub fn fingerprint(path: &str, body: &impl Serialize) -> Result<Vec<u8>, ApiErro
     hasher.update([0]);
     hasher.update(&body);
     Ok(hasher.finalize().to_vec())
+}
+
+/// `"true"` on a replayed response, for the `Idempotent-Replayed` header.
+pub fn replayed_header(replay: bool) -> Option<String> {
+    replay.then(|| "true".to_owned())
 }
 
 /// What a claim found.
