@@ -1,10 +1,11 @@
 //! The Postgres pool and the embedded migrations.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::DatabaseConfig;
 
@@ -17,10 +18,14 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../migrations");
 /// Opens a pool lazily: the process starts even while Postgres is briefly unavailable, and
 /// each request then fails fast after `acquire_timeout`.
 pub fn connect_lazy(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
+    // NOTICEs (e.g. "relation _sqlx_migrations already exists, skipping" on every start) are
+    // chatter, not news: Postgres sends warnings and above only.
+    let options = PgConnectOptions::from_str(config.url.expose())?
+        .options([("client_min_messages", "warning")]);
+    Ok(PgPoolOptions::new()
         .max_connections(config.max_connections)
         .acquire_timeout(config.acquire_timeout)
-        .connect_lazy(config.url.expose())
+        .connect_lazy_with(options))
 }
 
 /// Opens a pool and applies pending migrations; used by both binaries at start-up.

@@ -75,6 +75,8 @@ pub fn init_tracing(
             .with(
                 tracing_subscriber::fmt::layer()
                     .compact()
+                    // Colour codes only for a person at a terminal, never into files or pipes.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
                     .with_filter(filter),
             )
             .try_init(),

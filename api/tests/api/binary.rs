@@ -194,3 +194,33 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn logs_into_a_pipe_carry_no_colour_codes_and_a_second_start_no_postgres_notices() {
+    let db = TestDatabase::create().await;
+    let mut environment = env(&db, free_port());
+    environment.push(("LOG_FORMAT", "pretty".into()));
+    environment.push(("RUST_LOG", "info".into()));
+    for run in ["first", "second"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_api"))
+            .arg("migrate")
+            .envs(environment.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("run api migrate");
+        assert!(output.status.success(), "{run}: {output:?}");
+        let logs = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(logs.contains("migrations applied"), "{run}: {logs}");
+        assert!(
+            !logs.contains('\u{1b}'),
+            "{run}: colour codes in a pipe: {logs:?}"
+        );
+        assert!(
+            !logs.contains("already exists"),
+            "{run}: Postgres notice logged: {logs}"
+        );
+    }
+}
