@@ -128,6 +128,7 @@ pub fn install_metrics(binary: &'static str) -> PrometheusHandle {
 /// the metric has a value, so one list serves both binaries.
 fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    metrics_process::Collector::default().describe();
     describe_gauge!(
         "coinpulse_build_info",
         "Always 1; the labels name the running version and binary."
@@ -262,8 +263,10 @@ fn describe_metrics() {
 /// Records the state of a Postgres pool as `db_pool_connections{state="idle"|"in_use"|"max"}`.
 ///
 /// Called right before rendering `/metrics`, so the gauges are exact at scrape time without a
-/// background sampler.
-pub fn record_pool_gauges(pool: &sqlx::PgPool) {
+/// background sampler. Also records the standard `process_*` metrics (CPU seconds, resident
+/// and virtual memory, open and maximum file descriptors, threads, start time).
+pub fn record_scrape_time_gauges(pool: &sqlx::PgPool) {
+    metrics_process::Collector::default().collect();
     let size = f64::from(pool.size());
     // `num_idle` is a usize; pools here hold at most a few hundred connections.
     let idle = pool.num_idle() as f64;

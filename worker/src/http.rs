@@ -21,7 +21,7 @@ pub fn routes(db: PgPool, redis: Redis, metrics: PrometheusHandle) -> impl poem:
 
 #[handler]
 fn render_metrics(db: Data<&PgPool>, metrics: Data<&PrometheusHandle>) -> Response {
-    common::telemetry::record_pool_gauges(&db);
+    common::telemetry::record_scrape_time_gauges(&db);
     metrics
         .render()
         .with_content_type("text/plain; version=0.0.4")

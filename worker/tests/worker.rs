@@ -37,6 +37,10 @@ async fn the_worker_serves_health_and_metrics_and_stops_on_sigterm() {
         "{metrics}"
     );
     assert!(metrics.contains("db_pool_connections"), "{metrics}");
+    assert!(
+        metrics.contains("\nprocess_resident_memory_bytes "),
+        "standard process metrics: {metrics}"
+    );
     test_support::assert_promtool_accepts(&metrics);
     let status = worker.terminate().await;
     assert!(status.success(), "exit status after SIGTERM: {status:?}");

@@ -111,7 +111,7 @@ pub fn metrics_endpoint(state: &AppState) -> impl poem::Endpoint<Output = poem::
     let db = state.db.clone();
     let handle = state.metrics.clone();
     poem::endpoint::make_sync(move |_| {
-        common::telemetry::record_pool_gauges(&db);
+        common::telemetry::record_scrape_time_gauges(&db);
         handle
             .render()
             .with_content_type("text/plain; version=0.0.4; charset=utf-8")

@@ -103,6 +103,17 @@ async fn the_api_binary_serves_registers_logs_in_and_stops_cleanly() {
     assert_eq!(refused.status(), 401);
     let metrics = test_support::get_text(&format!("{base}/metrics")).await;
     assert!(metrics.contains("# HELP http_requests_total"), "{metrics}");
+    for standard in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("\n{standard} ")),
+            "{standard} missing: {metrics}"
+        );
+    }
     test_support::assert_promtool_accepts(&metrics);
 
     let status = api.terminate().await;
