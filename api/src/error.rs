@@ -90,9 +90,13 @@ pub enum ApiError {
     /// Well-formed input that breaks the rules.
     #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
-    /// Missing, invalid or expired credentials.
+    /// Missing or wrong credentials (no bearer token, a wrong password).
     #[error("{0}")]
     Unauthorized(String),
+    /// A bearer token was presented but cannot act: malformed, expired, signed by another key,
+    /// or its session or account ended (RFC 6750 `invalid_token`).
+    #[error("{0}")]
+    InvalidToken(String),
     /// Authenticated, but not allowed.
     #[error("{0}")]
     Forbidden(String),
@@ -154,7 +158,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => Kind::BadRequest,
             Self::Validation(_) => Kind::Validation,
-            Self::Unauthorized(_) => Kind::Unauthorized,
+            Self::Unauthorized(_) | Self::InvalidToken(_) => Kind::Unauthorized,
             Self::Forbidden(_) => Kind::Forbidden,
             Self::NotFound(_) => Kind::NotFound,
             Self::MethodNotAllowed => Kind::MethodNotAllowed,
@@ -211,9 +215,23 @@ impl ApiError {
             .body(body);
         match self {
             Self::Unauthorized(_) => {
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="coinpulse""#),
+                );
+            }
+            Self::InvalidToken(why) => {
+                // RFC 6750 §3: a quoted-string without quotes or backslashes inside.
+                let description: String = why
+                    .chars()
+                    .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
+                    .collect();
+                let challenge = format!(
+                    r#"Bearer realm="coinpulse", error="invalid_token", error_description="{description}""#
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    response.headers_mut().insert(WWW_AUTHENTICATE, value);
+                }
             }
             Self::RateLimited { retry_after_secs } => {
                 response

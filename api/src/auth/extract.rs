@@ -69,7 +69,16 @@ fn verified_claims(req: &Request, keys: &TokenKeys, token: &str) -> Result<Arc<C
         Some(VerifiedBearer(result)) => result.clone(),
         None => keys.verify(token),
     };
-    result.map_err(|err| ApiError::Unauthorized(err.to_string()))
+    result.map_err(|err| ApiError::InvalidToken(err.to_string()))
+}
+
+/// An account the token names that can no longer act (deleted, disabled) makes the token
+/// itself invalid.
+fn token_problem(err: ApiError) -> ApiError {
+    match err {
+        ApiError::Unauthorized(why) => ApiError::InvalidToken(why),
+        other => other,
+    }
 }
 
 /// When the token was issued, in milliseconds since the epoch: the token id's (UUIDv7)
@@ -95,7 +104,7 @@ fn issued_before_cutoff(issued_ms: i64, user: &UserRow) -> bool {
 /// `user` if the token may still act for it.
 fn unless_ended<U: std::borrow::Borrow<UserRow>>(claims: &Claims, user: U) -> Result<U, ApiError> {
     if issued_before_cutoff(issued_ms(claims), user.borrow()) {
-        return Err(ApiError::Unauthorized(
+        return Err(ApiError::InvalidToken(
             "the session was ended; log in again".into(),
         ));
     }
@@ -108,7 +117,11 @@ async fn active_user(req: &Request, bearer: Bearer) -> poem::Result<Arc<UserRow>
     let user = match accounts.users.get(claims.sub) {
         Some(user) => user,
         None => {
-            let user = Arc::new(active_account(&accounts.db, claims.sub).await?);
+            let user = Arc::new(
+                active_account(&accounts.db, claims.sub)
+                    .await
+                    .map_err(token_problem)?,
+            );
             accounts.users.insert(user.clone());
             user
         }
@@ -119,7 +132,10 @@ async fn active_user(req: &Request, bearer: Bearer) -> poem::Result<Arc<UserRow>
 async fn active_admin(req: &Request, bearer: Bearer) -> poem::Result<UserRow> {
     let accounts = accounts(req)?;
     let claims = verified_claims(req, &accounts.tokens, &bearer.token)?;
-    let user = unless_ended(&claims, active_account(&accounts.db, claims.sub).await?)?;
+    let account = active_account(&accounts.db, claims.sub)
+        .await
+        .map_err(token_problem)?;
+    let user = unless_ended(&claims, account)?;
     if user.role != Role::Admin {
         return Err(ApiError::Forbidden("administrator role required".into()).into());
     }
@@ -169,8 +185,10 @@ impl StreamSession {
         let claims = accounts
             .tokens
             .verify(token)
-            .map_err(|err| ApiError::Unauthorized(err.to_string()))?;
-        let user = active_account(&accounts.db, claims.sub).await?;
+            .map_err(|err| ApiError::InvalidToken(err.to_string()))?;
+        let user = active_account(&accounts.db, claims.sub)
+            .await
+            .map_err(token_problem)?;
         unless_ended(&claims, &user)?;
         Ok(Self {
             user_id: claims.sub,
@@ -184,7 +202,7 @@ impl StreamSession {
     pub async fn still_valid(&self, db: &PgPool) -> Result<bool, ApiError> {
         match active_account(db, self.user_id).await {
             Ok(user) => Ok(!issued_before_cutoff(self.issued_ms, &user)),
-            Err(ApiError::Unauthorized(_)) => Ok(false),
+            Err(ApiError::Unauthorized(_) | ApiError::InvalidToken(_)) => Ok(false),
             Err(err) => Err(err),
         }
     }

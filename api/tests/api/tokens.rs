@@ -89,3 +89,43 @@ async fn forged_tampered_and_foreign_tokens_are_refused() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_401_says_in_www_authenticate_whether_the_token_was_missing_or_invalid() {
+    let app = TestApp::spawn().await;
+    let user = app.register("challenged").await;
+
+    let missing = app.get("/api/v1/users/me", None).await;
+    assert_eq!(missing.status, poem::http::StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        missing.header("www-authenticate"),
+        Some(r#"Bearer realm="coinpulse""#),
+        "no token: no error code (RFC 6750 §3.1)"
+    );
+
+    let garbage = app.get("/api/v1/users/me", Some("not-a-token")).await;
+    assert_eq!(garbage.status, poem::http::StatusCode::UNAUTHORIZED);
+    let challenge = garbage.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge
+            .starts_with(r#"Bearer realm="coinpulse", error="invalid_token", error_description=""#),
+        "{challenge}"
+    );
+
+    // A token whose sessions were all ended is invalid too, and says why.
+    let ended = app
+        .post(
+            "/api/v1/auth/logout-all",
+            Some(&user.access),
+            serde_json::json!({}),
+        )
+        .await;
+    assert!(ended.status.is_success(), "{}", ended.body);
+    let after = app.get("/api/v1/users/me", Some(&user.access)).await;
+    assert_eq!(after.status, poem::http::StatusCode::UNAUTHORIZED);
+    let challenge = after.header("www-authenticate").unwrap_or_default();
+    assert!(
+        challenge.contains(r#"error="invalid_token""#) && challenge.contains("ended"),
+        "{challenge}"
+    );
+}
