@@ -1,4 +1,4 @@
-use api::cli::{Cli, run};
+use api::cli::{Cli, Command, run};
 
 // Many small allocations per request from several threads: glibc malloc spent ~15 % of the
 // CPU in a request benchmark, much of it waiting on its arena lock.
@@ -21,10 +21,15 @@ async fn main() -> std::process::ExitCode {
         "coinpulse-api",
     );
 
+    // A one-shot command (create-admin, migrate) reports a failure as one line for the person
+    // who typed it; the server also logs it for the log pipeline.
+    let serving = matches!(cli.command, None | Some(Command::Serve));
     let code = match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = format!("{err:#}"), "api failed");
+            if serving {
+                tracing::error!(error = format!("{err:#}"), "api failed");
+            }
             eprintln!("api: {err:#}");
             std::process::ExitCode::FAILURE
         }

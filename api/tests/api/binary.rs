@@ -155,7 +155,13 @@ async fn create_admin_makes_an_admin_who_can_log_in() {
         .output()
         .expect("run create-admin");
     assert!(!duplicate.status.success());
-    assert!(String::from_utf8_lossy(&duplicate.stderr).contains("already registered"));
+    let complaint = format!(
+        "{}{}",
+        String::from_utf8_lossy(&duplicate.stdout),
+        String::from_utf8_lossy(&duplicate.stderr)
+    );
+    assert!(complaint.contains("already registered"), "{complaint}");
+    assert_eq!(complaint.trim().lines().count(), 1, "one line: {complaint}");
 
     let api = RunningBinary::start(
         Path::new(env!("CARGO_BIN_EXE_api")),
