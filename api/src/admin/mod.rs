@@ -222,7 +222,8 @@ impl AdminApi {
         {
             return Err(conflict("the last active administrator cannot be deleted").into());
         }
-        store::delete(&mut *tx, target.id).await?;
+        // Recorded before the delete: an admin deleting their own account is still the actor
+        // (the entry's `actor_id` then becomes NULL with the account; the email stays).
         audit::record(
             &mut tx,
             &admin.0,
@@ -232,6 +233,7 @@ impl AdminApi {
             json!({ "email": target.email }),
         )
         .await?;
+        store::delete(&mut *tx, target.id).await?;
         tx.commit().await?;
         self.state.users.invalidate(target.id);
         tracing::info!(admin_id = %admin.0.id, user_id = %target.id, "user deleted by admin");

@@ -249,3 +249,25 @@ async fn pausing_a_queue_while_redis_is_down_records_nothing() {
     .expect("counts");
     assert_eq!(recorded, (0, 0), "a refused action changes nothing");
 }
+
+#[tokio::test]
+async fn an_admin_may_delete_their_own_account_and_the_audit_log_still_names_them() {
+    let app = TestApp::spawn().await;
+    let leaving = app.admin("leaving").await;
+    let staying = app.admin("staying").await;
+    let deleted = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/admin/users/{}", leaving.id),
+            Some(&leaving.access),
+            None,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.body);
+    let audit = app.get("/api/v1/admin/audit", Some(&staying.access)).await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.body);
+    let entry = &audit.body["items"][0];
+    assert_eq!(entry["action"], "user_deleted");
+    assert_eq!(entry["actor_email"], leaving.email.as_str());
+    assert!(entry["actor_id"].is_null(), "the account is gone: {entry}");
+}
