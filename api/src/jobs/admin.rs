@@ -287,6 +287,42 @@ fn search_text(field: &str, q: Option<String>) -> Result<Option<String>, ApiErro
     Ok(text)
 }
 
+impl From<RetryStatus> for JobStatus {
+    fn from(status: RetryStatus) -> Self {
+        match status {
+            RetryStatus::Dead => JobStatus::Dead,
+            RetryStatus::Cancelled => JobStatus::Cancelled,
+            RetryStatus::Failed => JobStatus::Failed,
+        }
+    }
+}
+
+impl From<DiscardStatus> for JobStatus {
+    fn from(status: DiscardStatus) -> Self {
+        match status {
+            DiscardStatus::Dead => JobStatus::Dead,
+            DiscardStatus::Failed => JobStatus::Failed,
+        }
+    }
+}
+
+/// The jobs a retry or discard by filter applies to: one status, narrowed by the rest.
+fn selection(
+    queue: Option<Queue>,
+    kind: Option<JobKind>,
+    status: JobStatus,
+    user_id: Option<Uuid>,
+    q: Option<String>,
+) -> Result<JobFilter, ApiError> {
+    Ok(JobFilter {
+        queue,
+        kind,
+        status: Some(status),
+        user_id,
+        search: search_text("q", q)?,
+    })
+}
+
 fn conflict(detail: String) -> ApiError {
     ApiError::Conflict {
         detail,
@@ -670,17 +706,14 @@ impl QueuesAdminApi {
         body: JsonBody<RetryJobs>,
     ) -> ApiResult<Json<Affected>, { ADMIN | status::BODY }> {
         let request = body.0;
-        let filter = JobFilter {
-            queue: request.queue,
-            kind: request.kind,
-            status: Some(match request.status.unwrap_or(RetryStatus::Dead) {
-                RetryStatus::Dead => JobStatus::Dead,
-                RetryStatus::Cancelled => JobStatus::Cancelled,
-                RetryStatus::Failed => JobStatus::Failed,
-            }),
-            user_id: request.user_id,
-            search: search_text("q", request.q)?,
-        };
+        let status = request.status.unwrap_or(RetryStatus::Dead).into();
+        let filter = selection(
+            request.queue,
+            request.kind,
+            status,
+            request.user_id,
+            request.q,
+        )?;
         let (affected, audit_id) = if filter.status == Some(JobStatus::Failed) {
             self.run_failed_now(&admin, &filter).await?
         } else {
@@ -699,16 +732,14 @@ impl QueuesAdminApi {
         body: JsonBody<DiscardJobs>,
     ) -> ApiResult<Json<Affected>, { ADMIN | status::BODY }> {
         let request = body.0;
-        let filter = JobFilter {
-            queue: request.queue,
-            kind: request.kind,
-            status: Some(match request.status.unwrap_or(DiscardStatus::Dead) {
-                DiscardStatus::Dead => JobStatus::Dead,
-                DiscardStatus::Failed => JobStatus::Failed,
-            }),
-            user_id: request.user_id,
-            search: search_text("q", request.q)?,
-        };
+        let status = request.status.unwrap_or(DiscardStatus::Dead).into();
+        let filter = selection(
+            request.queue,
+            request.kind,
+            status,
+            request.user_id,
+            request.q,
+        )?;
         let mut entry = None;
         let mut affected = 0;
         loop {
