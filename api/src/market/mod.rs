@@ -8,7 +8,8 @@
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use common::market::store;
+use common::market::catalogue::{self, CatalogueError};
+use common::market::history::{self, HistoryError, Resolution};
 use common::market::{PricePoint, ProviderError};
 use common::prices::{LatestPrice, PriceError};
 use poem_openapi::param::{Header, Path, Query};
@@ -31,6 +32,7 @@ use crate::jobs::{self, Job};
 use crate::platform::ApiTags;
 use crate::platform::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::platform::json_body::JsonBody;
+use crate::platform::pagination::{Page, PageRequest};
 
 /// The job's owner no longer exists (deleted after the account check).
 const ACCOUNT_GONE: &[Constraint] = &[("jobs_user_id_fkey", || {
@@ -94,8 +96,66 @@ pub struct PriceHistory {
     pub from: DateTime<Utc>,
     /// End of the range.
     pub to: DateTime<Utc>,
-    /// Prices, oldest first.
+    /// How far apart the points are: `hour` for ranges up to 90 days, `day` beyond.
+    pub resolution: HistoryResolution,
+    /// At most one price per hour (or day), the first one recorded in it, at its own instant;
+    /// oldest first.
     pub points: Vec<HistoryPoint>,
+    /// Finished hours (or days) of the range that have no price even after asking the
+    /// provider (e.g. before the coin was listed, or while the provider is down), merged into
+    /// spans; empty when the range is complete.
+    pub unavailable: Vec<TimeSpan>,
+}
+
+/// The spacing of a price history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+#[oai(rename_all = "lowercase")]
+pub enum HistoryResolution {
+    /// One point per hour (UTC).
+    Hour,
+    /// One point per day (UTC).
+    Day,
+}
+
+impl From<Resolution> for HistoryResolution {
+    fn from(resolution: Resolution) -> Self {
+        match resolution {
+            Resolution::Hour => Self::Hour,
+            Resolution::Day => Self::Day,
+        }
+    }
+}
+
+/// A span of time, `from` inclusive, `to` exclusive.
+#[derive(Debug, Object)]
+pub struct TimeSpan {
+    /// Start (inclusive).
+    pub from: DateTime<Utc>,
+    /// End (exclusive).
+    pub to: DateTime<Utc>,
+}
+
+/// A coin the price provider knows.
+#[derive(Debug, Object)]
+pub struct Coin {
+    /// The id every other endpoint takes, e.g. `bitcoin`.
+    pub id: String,
+    /// Ticker, e.g. `btc`.
+    pub symbol: String,
+    /// Display name, e.g. `Bitcoin`.
+    pub name: String,
+    /// Position by market capitalisation (1 = largest), when known.
+    pub rank: Option<u32>,
+}
+
+/// The currencies prices can be asked in.
+#[derive(Debug, Object)]
+pub struct CurrencyList {
+    /// Where prices come from (`simulated` or `coingecko`).
+    pub provider: String,
+    /// Lower-case currency codes, e.g. `usd`, `eur`; any of them is accepted as `vs_currency`
+    /// (in any case).
+    pub currencies: Vec<String>,
 }
 
 /// One price at one time.
@@ -419,37 +479,120 @@ impl MarketApi {
             )
             .into());
         }
-        let mut points = store::history(&self.state.db, &coin_id, &vs, from, to).await?;
-        // Only the scheduled refresh's points: fill the range from the provider once.
-        if points.len() < 2 {
-            self.latest_price(&coin_id, &vs).await?;
-            let fetched = self
-                .state
-                .prices
-                .provider()
-                .history(&coin_id, &vs, from, to)
-                .await
-                .map_err(provider_error)?;
-            store::save_history(
-                &self.state.db,
-                &coin_id,
-                &vs,
-                &fetched,
-                self.state.prices.provider().kind().as_str(),
-            )
-            .await?;
-            points = store::history(&self.state.db, &coin_id, &vs, from, to).await?;
-        }
+        // Validates the coin (404) and records the current price, which fills the hour in
+        // progress.
+        self.latest_price(&coin_id, &vs).await?;
+        let provider = self.state.prices.provider();
+        let series = history::series(
+            &self.state.db,
+            provider,
+            &coin_id,
+            &vs,
+            from,
+            to,
+            Utc::now(),
+        )
+        .await
+        .map_err(|err| match err {
+            HistoryError::Database(err) => err.into(),
+            HistoryError::Provider(err) => provider_error(err),
+        })?;
         Ok(Json(PriceHistory {
             coin_id,
             vs_currency: vs,
             from,
             to,
-            points: points
+            resolution: series.resolution.into(),
+            points: series
+                .points
                 .into_iter()
                 .map(|PricePoint { at, price }| HistoryPoint { at, price })
                 .collect(),
+            unavailable: series
+                .unavailable
+                .into_iter()
+                .map(|span| TimeSpan {
+                    from: span.from,
+                    to: span.to,
+                })
+                .collect(),
         }))
+    }
+
+    /// Find coins: their ids (what every other endpoint takes), symbols and names.
+    ///
+    /// `search` matches the start of the id, symbol or name, in any case (`bit`, `BTC`,
+    /// `ether`); exact id or symbol matches come first, then by market capitalisation. The
+    /// list is the price provider's own, read at most once a day.
+    #[oai(path = "/coins", method = "get")]
+    async fn coins(
+        &self,
+        /// Text the id, symbol or name starts with (at most 100 characters); every coin when
+        /// absent or blank.
+        #[oai(validator(max_length = 100, pattern = r"^[^\x00]*$"))]
+        search: Query<Option<String>>,
+        /// Page number, from 1 (default 1).
+        page: Query<Option<u32>>,
+        /// Coins per page, 1–100 (default 20).
+        per_page: Query<Option<u32>>,
+    ) -> ApiResult<Json<Page<Coin>>, { status::ALWAYS | status::VALIDATION }> {
+        let request = PageRequest::parse(page.0, per_page.0)?;
+        let search = search
+            .0
+            .as_deref()
+            .map(str::trim)
+            .filter(|text| !text.is_empty());
+        // Also checked here, whatever the document's validators do: Postgres text cannot hold
+        // U+0000, and the bound keeps the prefix match cheap.
+        if search.is_some_and(|text| text.chars().count() > 100 || text.contains('\0')) {
+            return Err(ApiError::invalid(
+                "search",
+                "must be at most 100 characters, without U+0000",
+            )
+            .into());
+        }
+        let found = catalogue::search(
+            &self.state.db,
+            self.state.prices.provider(),
+            search,
+            request.limit(),
+            request.offset(),
+        )
+        .await
+        .map_err(catalogue_error)?;
+        let coins = found
+            .coins
+            .into_iter()
+            .map(|coin| Coin {
+                id: coin.id,
+                symbol: coin.symbol,
+                name: coin.name,
+                rank: coin
+                    .market_cap_rank
+                    .and_then(|rank| u32::try_from(rank).ok()),
+            })
+            .collect();
+        Ok(Json(Page::new(coins, request, found.total)))
+    }
+
+    /// The currencies prices can be asked in (`vs_currency` everywhere).
+    #[oai(path = "/currencies", method = "get")]
+    async fn currencies(&self) -> ApiResult<Json<CurrencyList>, { status::ALWAYS }> {
+        let provider = self.state.prices.provider();
+        let currencies = catalogue::currencies(&self.state.db, provider)
+            .await
+            .map_err(catalogue_error)?;
+        Ok(Json(CurrencyList {
+            provider: provider.kind().as_str().to_owned(),
+            currencies,
+        }))
+    }
+}
+
+fn catalogue_error(err: CatalogueError) -> ApiError {
+    match err {
+        CatalogueError::Database(err) => err.into(),
+        CatalogueError::Provider(err) => provider_error(err),
     }
 }
 

@@ -64,7 +64,7 @@ async fn bulk_requests_are_validated_and_write_nothing_when_invalid() {
             vec!["coins[1]", "coins[2]"],
         ),
         (
-            json!({"coins": ["bitcoin"], "vs_currency": "eur"}),
+            json!({"coins": ["bitcoin"], "vs_currency": "xyz"}),
             vec!["vs_currency"],
         ),
         (json!({"coins": "bitcoin"}), vec!["coins"]),

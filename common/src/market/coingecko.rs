@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::breaker::Breaker;
 use super::budget::Budget;
-use super::{MarketBatch, MarketConfig, PricePoint, ProviderError, Quote};
+use super::{CoinInfo, MarketBatch, MarketConfig, PricePoint, ProviderError, Quote};
 
 /// The public (keyless or demo key) API.
 pub const PUBLIC_BASE_URL: &str = "https://api.coingecko.com/api/v3";
@@ -153,6 +153,32 @@ impl CoinGecko {
                     price: decimal(price)?,
                 })
             })
+            .collect())
+    }
+
+    /// Every coin CoinGecko lists (`/coins/list`: id, symbol, name; about 17,000).
+    pub async fn coins(&self) -> Result<Vec<CoinInfo>, ProviderError> {
+        let rows: Vec<ListedCoin> = self.get_json("/coins/list", &[]).await?;
+        Ok(rows
+            .into_iter()
+            .filter(|row| !row.id.is_empty())
+            .map(|row| CoinInfo {
+                id: row.id,
+                symbol: row.symbol,
+                name: row.name,
+                market_cap_rank: None,
+            })
+            .collect())
+    }
+
+    /// The currencies CoinGecko quotes in (`/simple/supported_vs_currencies`), lower case.
+    pub async fn currencies(&self) -> Result<Vec<String>, ProviderError> {
+        let codes: Vec<String> = self
+            .get_json("/simple/supported_vs_currencies", &[])
+            .await?;
+        Ok(codes
+            .into_iter()
+            .map(|code| code.to_ascii_lowercase())
             .collect())
     }
 
@@ -342,6 +368,16 @@ impl MarketRow {
 #[derive(Debug, Deserialize)]
 struct MarketChart {
     prices: Vec<(f64, f64)>,
+}
+
+/// One `/coins/list` entry; a missing symbol or name is kept empty rather than losing the coin.
+#[derive(Debug, Deserialize)]
+struct ListedCoin {
+    id: String,
+    #[serde(default)]
+    symbol: String,
+    #[serde(default)]
+    name: String,
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@
 
 pub mod breaker;
 pub mod budget;
+pub mod catalogue;
 pub mod coingecko;
 pub mod coins;
+pub mod history;
 pub mod jobs;
 pub mod recent;
 pub mod simulated;
@@ -77,6 +79,8 @@ pub struct CoinInfo {
     pub symbol: String,
     /// Display name.
     pub name: String,
+    /// Position by market capitalisation, when the provider's list says.
+    pub market_cap_rank: Option<u32>,
 }
 
 /// Why a provider call failed.
@@ -288,6 +292,25 @@ impl PriceProvider {
         match self {
             Self::Simulated(provider) => provider.top_at(limit, vs, Utc::now()),
             Self::CoinGecko(provider) => provider.top(limit, vs).await,
+        }
+    }
+
+    /// Every coin the provider knows.
+    pub async fn coins(&self) -> Result<Vec<CoinInfo>, ProviderError> {
+        match self {
+            Self::Simulated(provider) => Ok(provider.coins()),
+            Self::CoinGecko(provider) => provider.coins().await,
+        }
+    }
+
+    /// Every currency the provider quotes in, lower case, sorted as the provider lists them.
+    pub async fn quote_currencies(&self) -> Result<Vec<String>, ProviderError> {
+        match self {
+            Self::Simulated(_) => Ok(SimulatedProvider::CURRENCIES
+                .iter()
+                .map(|code| (*code).to_owned())
+                .collect()),
+            Self::CoinGecko(provider) => provider.currencies().await,
         }
     }
 

@@ -16,13 +16,33 @@ use super::{CoinInfo, MarketBatch, PricePoint, ProviderError, Quote};
 /// Stablecoins barely move.
 const STABLE: &[&str] = &["tether", "usd-coin", "dai", "frax", "true-usd"];
 
-/// Simulated prices for the built-in coins, in USD (other currencies are refused).
+/// Simulated prices for the built-in coins, in USD and the currencies of [`RATES`].
 #[derive(Debug, Clone, Default)]
 pub struct SimulatedProvider;
 
+/// The fixed exchange rates the simulated provider converts USD prices with: units of each
+/// currency per US dollar (late-2026 ballpark figures, documented in the README, never
+/// updated, so a test can compute any price it expects).
+pub const RATES: &[(&str, f64)] = &[
+    ("usd", 1.0),
+    ("eur", 0.92),
+    ("gbp", 0.79),
+    ("jpy", 150.0),
+    ("chf", 0.88),
+    ("cad", 1.36),
+    ("aud", 1.52),
+    ("cny", 7.2),
+    ("inr", 83.0),
+    ("krw", 1_350.0),
+    ("brl", 5.0),
+    ("sgd", 1.34),
+];
+
 impl SimulatedProvider {
-    /// The currencies this provider quotes in.
-    pub const CURRENCIES: &'static [&'static str] = &["usd"];
+    /// The currencies this provider quotes in: those of [`RATES`], in that order.
+    pub const CURRENCIES: &'static [&'static str] = &[
+        "usd", "eur", "gbp", "jpy", "chf", "cad", "aud", "cny", "inr", "krw", "brl", "sgd",
+    ];
 
     /// Quotes `ids` at time `at`; unknown ids are listed as missing.
     pub fn markets_at(
@@ -31,11 +51,11 @@ impl SimulatedProvider {
         vs: &str,
         at: DateTime<Utc>,
     ) -> Result<MarketBatch, ProviderError> {
-        check_currency(vs)?;
+        let rate = rate(vs)?;
         let mut batch = MarketBatch::default();
         for id in ids {
             match coins::find(id) {
-                Some(coin) => batch.quotes.push(quote(coin, at)),
+                Some(coin) => batch.quotes.push(quote(coin, at, rate)),
                 None => batch.missing.push(id.clone()),
             }
         }
@@ -49,8 +69,11 @@ impl SimulatedProvider {
         vs: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<Quote>, ProviderError> {
-        check_currency(vs)?;
-        let mut quotes: Vec<Quote> = coins::COINS.iter().map(|coin| quote(coin, at)).collect();
+        let rate = rate(vs)?;
+        let mut quotes: Vec<Quote> = coins::COINS
+            .iter()
+            .map(|coin| quote(coin, at, rate))
+            .collect();
         quotes.sort_by_key(|quote| std::cmp::Reverse(quote.market_cap));
         quotes.truncate(limit);
         for (rank, quote) in quotes.iter_mut().enumerate() {
@@ -59,7 +82,8 @@ impl SimulatedProvider {
         Ok(quotes)
     }
 
-    /// Hourly prices of `id` between `from` and `to`.
+    /// Prices of `id` between `from` and `to`: hourly up to 90 days, daily beyond (as
+    /// CoinGecko answers), each on the hour or at midnight UTC.
     pub fn history(
         &self,
         id: &str,
@@ -67,11 +91,16 @@ impl SimulatedProvider {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<PricePoint>, ProviderError> {
-        check_currency(vs)?;
+        let rate = rate(vs)?;
         let coin = coins::find(id).ok_or_else(|| ProviderError::UnknownCoin(id.to_owned()))?;
-        let step = Duration::hours(1);
+        let step_secs = if to - from > Duration::days(90) {
+            86_400
+        } else {
+            3_600
+        };
+        let step = Duration::seconds(step_secs);
         let mut at = Utc
-            .timestamp_opt(from.timestamp() - from.timestamp().rem_euclid(3600), 0)
+            .timestamp_opt(from.timestamp() - from.timestamp().rem_euclid(step_secs), 0)
             .single()
             .unwrap_or(from);
         if at < from {
@@ -81,38 +110,44 @@ impl SimulatedProvider {
         while at <= to && points.len() < 10_000 {
             points.push(PricePoint {
                 at,
-                price: to_decimal(price_usd(coin, at.timestamp())),
+                price: to_decimal(price_usd(coin, at.timestamp()) * rate),
             });
             at += step;
         }
         Ok(points)
     }
 
-    /// Every coin this provider knows.
+    /// Every coin this provider knows, largest reference market capitalisation first.
     pub fn coins(&self) -> Vec<CoinInfo> {
-        coins::COINS
-            .iter()
-            .map(|coin| CoinInfo {
+        let mut by_cap: Vec<&BuiltinCoin> = coins::COINS.iter().collect();
+        by_cap
+            .sort_by(|a, b| (b.reference_usd * b.supply).total_cmp(&(a.reference_usd * a.supply)));
+        by_cap
+            .into_iter()
+            .zip(1..)
+            .map(|(coin, rank)| CoinInfo {
                 id: coin.id.to_owned(),
                 symbol: coin.symbol.to_owned(),
                 name: coin.name.to_owned(),
+                market_cap_rank: Some(rank),
             })
             .collect()
     }
 }
 
-fn check_currency(vs: &str) -> Result<(), ProviderError> {
-    if SimulatedProvider::CURRENCIES.contains(&vs) {
-        Ok(())
-    } else {
-        Err(ProviderError::UnsupportedCurrency(vs.to_owned()))
-    }
+/// Units of `vs` per US dollar.
+fn rate(vs: &str) -> Result<f64, ProviderError> {
+    RATES
+        .iter()
+        .find(|(code, _)| *code == vs)
+        .map(|(_, rate)| *rate)
+        .ok_or_else(|| ProviderError::UnsupportedCurrency(vs.to_owned()))
 }
 
-fn quote(coin: &BuiltinCoin, at: DateTime<Utc>) -> Quote {
+fn quote(coin: &BuiltinCoin, at: DateTime<Utc>, rate: f64) -> Quote {
     let now = at.timestamp();
-    let price = price_usd(coin, now);
-    let day_ago = price_usd(coin, now - 86_400);
+    let price = price_usd(coin, now) * rate;
+    let day_ago = price_usd(coin, now - 86_400) * rate;
     // Volume: a steady share of market cap that breathes with the daily wave.
     let volume = price * coin.supply * 0.03 * (1.0 + 0.5 * wave(coin, now, 86_400.0, 7));
     let minute = now - now.rem_euclid(60);
@@ -223,6 +258,33 @@ mod tests {
     }
 
     #[test]
+    fn every_advertised_currency_is_quoted_at_its_fixed_rate() {
+        let codes: Vec<&str> = RATES.iter().map(|(code, _)| *code).collect();
+        assert_eq!(codes, SimulatedProvider::CURRENCIES);
+        let ids = vec!["bitcoin".to_owned()];
+        let when = at(1_795_000_000);
+        let usd = SimulatedProvider
+            .markets_at(&ids, "usd", when)
+            .expect("usd");
+        for (code, rate) in RATES {
+            let quoted = SimulatedProvider
+                .markets_at(&ids, code, when)
+                .unwrap_or_else(|err| panic!("{code}: {err}"));
+            let expected =
+                to_decimal(price_usd(coins::find("bitcoin").expect("btc"), 1_795_000_000) * rate);
+            assert_eq!(quoted.quotes[0].price, expected, "{code}");
+            let history = SimulatedProvider
+                .history("bitcoin", code, when, when + Duration::hours(2))
+                .unwrap_or_else(|err| panic!("{code}: {err}"));
+            assert_eq!(history.len(), 2, "{code}");
+        }
+        let eur = SimulatedProvider
+            .markets_at(&ids, "eur", when)
+            .expect("eur");
+        assert!(eur.quotes[0].price < usd.quotes[0].price);
+    }
+
+    #[test]
     fn stablecoins_stay_near_one_dollar() {
         let provider = SimulatedProvider;
         for hour in 0..200 {
@@ -269,5 +331,15 @@ mod tests {
                 .all(|w| (w[1].at - w[0].at).num_seconds() == 3_600)
         );
         assert!(points[0].at >= at(1_795_000_100));
+    }
+
+    #[test]
+    fn long_history_is_daily_at_midnight() {
+        let from = at(1_795_000_100);
+        let points = SimulatedProvider
+            .history("bitcoin", "eur", from, from + Duration::days(200))
+            .expect("history");
+        assert_eq!(points.len(), 200);
+        assert!(points.iter().all(|p| p.at.timestamp() % 86_400 == 0));
     }
 }

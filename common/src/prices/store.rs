@@ -89,15 +89,21 @@ pub async fn save_quotes(
     let quoted: Vec<DateTime<Utc>> = quotes.iter().map(|q| q.last_updated).collect();
 
     let mut tx = db.begin().await?;
+    // A quote's rank (when the provider gave one) also ranks the coin in catalogue searches.
     sqlx::query!(
-        "INSERT INTO coins (id, symbol, name)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[])
+        "INSERT INTO coins (id, symbol, name, market_cap_rank)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[])
          ON CONFLICT (id) DO UPDATE
-           SET symbol = EXCLUDED.symbol, name = EXCLUDED.name, updated_at = now()
-           WHERE coins.symbol <> EXCLUDED.symbol OR coins.name <> EXCLUDED.name",
+           SET symbol = EXCLUDED.symbol, name = EXCLUDED.name,
+               market_cap_rank = COALESCE(EXCLUDED.market_cap_rank, coins.market_cap_rank),
+               updated_at = now()
+           WHERE (coins.symbol, coins.name, coins.market_cap_rank)
+                 IS DISTINCT FROM (EXCLUDED.symbol, EXCLUDED.name,
+                                   COALESCE(EXCLUDED.market_cap_rank, coins.market_cap_rank))",
         &ids as &[&str],
         &symbols as &[&str],
         &names as &[&str],
+        &ranks as &[Option<i32>],
     )
     .execute(&mut *tx)
     .await?;
