@@ -33,7 +33,39 @@ pub struct AuthApi {
 impl AuthApi {
     /// Creates the endpoints over shared state.
     pub fn new(state: AppState) -> Self {
+        for reason in RefreshRefusal::ALL {
+            metrics::counter!("auth_refresh_refused_total", "reason" => reason.as_str())
+                .increment(0);
+        }
         Self { state }
+    }
+}
+
+/// Why a refresh was refused, as `auth_refresh_refused_total{reason}` counts it: operators
+/// alert on `reuse` (a copied token) and expect `ended` after logouts.
+#[derive(Debug, Clone, Copy)]
+enum RefreshRefusal {
+    /// A rotated token was presented again.
+    Reuse,
+    /// The session was ended before the token was used.
+    Ended,
+    /// Unknown, expired, or its account is gone or disabled.
+    Invalid,
+}
+
+impl RefreshRefusal {
+    const ALL: [Self; 3] = [Self::Reuse, Self::Ended, Self::Invalid];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Reuse => "reuse",
+            Self::Ended => "ended",
+            Self::Invalid => "invalid",
+        }
+    }
+
+    fn count(self) {
+        metrics::counter!("auth_refresh_refused_total", "reason" => self.as_str()).increment(1);
     }
 }
 
@@ -272,8 +304,10 @@ impl AuthApi {
 
     /// Trade a refresh token for a new pair.
     ///
-    /// The presented token is used up. Presenting it again revokes its whole session (every
-    /// token descended from the same login) and answers 401.
+    /// The presented token is used up. Presenting it again is treated as theft: its whole
+    /// session (every token descended from the same login) is revoked and the answer is 401.
+    /// A token of a session that was ended (logout, logout-all, password change) answers 401
+    /// "the session has ended" and revokes nothing more.
     #[oai(path = "/refresh", method = "post")]
     async fn refresh(
         &self,
@@ -291,13 +325,22 @@ impl AuthApi {
             Rotation::ReuseDetected => {
                 // Commit the revocation before refusing.
                 tx.commit().await?;
+                RefreshRefusal::Reuse.count();
                 tracing::warn!("refresh token reuse detected; session revoked");
                 return Err(ApiError::Unauthorized(
                     "refresh token reuse detected; the session was revoked".into(),
                 )
                 .into());
             }
+            Rotation::Ended => {
+                RefreshRefusal::Ended.count();
+                tracing::info!("refresh with a token of an ended session refused");
+                return Err(
+                    ApiError::Unauthorized("the session has ended; log in again".into()).into(),
+                );
+            }
             Rotation::Refused => {
+                RefreshRefusal::Invalid.count();
                 return Err(ApiError::Unauthorized(
                     "the refresh token is invalid or expired".into(),
                 )
@@ -307,6 +350,7 @@ impl AuthApi {
         let user = match store::find(&mut *tx, user_id).await? {
             Some(user) if user.is_active => user,
             _ => {
+                RefreshRefusal::Invalid.count();
                 return Err(ApiError::Unauthorized(
                     "the refresh token is invalid or expired".into(),
                 )

@@ -50,7 +50,11 @@ pub enum Rotation {
     },
     /// Unknown, expired, or the user is gone: refuse.
     Refused,
-    /// The token was already used or revoked: its family has now been revoked.
+    /// The session was ended (logout, logout-all, a password change, an administrator) before
+    /// this token was used: refuse, nothing suspicious.
+    Ended,
+    /// The token was already traded for a successor: whoever presents it now holds a copy,
+    /// so its family has now been revoked.
     ReuseDetected,
 }
 
@@ -72,9 +76,15 @@ pub async fn rotate(
     else {
         return Ok(Rotation::Refused);
     };
-    if row.used_at.is_some() || row.revoked_at.is_some() {
+    // Only a rotated token is evidence of theft: its legitimate holder got a successor and
+    // has no reason to present it again. A revoked but never used one is a session that
+    // ended normally, e.g. a client refreshing after its user logged out elsewhere.
+    if row.used_at.is_some() {
         revoke_family(&mut *tx, row.family_id).await?;
         return Ok(Rotation::ReuseDetected);
+    }
+    if row.revoked_at.is_some() {
+        return Ok(Rotation::Ended);
     }
     if row.expires_at <= Utc::now() {
         return Ok(Rotation::Refused);

@@ -95,6 +95,23 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
+/// Deleting the caller's account.
+#[derive(Debug, Object, Deserialize)]
+#[oai(deny_unknown_fields, example)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteAccountRequest {
+    /// The password in use now.
+    pub current_password: String,
+}
+
+impl poem_openapi::types::Example for DeleteAccountRequest {
+    fn example() -> Self {
+        Self {
+            current_password: "correct horse battery staple".into(),
+        }
+    }
+}
+
 impl poem_openapi::types::Example for UpdateProfileRequest {
     fn example() -> Self {
         Self {
@@ -146,6 +163,32 @@ pub fn parse_profile_changes(
     })
 }
 
+impl UsersApi {
+    /// Checks a password the caller must prove they hold. A stolen access token must not make
+    /// it cheaper to guess: each check counts against the same per-account limit as login.
+    /// A mismatch is a 403, not a 422 (the request is well-formed, the caller just failed to
+    /// prove it) and not a 401 (which would make a client drop its session).
+    async fn verify_current_password(
+        &self,
+        user: &UserRow,
+        password: &str,
+    ) -> Result<(), ApiError> {
+        let attempt = self.state.lockout.begin(&user.email).await?;
+        let verification = self
+            .state
+            .passwords
+            .verify(password, Some(&user.password_hash))
+            .await?;
+        if verification == Verification::Mismatch {
+            return Err(ApiError::Forbidden(
+                "the current password is incorrect".into(),
+            ));
+        }
+        self.state.lockout.succeeded(attempt).await;
+        Ok(())
+    }
+}
+
 #[OpenApi(prefix_path = "/api/v1/users", tag = "ApiTags::Users")]
 impl UsersApi {
     /// The caller's profile.
@@ -171,12 +214,21 @@ impl UsersApi {
 
     /// Delete the caller's account and everything it owns.
     ///
-    /// The last active administrator cannot delete their account (409).
+    /// Asks for the current password, as a password change does: a stolen access token alone
+    /// cannot delete an account. A wrong password is a `403` and counts against the same
+    /// per-account limit as login (`429` once it is reached). The last active administrator
+    /// cannot delete their account (`409`).
     #[oai(path = "/me", method = "delete")]
     async fn delete_me(
         &self,
         caller: ActiveUser,
-    ) -> ApiResult<NoContent, { status::AUTHED | status::CONFLICT }> {
+        body: JsonBody<DeleteAccountRequest>,
+    ) -> ApiResult<
+        NoContent,
+        { status::AUTHED | status::BODY | status::FORBIDDEN | status::CONFLICT },
+    > {
+        self.verify_current_password(&caller.0, &body.0.current_password)
+            .await?;
         let mut tx = self.state.db.begin().await?;
         // Read again inside the transaction: the role decides the last-admin check below.
         let user = active_account(&mut *tx, caller.0.id).await?;
@@ -215,20 +267,8 @@ impl UsersApi {
             );
         }
         let user = caller.0;
-        // A stolen access token must not make the current password cheaper to guess: this
-        // check counts against the same per-account limit as login.
-        let attempt = self.state.lockout.begin(&user.email).await?;
-        let verification = self
-            .state
-            .passwords
-            .verify(&request.current_password, Some(&user.password_hash))
+        self.verify_current_password(&user, &request.current_password)
             .await?;
-        if verification == Verification::Mismatch {
-            // 403, not 422: the request is well-formed, the caller just failed to prove they
-            // hold the password (and not 401, which would make a client drop its session).
-            return Err(ApiError::Forbidden("the current password is incorrect".into()).into());
-        }
-        self.state.lockout.succeeded(attempt).await;
         let new_hash = self.state.passwords.hash(&new_password).await?;
         let mut tx = self.state.db.begin().await?;
         let notice = replace_password(&mut tx, user.id, &new_hash).await?;

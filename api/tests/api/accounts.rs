@@ -129,7 +129,7 @@ async fn every_bearer_operation_refuses_accounts_that_may_not_act() {
             Method::DELETE,
             "/api/v1/users/me",
             Some(&deleted.access),
-            None,
+            Some(json!({"current_password": deleted.password})),
         )
         .await;
     assert_eq!(deleting.status, 204, "{}", deleting.body);

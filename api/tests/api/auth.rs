@@ -198,9 +198,21 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     // The first token again: a replay. Refused, and its successor dies with it.
     let replay = app.refresh(&session.refresh).await;
     replay.assert_problem(401, "UNAUTHORIZED");
-    app.refresh(&second_token)
-        .await
-        .assert_problem(401, "UNAUTHORIZED");
+    assert!(
+        replay.body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("reuse"),
+        "{}",
+        replay.body
+    );
+    let successor = app.refresh(&second_token).await;
+    successor.assert_problem(401, "UNAUTHORIZED");
+    assert_eq!(
+        successor.body["detail"], "the session has ended; log in again",
+        "its holder is told the session ended, not accused"
+    );
+    assert!(refusals(&app, "reuse").await >= 1.0, "reuse is counted");
 
     // Another login (another family) is unaffected.
     let other = app.login(&session.email, &session.password).await;
@@ -264,10 +276,31 @@ async fn logout_ends_one_session_and_is_idempotent() {
         )
         .await;
     assert_eq!(again.status, StatusCode::NO_CONTENT);
-    app.refresh(&session.refresh)
+    let ended_before = refusals(&app, "ended").await;
+    let after_logout = app.refresh(&session.refresh).await;
+    after_logout.assert_problem(401, "UNAUTHORIZED");
+    assert_eq!(
+        after_logout.body["detail"], "the session has ended; log in again",
+        "a logout is not theft"
+    );
+    assert!(refusals(&app, "ended").await > ended_before);
+    assert_eq!(
+        app.refresh(&other_refresh).await.status,
+        StatusCode::OK,
+        "no other session was revoked"
+    );
+}
+
+/// `auth_refresh_refused_total{reason}` as the app's `/metrics` shows it (tests in this binary
+/// share one recorder, so compare before and after, never an absolute value).
+async fn refusals(app: &TestApp, reason: &str) -> f64 {
+    let series = format!("auth_refresh_refused_total{{reason=\"{reason}\"}} ");
+    app.metrics_text()
         .await
-        .assert_problem(401, "UNAUTHORIZED");
-    assert_eq!(app.refresh(&other_refresh).await.status, StatusCode::OK);
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{series} is exported"))
 }
 
 #[tokio::test]

@@ -106,6 +106,9 @@ async fn password_change_needs_the_current_password_and_revokes_sessions() {
     app.refresh(&session.refresh)
         .await
         .assert_problem(401, "UNAUTHORIZED");
+    app.get("/api/v1/users/me", Some(&session.access))
+        .await
+        .assert_problem(401, "UNAUTHORIZED");
     app.login(&session.email, &session.password)
         .await
         .assert_problem(401, "UNAUTHORIZED");
@@ -119,15 +122,37 @@ async fn password_change_needs_the_current_password_and_revokes_sessions() {
 async fn deleting_the_account_removes_it_and_its_sessions() {
     let app = TestApp::spawn().await;
     let session = app.register("leaving").await;
+    for (body, status) in [
+        (None, 415),
+        (Some(json!({})), 422),
+        (Some(json!({"current_password": "not-the-password"})), 403),
+    ] {
+        let refused = app
+            .call(
+                Method::DELETE,
+                "/api/v1/users/me",
+                Some(&session.access),
+                body,
+            )
+            .await;
+        assert_eq!(refused.status.as_u16(), status, "{}", refused.body);
+    }
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&session.access))
+            .await
+            .status,
+        StatusCode::OK,
+        "a refused delete deletes nothing"
+    );
     let reply = app
         .call(
             Method::DELETE,
             "/api/v1/users/me",
             Some(&session.access),
-            None,
+            Some(json!({"current_password": session.password})),
         )
         .await;
-    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{}", reply.body);
     app.get("/api/v1/users/me", Some(&session.access))
         .await
         .assert_problem(401, "UNAUTHORIZED");
@@ -149,7 +174,7 @@ async fn the_last_admin_cannot_delete_their_account() {
         Method::DELETE,
         "/api/v1/users/me",
         Some(&admin.access),
-        None,
+        Some(json!({"current_password": admin.password})),
     )
     .await
     .assert_problem(409, "CONFLICT");
@@ -159,7 +184,7 @@ async fn the_last_admin_cannot_delete_their_account() {
             Method::DELETE,
             "/api/v1/users/me",
             Some(&second.access),
-            None,
+            Some(json!({"current_password": second.password})),
         )
         .await;
     assert_eq!(reply.status, StatusCode::NO_CONTENT);
