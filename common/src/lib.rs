@@ -21,6 +21,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
 pub mod trace_context;
+pub mod wire;
 
 /// The version of this build, as reported by `/health` and `coinpulse_build_info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -91,6 +91,7 @@ pub struct AuditEntry {
     /// The action's parameters (a filter, a reason, the changes made).
     pub details: Value,
     /// When.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
 }
 

@@ -29,6 +29,7 @@ pub struct Alert {
     /// Least time between two firings, in seconds.
     pub cooldown: Option<i32>,
     /// When it stops watching.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub expires_at: Option<DateTime<Utc>>,
     /// The caller's note, shown in the notification and email.
     pub note: Option<String>,
@@ -37,12 +38,15 @@ pub struct Alert {
     /// `armed`, `triggered` or `expired`.
     pub state: AlertState,
     /// When it last fired.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub last_triggered_at: Option<DateTime<Utc>>,
     /// How many times it fired.
     pub trigger_count: i32,
     /// When it was created.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub created_at: DateTime<Utc>,
     /// When it last changed (by the caller or by firing).
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -154,6 +158,7 @@ pub struct CreateAlertRequest {
     #[oai(validator(minimum(value = "1"), maximum(value = "2592000")))]
     pub cooldown: Option<i32>,
     /// When to stop watching (RFC 3339, in the future).
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub expires_at: Option<DateTime<Utc>>,
     /// Up to 280 characters without control characters; surrounding spaces are dropped.
     #[oai(validator(max_length = 280))]

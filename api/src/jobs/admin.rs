@@ -65,6 +65,7 @@ pub struct QueueCounts {
     /// Whether workers are stopped from starting its jobs (it still accepts them).
     pub paused: bool,
     /// Since when it is paused.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub paused_at: Option<DateTime<Utc>>,
     /// Who paused it.
     pub paused_by: Option<Uuid>,
@@ -132,12 +133,16 @@ pub struct AdminJob {
     /// The last failure, if any.
     pub error: Option<String>,
     /// When it was accepted.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub created_at: DateTime<Utc>,
     /// When it last changed.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub updated_at: DateTime<Utc>,
     /// When its latest attempt started.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a final status.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -170,6 +175,7 @@ pub struct AttemptError {
     /// How it failed.
     pub error: String,
     /// When it ended.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -182,6 +188,7 @@ pub struct AdminJobDetail {
     /// Its failed attempts, oldest first (the latest 20), across operator retries.
     pub errors: Vec<AttemptError>,
     /// When it was handed to Redis; absent while it waits in the outbox.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub enqueued_at: Option<DateTime<Utc>>,
 }
 

@@ -7,7 +7,7 @@ use common::jobs::store::OutboxJob;
 use common::jobs::store::{self, Cancellation, JobRow};
 use common::jobs::{JobKind, JobStatus};
 use common::market::jobs::{BulkFetch, BulkFetchResult};
-use poem_openapi::param::{Path, Query};
+use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
 use uuid::Uuid;
@@ -16,6 +16,7 @@ use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
+use crate::platform::conditional::{self, Conditional};
 use crate::platform::pagination::{Page, PageRequest};
 
 /// Job endpoints.
@@ -68,12 +69,16 @@ pub struct Job {
     /// The last failure, if any.
     pub error: Option<String>,
     /// When it was accepted.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub created_at: DateTime<Utc>,
     /// When it last changed.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub updated_at: DateTime<Utc>,
     /// When its latest attempt started.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a final status.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub finished_at: Option<DateTime<Utc>>,
 }
 
@@ -209,17 +214,26 @@ impl JobsApi {
     }
 
     /// One of the caller's jobs: status, attempts, timestamps, result or error.
+    ///
+    /// Poll with the last `ETag` as `If-None-Match`: the answer is `304` (no body) until the
+    /// job changes.
     #[oai(path = "/:id", method = "get")]
     async fn get(
         &self,
         caller: ActiveUser,
         /// The job's id.
         id: Path<Uuid>,
-    ) -> ApiResult<Json<Job>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }> {
-        let job = store::find_for_user(&self.state.db, caller.0.id, id.0)
+        /// The `ETag` of a copy the caller holds (`*` or a list also work).
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> ApiResult<Conditional<Job>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
+    {
+        let job: Job = store::find_for_user(&self.state.db, caller.0.id, id.0)
             .await?
-            .ok_or_else(|| ApiError::not_found("job"))?;
-        Ok(Json(job.try_into()?))
+            .ok_or_else(|| ApiError::not_found("job"))?
+            .try_into()?;
+        let etag = conditional::content_etag(&job, &[]);
+        Ok(Conditional::new(job, etag, if_none_match.0.as_deref()))
     }
 
     /// Cancel one of the caller's jobs while it is still queued.

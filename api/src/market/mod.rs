@@ -30,6 +30,7 @@ use crate::error::FieldError;
 use crate::error::{ApiError, ApiResult, Constraint, on_constraint, status};
 use crate::jobs::{self, Job};
 use crate::platform::ApiTags;
+use crate::platform::conditional::{self, Conditional};
 use crate::platform::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
@@ -93,8 +94,10 @@ pub struct PriceHistory {
     /// Currency of the prices.
     pub vs_currency: String,
     /// Start of the range.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub from: DateTime<Utc>,
     /// End of the range.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub to: DateTime<Utc>,
     /// How far apart the points are: `hour` for ranges up to 90 days, `day` beyond.
     pub resolution: HistoryResolution,
@@ -130,8 +133,10 @@ impl From<Resolution> for HistoryResolution {
 #[derive(Debug, Object)]
 pub struct TimeSpan {
     /// Start (inclusive).
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub from: DateTime<Utc>,
     /// End (exclusive).
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub to: DateTime<Utc>,
 }
 
@@ -162,8 +167,10 @@ pub struct CurrencyList {
 #[derive(Debug, Object)]
 pub struct HistoryPoint {
     /// When.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
     /// Price per unit (decimal string).
+    #[oai(serialize_with = "common::wire::decimal")]
     pub price: Decimal,
 }
 
@@ -352,6 +359,9 @@ impl MarketApi {
     ///
     /// Served from a short-lived cache or storage when fresh, otherwise fetched from the price
     /// provider. `source` says where prices come from (`simulated` offline).
+    ///
+    /// With the last `ETag` as `If-None-Match`, the answer is `304` (no body) until a newer
+    /// price is fetched.
     #[oai(path = "/prices/:coin_id", method = "get")]
     async fn price(
         &self,
@@ -361,7 +371,11 @@ impl MarketApi {
         /// Currency code, default `usd` (any case).
         #[oai(validator(pattern = r"^[A-Za-z]{2,10}$"))]
         vs_currency: Query<Option<String>>,
-    ) -> ApiResult<Json<Price>, { status::ALWAYS | status::VALIDATION | status::NOT_FOUND }> {
+        /// The `ETag` of a copy the caller holds (`*` or a list also work).
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> ApiResult<Conditional<Price>, { status::ALWAYS | status::VALIDATION | status::NOT_FOUND }>
+    {
         let coin_id = parse_coin_id("coin_id", &coin_id.0)?;
         let vs = parse_vs_currency(vs_currency.0.as_deref())?;
         let price = self.latest_price(&coin_id, &vs).await?;
@@ -371,7 +385,8 @@ impl MarketApi {
             // Keeps the coin in the scheduled refresh; never delays the answer.
             tokio::spawn(async move { common::market::recent::note(&redis, &[coin_id]).await });
         }
-        Ok(Json(price))
+        let etag = conditional::content_etag(&price, &[]);
+        Ok(Conditional::new(price, etag, if_none_match.0.as_deref()))
     }
 
     /// Fetch prices for many coins in the background.

@@ -54,8 +54,10 @@ pub struct Notification {
     /// Whether it was read.
     pub read: bool,
     /// When it was read.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub read_at: Option<DateTime<Utc>>,
     /// When it was written.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 

@@ -169,8 +169,10 @@ pub struct Portfolio {
     /// Changes with every update; the `ETag` header is this number in quotes.
     pub version: i32,
     /// When it was created.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub created_at: DateTime<Utc>,
     /// When it last changed.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -295,10 +297,12 @@ pub struct Transaction {
     /// Fee paid, in the base currency.
     pub fee: Dec,
     /// When it happened.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub executed_at: DateTime<Utc>,
     /// The caller's note.
     pub note: Option<String>,
     /// When it was recorded.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -367,6 +371,7 @@ pub struct CreateTransactionRequest {
     pub fee: Option<Dec>,
     /// When it happened (RFC 3339), default now; not in the future (a minute of clock skew is
     /// tolerated).
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub executed_at: Option<DateTime<Utc>>,
     /// Up to 1000 characters; surrounding whitespace is dropped.
     #[oai(validator(max_length = 1000))]
@@ -415,6 +420,7 @@ pub struct Holding {
     /// Share of `total_value`, in percent; the priced holdings' shares sum to exactly 100.
     pub allocation_pct: Option<Dec>,
     /// When the provider last updated the price.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub price_updated_at: Option<DateTime<Utc>>,
     /// No price is known for this coin: it is listed, but left out of value totals.
     pub price_missing: bool,
@@ -485,6 +491,7 @@ pub struct Valuation {
     /// How cost basis was measured.
     pub cost_basis_method: CostBasisMethod,
     /// When this valuation was computed.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub valued_at: DateTime<Utc>,
     /// One entry per coin ever held: largest value first, holdings without a price last,
     /// then by coin id.

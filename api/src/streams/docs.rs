@@ -151,6 +151,7 @@ pub struct StreamQuote {
     /// Change over 24 hours in percent, when known.
     pub change_24h_pct: Option<String>,
     /// When the source quoted it.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub quoted_at: Option<DateTime<Utc>>,
 }
 
@@ -171,6 +172,7 @@ pub struct PriceUpdate {
     /// Event id.
     pub id: Uuid,
     /// When it was sent.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
     /// The quotes.
     pub data: PriceUpdateData,
@@ -195,6 +197,7 @@ pub struct JobEvent {
     /// Event id.
     pub id: Uuid,
     /// When it happened.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
     /// Position in the caller's event history (also the SSE `id`, for `Last-Event-ID`).
     pub stream_id: String,
@@ -225,6 +228,7 @@ pub struct NotificationEvent {
     /// Event id (also the notification's id).
     pub id: Uuid,
     /// When it happened.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
     /// Position in the caller's event history (also the SSE `id`, for `Last-Event-ID`).
     pub stream_id: String,
@@ -238,6 +242,7 @@ pub struct ValuationUpdate {
     /// Event id.
     pub id: Uuid,
     /// When it was sent.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
     /// The valuation, as at `GET /portfolios/{id}/valuation`.
     pub data: Valuation,
@@ -256,6 +261,7 @@ pub struct ResyncEvent {
     /// Event id.
     pub id: Uuid,
     /// When it was sent.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
     /// Why.
     pub data: ResyncReason,
@@ -276,6 +282,7 @@ pub struct ClosedEvent {
     /// Event id.
     pub id: Uuid,
     /// When it was sent.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub at: DateTime<Utc>,
     /// Why.
     pub data: ClosedReason,

@@ -68,10 +68,13 @@ pub struct UserProfile {
     /// Whether the owner proved they receive mail at `email` (`POST /auth/verify-email/confirm`).
     pub email_verified: bool,
     /// When the account was created.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub created_at: DateTime<Utc>,
     /// When the account last changed.
+    #[oai(serialize_with = "common::wire::timestamp")]
     pub updated_at: DateTime<Utc>,
     /// When the user last logged in.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub last_login_at: Option<DateTime<Utc>>,
 }
 

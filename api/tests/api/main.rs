@@ -8,6 +8,7 @@ mod alerts;
 mod auth;
 mod binary;
 mod clients;
+mod conditional;
 mod helpers;
 mod housekeeping;
 mod jobs;

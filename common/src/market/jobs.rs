@@ -49,15 +49,31 @@ pub struct CoinQuote {
     pub coin_id: String,
     /// Price in `vs_currency` (a decimal string); absent when `error` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        oai(serialize_with = "crate::wire::optional_decimal")
+    )]
     pub price: Option<Decimal>,
     /// Change over 24 hours, in percent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        oai(serialize_with = "crate::wire::optional_decimal")
+    )]
     pub change_24h_pct: Option<Decimal>,
     /// Market capitalisation in `vs_currency`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        oai(serialize_with = "crate::wire::optional_decimal")
+    )]
     pub market_cap: Option<Decimal>,
     /// When the provider quoted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        oai(serialize_with = "crate::wire::optional_timestamp")
+    )]
     pub quoted_at: Option<DateTime<Utc>>,
     /// Why this coin has no price (e.g. an unknown coin).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -21,18 +21,33 @@ pub struct LatestPrice {
     /// Currency of the amounts, e.g. `usd`.
     pub vs_currency: String,
     /// Price per unit.
+    #[cfg_attr(feature = "openapi", oai(serialize_with = "crate::wire::decimal"))]
     pub price: Decimal,
     /// Market capitalisation.
+    #[cfg_attr(
+        feature = "openapi",
+        oai(serialize_with = "crate::wire::optional_decimal")
+    )]
     pub market_cap: Option<Decimal>,
     /// Rank by market capitalisation (1 = largest).
     pub market_cap_rank: Option<i32>,
     /// Volume traded over 24 hours.
+    #[cfg_attr(
+        feature = "openapi",
+        oai(serialize_with = "crate::wire::optional_decimal")
+    )]
     pub volume_24h: Option<Decimal>,
     /// Price change over 24 hours, in percent.
+    #[cfg_attr(
+        feature = "openapi",
+        oai(serialize_with = "crate::wire::optional_decimal")
+    )]
     pub change_24h_pct: Option<Decimal>,
     /// When the provider last updated this price.
+    #[cfg_attr(feature = "openapi", oai(serialize_with = "crate::wire::timestamp"))]
     pub last_updated: DateTime<Utc>,
     /// When Coinpulse fetched it.
+    #[cfg_attr(feature = "openapi", oai(serialize_with = "crate::wire::timestamp"))]
     pub fetched_at: DateTime<Utc>,
     /// Provenance: `simulated` (offline, generated prices) or `coingecko`.
     pub source: String,

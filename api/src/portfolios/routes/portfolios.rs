@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
-use crate::platform::conditional;
+use crate::platform::conditional::{self, Conditional};
 use crate::platform::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
@@ -54,9 +54,15 @@ enum PortfolioCreated {
     ),
 }
 
+fn created_portfolio(portfolio: Portfolio, replay: bool) -> PortfolioCreated {
+    let location = location(portfolio.id);
+    let etag = conditional::etag(portfolio.version);
+    PortfolioCreated::Created(Json(portfolio), location, etag, replayed(replay))
+}
+
 #[derive(ApiResponse)]
-enum PortfolioFound {
-    /// The portfolio.
+enum PortfolioUpdated {
+    /// The portfolio as it is now.
     #[oai(status = 200)]
     Ok(
         Json<Portfolio>,
@@ -66,16 +72,20 @@ enum PortfolioFound {
     ),
 }
 
-fn created_portfolio(portfolio: Portfolio, replay: bool) -> PortfolioCreated {
-    let location = location(portfolio.id);
-    let etag = conditional::etag(portfolio.version);
-    PortfolioCreated::Created(Json(portfolio), location, etag, replayed(replay))
+fn updated(row: PortfolioRow) -> PortfolioUpdated {
+    let etag = row.etag();
+    PortfolioUpdated::Ok(Json(row.into()), etag)
 }
 
-fn found(row: PortfolioRow) -> PortfolioFound {
+/// The portfolio, or `304` when `if_none_match` names its version.
+fn found_unless(row: PortfolioRow, if_none_match: Option<&str>) -> PortfolioFound {
     let etag = row.etag();
-    PortfolioFound::Ok(Json(row.into()), etag)
+    Conditional::new(row.into(), etag, if_none_match)
 }
+
+/// A portfolio with its version (a strong ETag such as `"3"`) for `If-Match` and
+/// `If-None-Match`.
+type PortfolioFound = Conditional<Portfolio>;
 
 /// Whether `If-Match` allows a change to `row` (412 otherwise).
 fn check_if_match(if_match: Option<&str>, row: &PortfolioRow) -> Result<(), ApiError> {
@@ -206,19 +216,25 @@ impl PortfoliosApi {
     }
 
     /// One of the caller's portfolios, with its version as `ETag`.
+    ///
+    /// With that `ETag` as `If-None-Match`, the answer is `304` (no body) while the portfolio
+    /// is unchanged.
     #[oai(path = "/:id", method = "get")]
     async fn get(
         &self,
         caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
+        /// The `ETag` of a copy the caller holds, e.g. `"3"` (`*` or a list also work).
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
     ) -> ApiResult<PortfolioFound, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
     {
         let user = caller.0.id;
         let row = store::find(&self.state.db, user, id.0)
             .await?
             .ok_or_else(not_found)?;
-        Ok(found(row))
+        Ok(found_unless(row, if_none_match.0.as_deref()))
     }
 
     /// Change a portfolio's name, base currency or cost-basis method.
@@ -239,7 +255,7 @@ impl PortfoliosApi {
         if_match: Header<Option<String>>,
         body: JsonBody<UpdatePortfolioRequest>,
     ) -> ApiResult<
-        PortfolioFound,
+        PortfolioUpdated,
         {
             status::AUTHED
                 | status::BODY
@@ -276,7 +292,7 @@ impl PortfoliosApi {
         check_if_match(if_match.0.as_deref(), &current)?;
         if changes.is_empty() {
             // An empty merge patch (RFC 7396) changes nothing: the current copy, same version.
-            return Ok(found(current));
+            return Ok(updated(current));
         }
         if let Some(vs) = &changes.base_currency
             && *vs != current.base_currency
@@ -292,7 +308,7 @@ impl PortfoliosApi {
         }
         let row = store::update(&mut *tx, current.id, &changes).await?;
         tx.commit().await?;
-        Ok(found(row))
+        Ok(updated(row))
     }
 
     /// Delete a portfolio, with its transactions and valuation.

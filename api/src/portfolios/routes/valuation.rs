@@ -2,8 +2,7 @@
 
 use chrono::Utc;
 use poem_openapi::OpenApi;
-use poem_openapi::param::Path;
-use poem_openapi::payload::Json;
+use poem_openapi::param::{Header, Path};
 use uuid::Uuid;
 
 use super::not_found;
@@ -11,6 +10,7 @@ use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::platform::ApiTags;
+use crate::platform::conditional::{self, Conditional};
 use crate::portfolios::model::Valuation;
 use crate::portfolios::prices::{self, Wanted};
 use crate::portfolios::store;
@@ -45,17 +45,28 @@ impl ValuationApi {
     /// known is listed with `price: null` and `price_missing: true`; the totals then say
     /// `partial: true` and name it in `missing_prices`. Allocation covers the priced holdings
     /// and sums to exactly 100.
+    ///
+    /// The `ETag` covers everything but `valued_at`: with `If-None-Match` the answer is `304`
+    /// while neither the portfolio nor a price in it has changed.
     #[oai(path = "/:id/valuation", method = "get")]
     async fn valuation(
         &self,
         caller: ActiveUser,
         /// The portfolio's id.
         id: Path<Uuid>,
-    ) -> ApiResult<Json<Valuation>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
-    {
+        /// The `ETag` of a copy the caller holds (`*` or a list also work).
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> ApiResult<
+        Conditional<Valuation>,
+        { status::AUTHED | status::VALIDATION | status::NOT_FOUND },
+    > {
         current_valuation(&self.state, caller.0.id, id.0)
             .await?
-            .map(Json)
+            .map(|valuation| {
+                let etag = conditional::content_etag(&valuation, &["valued_at"]);
+                Conditional::new(valuation, etag, if_none_match.0.as_deref())
+            })
             .ok_or_else(|| not_found().into())
     }
 }
