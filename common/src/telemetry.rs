@@ -174,6 +174,10 @@ fn describe_metrics() {
         "Requests refused with 429, by scope (general, auth, account)."
     );
     describe_counter!(
+        "auth_refresh_refused_total",
+        "Refused token refreshes, by reason: reuse (a rotated token presented again; its session is revoked), ended (a logged-out session), invalid."
+    );
+    describe_counter!(
         "price_cache_requests_total",
         "Price lookups in the Redis price cache, by result (hit or miss)."
     );

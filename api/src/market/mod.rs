@@ -546,9 +546,11 @@ impl MarketApi {
         /// absent or blank.
         #[oai(validator(max_length = 100, pattern = r"^[^\x00]*$"))]
         search: Query<Option<String>>,
-        /// Page number, from 1 (default 1).
+        /// Page number, from 1 (at most 1,000,000; default 1).
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000000")))]
         page: Query<Option<u32>>,
         /// Coins per page, 1–100 (default 20).
+        #[oai(validator(minimum(value = "1"), maximum(value = "100")))]
         per_page: Query<Option<u32>>,
     ) -> ApiResult<Json<Page<Coin>>, { status::ALWAYS | status::VALIDATION }> {
         let request = PageRequest::parse(page.0, per_page.0)?;

@@ -168,6 +168,69 @@ impl<'de> serde::Deserialize<'de> for Dec {
     }
 }
 
+/// An exact decimal the server refuses when negative (a quantity, a price, a fee): parsed
+/// exactly like [`Dec`] (the sign is judged by the request's validation, so that every bad
+/// field is reported together), but documented with a pattern without `-`, so clients and
+/// fuzzers know a negative value is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UnsignedDec(pub Decimal);
+
+impl Type for UnsignedDec {
+    const IS_REQUIRED: bool = true;
+
+    type RawValueType = Self;
+
+    type RawElementValueType = Self;
+
+    fn name() -> Cow<'static, str> {
+        "string_unsigned_decimal".into()
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema {
+            example: Some(Value::String("1234.56789".into())),
+            pattern: Some(r"^[0-9]+(\.[0-9]+)?$".into()),
+            ..MetaSchema::new_with_format("string", "decimal")
+        }))
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(
+        &'a self,
+    ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+impl ParseFromJSON for UnsignedDec {
+    fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        Dec::parse_from_json(value)
+            .map(|dec| Self(dec.0))
+            .map_err(ParseError::propagate)
+    }
+}
+
+impl ToJSON for UnsignedDec {
+    fn to_json(&self) -> Option<Value> {
+        Dec(self.0).to_json()
+    }
+}
+
+impl serde::Serialize for UnsignedDec {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Dec(self.0).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for UnsignedDec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Dec::deserialize(deserializer).map(|dec| Self(dec.0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

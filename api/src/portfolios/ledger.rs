@@ -61,7 +61,7 @@ impl Outflow {
 }
 
 impl std::fmt::Display for Outflow {
-    /// E.g. `the sell of 0.6 at 2025-01-20T12:00:00+00:00`.
+    /// E.g. `the sell of 0.6 at 2025-01-20T12:00:00Z`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let side = match self.side {
             Side::Sell => "sell",
@@ -71,7 +71,7 @@ impl std::fmt::Display for Outflow {
             f,
             "the {side} of {} at {}",
             Dec(self.quantity),
-            self.executed_at.to_rfc3339()
+            common::wire::timestamp_text(&self.executed_at)
         )
     }
 }
@@ -260,10 +260,7 @@ mod tests {
         let Err(InsertRefusal::LeavesShort { later, .. }) = refusal else {
             unreachable!()
         };
-        assert_eq!(
-            later.to_string(),
-            "the sell of 0.6 at 2025-01-20T12:00:00+00:00"
-        );
+        assert_eq!(later.to_string(), "the sell of 0.6 at 2025-01-20T12:00:00Z");
     }
 
     #[test]
@@ -290,7 +287,7 @@ mod tests {
         };
         assert_eq!(
             later.to_string(),
-            "the transfer out of 1.5 at 2025-01-20T12:00:00+00:00"
+            "the transfer out of 1.5 at 2025-01-20T12:00:00Z"
         );
         // A transfer in before the later outflow makes room for a sell.
         assert_eq!(

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::amount::Dec;
+use super::amount::{Dec, UnsignedDec};
 use super::valuation::{Method, Side};
 use crate::platform::example_time;
 
@@ -361,14 +361,14 @@ pub struct CreateTransactionRequest {
     pub side: TransactionSide,
     /// Units, greater than 0. A `sell` or `transfer_out` may not exceed the holding at
     /// `executed_at`, nor leave a later one short (422).
-    pub quantity: Dec,
+    pub quantity: UnsignedDec,
     /// Price per unit in the base currency, at least 0. Required for `buy` and `sell`; for
     /// transfers it defaults to 0 (a `transfer_in` is at zero cost basis unless a price is
     /// given; a `transfer_out`'s price is kept for the record only).
-    pub price: Option<Dec>,
+    pub price: Option<UnsignedDec>,
     /// Fee in the base currency, at least 0 (default 0). Counts in the cost basis of buys and
     /// transfers in, reduces a sale's proceeds, and is a realised loss on a transfer out.
-    pub fee: Option<Dec>,
+    pub fee: Option<UnsignedDec>,
     /// When it happened (RFC 3339), default now; not in the future (a minute of clock skew is
     /// tolerated).
     #[oai(serialize_with = "common::wire::optional_timestamp")]
@@ -383,9 +383,9 @@ impl Example for CreateTransactionRequest {
         Self {
             coin_id: "bitcoin".into(),
             side: TransactionSide::Buy,
-            quantity: Dec(Decimal::new(125, 3)),
-            price: Some(Dec(Decimal::new(6_712_345, 2))),
-            fee: Some(Dec(Decimal::new(499, 2))),
+            quantity: UnsignedDec(Decimal::new(125, 3)),
+            price: Some(UnsignedDec(Decimal::new(6_712_345, 2))),
+            fee: Some(UnsignedDec(Decimal::new(499, 2))),
             executed_at: Some(example_time()),
             note: Some("DCA".into()),
         }

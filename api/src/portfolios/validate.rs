@@ -233,7 +233,7 @@ pub fn transaction(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::portfolios::amount::Dec;
+    use crate::portfolios::amount::UnsignedDec;
     use crate::portfolios::model::TransactionSide;
 
     #[test]
@@ -259,8 +259,8 @@ mod tests {
         CreateTransactionRequest {
             coin_id: "bitcoin".into(),
             side,
-            quantity: Dec(Decimal::from(quantity)),
-            price: price.map(|p| Dec(Decimal::from(p))),
+            quantity: UnsignedDec(Decimal::from(quantity)),
+            price: price.map(|p| UnsignedDec(Decimal::from(p))),
             fee: None,
             executed_at: None,
             note: Some("  ".into()),

@@ -244,12 +244,15 @@ async fn the_document_states_the_servers_own_patterns() {
         schemas["BulkFetchRequest"]["properties"]["coins"]["items"]["pattern"],
         COIN_ID_PATTERN
     );
-    // The simulated provider quotes in usd only: the general pattern narrowed to it.
+    // The simulated provider quotes in a fixed list: the general pattern narrowed to it.
     assert_ne!(pattern("BulkFetchRequest", "vs_currency"), CURRENCY_PATTERN);
-    assert_eq!(
-        pattern("BulkFetchRequest", "vs_currency"),
-        "^([Uu][Ss][Dd])$"
+    let narrowed = pattern("BulkFetchRequest", "vs_currency");
+    assert!(
+        narrowed.starts_with("^([Uu][Ss][Dd]|[Ee][Uu][Rr]|"),
+        "{narrowed}"
     );
+    let narrowed = regex::Regex::new(&narrowed).expect("pattern");
+    assert!(narrowed.is_match("GBP") && !narrowed.is_match("xyz"));
     let stream_coins = document["paths"]["/api/v1/stream/prices"]["get"]["parameters"]
         .as_array()
         .expect("parameters")

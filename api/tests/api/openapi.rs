@@ -102,3 +102,22 @@ async fn interactive_docs_are_served() {
     let html = response.0.into_body().into_string().await.expect("html");
     assert!(html.contains("swagger"), "swagger ui page");
 }
+
+#[tokio::test]
+async fn decimal_patterns_refuse_negatives_where_the_server_does() {
+    let app = TestApp::spawn().await;
+    let spec = app.get("/openapi.json", None).await.body;
+    let schema = &spec["components"]["schemas"]["CreateTransactionRequest"]["properties"];
+    for field in ["quantity", "price", "fee"] {
+        let pattern = schema[field]["pattern"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}: {}", schema[field]));
+        let pattern = regex::Regex::new(pattern).expect("pattern");
+        assert!(pattern.is_match("12.5"), "{field}");
+        assert!(!pattern.is_match("-12.5"), "{field} refuses a negative");
+    }
+    // A price alert's target may be negative (a change below -5 %): its pattern says so.
+    let alert = &spec["components"]["schemas"]["CreateAlertRequest"]["properties"]["target"];
+    let pattern = regex::Regex::new(alert["pattern"].as_str().expect("pattern")).expect("regex");
+    assert!(pattern.is_match("-5"));
+}

@@ -731,7 +731,7 @@ async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
         .as_str()
         .expect("message");
     assert!(
-        message.contains("sell of 0.6 at 2025-01-20T12:00:00+00:00") && message.contains("0.5"),
+        message.contains("sell of 0.6 at 2025-01-20T12:00:00Z") && message.contains("0.5"),
         "{message}"
     );
     app.add_transaction(
@@ -958,7 +958,7 @@ async fn valuation_by_average_cost_matches_the_hand_computed_fixture() {
             "realized_pnl": "56.9",
             "change_24h_pct": "2.1235",
             "allocation_pct": "84.8485",
-            "price_updated_at": "2026-11-21T09:00:00+00:00",
+            "price_updated_at": "2026-11-21T09:00:00Z",
             "price_missing": false,
         })
     );

@@ -95,7 +95,7 @@ fn insert_refused(refusal: InsertRefusal, new: &ValidTransaction) -> ApiError {
         InsertRefusal::ExceedsHolding { held } => format!(
             "is more than the holding of {} {coin_id} at {}",
             Dec(held),
-            new.executed_at.to_rfc3339()
+            common::wire::timestamp_text(&new.executed_at)
         ),
         InsertRefusal::LeavesShort { later, held } => format!(
             "would leave too little {coin_id} for {later} (the holding then would be {})",
