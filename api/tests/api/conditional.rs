@@ -68,7 +68,7 @@ async fn polled_resources_answer_304_while_unchanged() {
     let app = TestApp::spawn().await;
     let user = app.register("poller").await;
 
-    let price_tag = assert_conditional_read(&app, "/api/v1/crypto/prices/bitcoin", None).await;
+    assert_conditional_read(&app, "/api/v1/crypto/prices/bitcoin", None).await;
 
     let portfolio = app
         .create_portfolio(&user, json!({"name": "Main"}))
