@@ -29,6 +29,7 @@ use crate::jobs::admin::QueuesAdminApi;
 use crate::market::{MarketAdminApi, MarketApi};
 use crate::notifications::NotificationsApi;
 use crate::platform::body_limit::BodyLimit;
+use crate::platform::param_messages::ParamMessages;
 use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
 use crate::platform::route_templates::RouteTemplates;
@@ -173,6 +174,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
     let api = openapi(&state);
     let raw_spec = api.spec();
     let templates = RouteTemplates::from_spec(&raw_spec);
+    let param_messages = ParamMessages::of::<Apis>();
     let document = bytes::Bytes::from(
         crate::platform::openapi_doc::document(&raw_spec, state.prices.provider().currencies())
             .expect("poem-openapi writes a JSON document"),
@@ -214,7 +216,10 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
         .with(BodyLimit::new(http.max_body_bytes))
         .with(cors(&http.cors_origins))
         .data(state.accounts())
-        .with(RequestContext::new(http.request_timeout, templates))
+        .with(
+            RequestContext::new(http.request_timeout, templates)
+                .with_param_messages(param_messages),
+        )
         // Outside the request context so that problem responses get the headers too.
         .with(security_headers())
 }

@@ -251,11 +251,8 @@ impl ApiError {
                 Err(err) => Self::Internal(anyhow::anyhow!("{err}")),
             };
         }
-        if let Some(err) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
-            return Self::invalid(err.name, err.reason.clone());
-        }
-        if let Some(err) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
-            return Self::invalid(err.name, err.reason.clone());
+        if let Some(failure) = ParamFailure::of(&err) {
+            return Self::invalid(failure.name, failure.message());
         }
         if let Some(err) = err.downcast_ref::<poem_openapi::error::ParseRequestPayloadError>() {
             return Self::BadRequest(format!(
@@ -277,6 +274,46 @@ impl ApiError {
             StatusCode::FORBIDDEN => Self::Forbidden(err.to_string()),
             status if status.is_client_error() => Self::BadRequest(err.to_string()),
             _ => Self::Internal(anyhow::anyhow!("{err}")),
+        }
+    }
+}
+
+/// A query, path, header or cookie parameter poem-openapi could not parse or validate.
+///
+/// Its own reason names internal types (`failed to parse "optional_JobStatus"`) and is never
+/// shown; the request context says what the parameter must be instead (`ParamMessages`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParamFailure {
+    /// The parameter's name (poem-openapi's `param0`, … for path parameters).
+    pub name: &'static str,
+    /// Whether it was absent rather than wrong.
+    pub missing: bool,
+}
+
+impl ParamFailure {
+    /// The parameter failure `err` is, if it is one.
+    pub fn of(err: &poem::Error) -> Option<Self> {
+        let (name, reason) =
+            if let Some(err) = err.downcast_ref::<poem_openapi::error::ParseParamError>() {
+                (err.name, err.reason.as_str())
+            } else if let Some(err) = err.downcast_ref::<poem_openapi::error::ParsePathError>() {
+                (err.name, err.reason.as_str())
+            } else {
+                return None;
+            };
+        Some(Self {
+            name,
+            // poem-openapi's wording for an absent value: `Type "string" expects an input value.`
+            missing: reason.contains("expects an input value"),
+        })
+    }
+
+    /// What it is told when nothing better is known of the parameter.
+    pub fn message(self) -> &'static str {
+        if self.missing {
+            "is required"
+        } else {
+            "is not a valid value"
         }
     }
 }
@@ -714,6 +751,48 @@ mod tests {
         assert!(matches!(err, ApiError::Internal(_)), "{err:?}");
         let err = on_constraint(sqlx::Error::PoolTimedOut, MAP);
         assert!(matches!(err, ApiError::Unavailable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn parameter_failures_never_show_poem_openapis_reason() {
+        let wrong = poem::Error::from(poem_openapi::error::ParseParamError {
+            name: "status",
+            reason: r#"failed to parse "JobStatus": Expect a valid enumeration value. (occurred while parsing "optional_JobStatus")"#.into(),
+        });
+        assert_eq!(
+            ParamFailure::of(&wrong),
+            Some(ParamFailure {
+                name: "status",
+                missing: false
+            })
+        );
+        let ApiError::Validation(errors) = ApiError::from_poem(wrong) else {
+            panic!("a parameter failure is a validation problem");
+        };
+        assert_eq!(
+            errors,
+            vec![FieldError::new("status", "is not a valid value")]
+        );
+        let absent = poem::Error::from(poem_openapi::error::ParseParamError {
+            name: "coins",
+            reason: r#"Type "string" expects an input value."#.into(),
+        });
+        let ApiError::Validation(errors) = ApiError::from_poem(absent) else {
+            panic!("a missing parameter is a validation problem");
+        };
+        assert_eq!(errors, vec![FieldError::new("coins", "is required")]);
+        let path = poem::Error::from(poem_openapi::error::ParsePathError {
+            name: "param0",
+            reason: r#"failed to parse "string_uuid": invalid length: found 3"#.into(),
+        });
+        assert_eq!(
+            ParamFailure::of(&path).map(|failure| failure.name),
+            Some("param0")
+        );
+        assert_eq!(
+            ParamFailure::of(&poem::Error::from_status(StatusCode::NOT_FOUND)),
+            None
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use common::market::PriceProvider;
 use rust_decimal::Decimal;
 
 use crate::error::ApiError;
-use crate::market::{parse_coin_id, parse_vs_currency};
+use crate::market::{CURRENCY_MESSAGE, parse_coin_id, parse_vs_currency};
 use crate::portfolios::validate::FieldErrors;
 
 /// Longest note, in characters.
@@ -38,7 +38,7 @@ pub fn vs_currency(
             None
         }
         Err(_) => {
-            problems.push("vs_currency", "must be a currency code such as usd or eur");
+            problems.push("vs_currency", CURRENCY_MESSAGE);
             None
         }
     }

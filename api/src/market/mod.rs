@@ -50,6 +50,12 @@ pub const COIN_ID_PATTERN: &str = r"^[a-z0-9_.-]{1,100}$";
 /// provider's own currencies when it has a fixed list (see `openapi_doc`).
 pub const CURRENCY_PATTERN: &str = r"^[A-Za-z]{2,10}$";
 
+/// What [`COIN_ID_PATTERN`] means.
+pub const COIN_ID_MESSAGE: &str =
+    "must be a coin id: 1–100 lower-case letters, digits, '-', '_' or '.'";
+/// What [`CURRENCY_PATTERN`] means.
+pub const CURRENCY_MESSAGE: &str = "must be a currency code such as usd or eur";
+
 static COIN_ID: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(COIN_ID_PATTERN).expect("the coin id pattern compiles"));
 static CURRENCY: LazyLock<Regex> =
@@ -293,10 +299,7 @@ pub fn parse_coin_id(field: &str, raw: &str) -> Result<String, ApiError> {
     if COIN_ID.is_match(raw) {
         Ok(raw.to_owned())
     } else {
-        Err(ApiError::invalid(
-            field,
-            "must be a coin id: 1–100 lower-case letters, digits, '-', '_' or '.'",
-        ))
+        Err(ApiError::invalid(field, COIN_ID_MESSAGE))
     }
 }
 
@@ -306,10 +309,7 @@ pub fn parse_vs_currency(raw: Option<&str>) -> Result<String, ApiError> {
     if CURRENCY.is_match(value) {
         Ok(value.to_ascii_lowercase())
     } else {
-        Err(ApiError::invalid(
-            "vs_currency",
-            "must be a currency code such as usd or eur",
-        ))
+        Err(ApiError::invalid("vs_currency", CURRENCY_MESSAGE))
     }
 }
 

@@ -24,6 +24,11 @@ use crate::error::{ApiError, on_constraint};
 /// The header's name, as problems name the field.
 pub const HEADER: &str = "Idempotency-Key";
 
+/// A key as the OpenAPI document states it.
+pub const KEY_PATTERN: &str = r"^[!-~]{1,255}$";
+/// What [`KEY_PATTERN`] means.
+pub const KEY_MESSAGE: &str = "must be 1–255 visible ASCII characters, e.g. a UUID";
+
 /// A validated key: 1–255 visible ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key(String);
@@ -34,10 +39,7 @@ impl Key {
         if (1..=255).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ApiError::invalid(
-                HEADER,
-                "must be 1–255 visible ASCII characters, e.g. a UUID",
-            ))
+            Err(ApiError::invalid(HEADER, KEY_MESSAGE))
         }
     }
 }

@@ -2,18 +2,29 @@
 //!
 //! poem-openapi's own `Json<T>` rejects a missing or mistyped field with a message that does not
 //! name the field. This extractor documents the body with `T`'s OpenAPI schema exactly like
-//! `Json<T>`, but parses it with serde and `serde_path_to_error`, so a caller gets
-//! `errors: [{field: "email", message: "missing field"}]` (422) for well-formed JSON with wrong
-//! fields, and a 400 for JSON that does not parse at all.
+//! `Json<T>`, checks the body against that very schema (every field that breaks it is listed
+//! at once: `errors: [{field: "email", message: "is required"}, …]`, 422), and only then
+//! parses it with serde, where `serde_path_to_error` names the field of anything the schema
+//! could not express. JSON that does not parse at all is a 400.
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use poem::{Request, RequestBody};
-use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, FieldError};
 use crate::platform::body_limit::MaxBodyBytes;
+use crate::platform::pattern_words::NUL_MESSAGE;
+use crate::platform::schema_check;
+
+/// Most field errors one answer lists. Every real body has far fewer fields; a body of
+/// thousands of bad strings must not be answered with a problem many times its size.
+const MAX_FIELD_ERRORS: usize = 100;
 
 /// The limit when no `BodyLimit` middleware told the request its own (the default of
 /// `MAX_BODY_BYTES`).
@@ -24,7 +35,7 @@ const DEFAULT_MAX_BYTES: usize = 1_048_576;
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
-impl<'a, T: Type + DeserializeOwned + Send> ApiExtractor<'a> for JsonBody<T> {
+impl<'a, T: Type + DeserializeOwned + Send + 'static> ApiExtractor<'a> for JsonBody<T> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
 
     type ParamType = ();
@@ -88,8 +99,43 @@ fn read_error(err: poem::error::ReadBodyError, limit: usize) -> ApiError {
     }
 }
 
-/// Parses `bytes` as `T`, separating syntax errors (400) from field errors (422).
-pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// `T`'s schema and the named schemas it refers to, as the OpenAPI document has them.
+struct BodySchema {
+    registry: Registry,
+    root: MetaSchemaRef,
+}
+
+impl BodySchema {
+    /// Built once per body type: registering walks every type the body refers to.
+    fn of<T: Type + 'static>() -> Arc<Self> {
+        static BUILT: LazyLock<RwLock<HashMap<TypeId, Arc<BodySchema>>>> =
+            LazyLock::new(RwLock::default);
+        let id = TypeId::of::<T>();
+        if let Some(built) = BUILT
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+        {
+            return built.clone();
+        }
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        let built = Arc::new(Self {
+            registry,
+            root: T::schema_ref(),
+        });
+        BUILT
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id)
+            .or_insert(built)
+            .clone()
+    }
+}
+
+/// Parses `bytes` as `T`, separating syntax errors (400) from field errors (422): first every
+/// field that breaks `T`'s schema, else the first one serde cannot read.
+pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|err| {
         ApiError::BadRequest(format!("the request body is not valid JSON: {err}"))
     })?;
@@ -98,12 +144,21 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object".into(),
         ));
     }
-    if let Some(field) = field_with_nul(&value, String::new()) {
-        // Postgres text cannot hold U+0000; refused here once for every field of every body.
-        return Err(ApiError::invalid(
-            field,
-            "must not contain the NUL character (U+0000)",
-        ));
+    // Postgres text cannot hold U+0000; refused here for every field of every body.
+    let mut errors = Vec::new();
+    fields_with_nul(&value, String::new(), &mut errors);
+    let schema = BodySchema::of::<T>();
+    for error in schema_check::check(&value, &schema.root, &schema.registry) {
+        if !errors
+            .iter()
+            .any(|known: &FieldError| known.field == error.field)
+        {
+            errors.push(error);
+        }
+    }
+    if !errors.is_empty() {
+        errors.truncate(MAX_FIELD_ERRORS);
+        return Err(ApiError::Validation(errors));
     }
     serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
@@ -124,29 +179,28 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// The path (as `field` names it: `coins[2]`, `a.b`) of the first string holding U+0000.
-fn field_with_nul(value: &serde_json::Value, path: String) -> Option<String> {
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
+/// Every string holding U+0000, by path (as `field` names it: `coins[2]`, `a.b`).
+fn fields_with_nul(value: &serde_json::Value, path: String, found: &mut Vec<FieldError>) {
     match value {
-        serde_json::Value::String(text) => text.contains('\0').then_some(path),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(index, item)| field_with_nul(item, format!("{path}[{index}]"))),
-        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
-            if key.contains('\0') {
-                Some(join(&key.replace('\0', "\\u0000")))
-            } else {
-                field_with_nul(item, join(key))
+        serde_json::Value::String(text) if text.contains('\0') => {
+            found.push(FieldError::new(path, NUL_MESSAGE));
+        }
+        serde_json::Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                fields_with_nul(item, format!("{path}[{index}]"), found);
             }
-        }),
-        _ => None,
+        }
+        serde_json::Value::Object(fields) => {
+            for (key, item) in fields {
+                let field = schema_check::field_path(&path, key);
+                if key.contains('\0') {
+                    found.push(FieldError::new(field, NUL_MESSAGE));
+                } else {
+                    fields_with_nul(item, field, found);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -186,9 +240,9 @@ fn field_and_message(path: &str, message: &str) -> (String, String) {
 mod tests {
     use super::*;
 
-    #[derive(Debug, serde::Deserialize)]
+    #[derive(Debug, serde::Deserialize, poem_openapi::Object)]
     #[serde(deny_unknown_fields)]
-    #[expect(dead_code, reason = "fields exist only to be deserialised")]
+    #[oai(deny_unknown_fields)]
     struct Login {
         email: String,
         count: u32,
@@ -210,10 +264,14 @@ mod tests {
     }
 
     #[test]
-    fn mistyped_fields_are_named() {
-        let errors = field_errors(r#"{"email": "a@b.c", "count": "many"}"#);
-        assert_eq!(errors[0].field, "count");
-        assert!(errors[0].message.contains("invalid type"), "{errors:?}");
+    fn mistyped_fields_are_named_with_what_they_must_be() {
+        assert_eq!(
+            field_errors(r#"{"email": "a@b.c", "count": "many"}"#),
+            vec![FieldError::new(
+                "count",
+                "must be an integer from 0 to 4294967295"
+            )]
+        );
     }
 
     #[test]
@@ -225,33 +283,70 @@ mod tests {
     }
 
     #[test]
+    fn every_bad_field_is_listed_at_once() {
+        let fields: Vec<String> = field_errors(r#"{"count": -1, "admin": true}"#)
+            .into_iter()
+            .map(|error| error.field)
+            .collect();
+        assert_eq!(fields, ["email", "count", "admin"]);
+    }
+
+    #[test]
     fn nul_characters_are_refused_by_field() {
         assert_eq!(
             field_errors(r#"{"email": "a\u0000b", "count": 1}"#),
-            vec![FieldError::new(
-                "email",
-                "must not contain the NUL character (U+0000)"
-            )]
+            vec![FieldError::new("email", NUL_MESSAGE)]
         );
         let nested: serde_json::Value =
-            serde_json::from_str(r#"{"a": {"b": ["ok", "x\u0000"]}}"#).expect("json");
+            serde_json::from_str(r#"{"a": {"b": ["ok", "x\u0000"]}, "c\u0000": 1, "d": "\u0000"}"#)
+                .expect("json");
+        let mut found = Vec::new();
+        fields_with_nul(&nested, String::new(), &mut found);
+        let fields: Vec<&str> = found.iter().map(|error| error.field.as_str()).collect();
+        assert_eq!(fields, ["a.b[1]", "c\\u0000", "d"]);
         assert_eq!(
-            field_with_nul(&nested, String::new()).as_deref(),
-            Some("a.b[1]")
+            field_errors(r#"{"email": "a@b.c", "count": 1, "x\u0000": 1}"#),
+            vec![FieldError::new("x\\u0000", NUL_MESSAGE)],
+            "an unknown field named with U+0000 is reported once"
         );
+        let many = format!(
+            r#"{{"email": "a@b.c", "count": 1, "x": [{}]}}"#,
+            vec![r#""\u0000""#; 1000].join(",")
+        );
+        assert_eq!(field_errors(&many).len(), MAX_FIELD_ERRORS);
         let escaped_backslash: serde_json::Value =
             serde_json::from_str(r#"{"a": "\\u0000"}"#).expect("json");
-        assert_eq!(field_with_nul(&escaped_backslash, String::new()), None);
+        let mut none = Vec::new();
+        fields_with_nul(&escaped_backslash, String::new(), &mut none);
+        assert_eq!(none, vec![]);
+    }
+
+    #[test]
+    fn serde_names_the_field_of_what_the_schema_cannot_say() {
+        #[derive(Debug, serde::Deserialize, poem_openapi::Object)]
+        struct Amount {
+            value: crate::portfolios::amount::Dec,
+        }
+        // Matches the documented pattern, but has more decimals than an amount may.
+        match parse::<Amount>(br#"{"value": "0.0000000000000000001"}"#) {
+            Err(ApiError::Validation(errors)) => {
+                assert_eq!(errors.len(), 1);
+                assert_eq!(errors[0].field, "value");
+                assert!(errors[0].message.contains("18 digits"), "{errors:?}");
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
     }
 
     #[test]
     fn named_optional_fields_refuse_null_but_may_be_absent() {
-        #[derive(Debug, serde::Deserialize)]
+        #[derive(Debug, serde::Deserialize, poem_openapi::Enum)]
         #[serde(rename_all = "snake_case")]
+        #[oai(rename_all = "snake_case")]
         enum Role {
             Admin,
         }
-        #[derive(Debug, serde::Deserialize)]
+        #[derive(Debug, serde::Deserialize, poem_openapi::Object)]
         struct Change {
             #[serde(default, deserialize_with = "non_null")]
             role: Option<Role>,
@@ -264,7 +359,10 @@ mod tests {
             Some(Role::Admin)
         ));
         match parse::<Change>(br#"{"role": null}"#) {
-            Err(ApiError::Validation(errors)) => assert_eq!(errors[0].field, "role"),
+            Err(ApiError::Validation(errors)) => assert_eq!(
+                errors,
+                vec![FieldError::new("role", "must be one of: admin")]
+            ),
             other => panic!("null must be refused, got {other:?}"),
         }
     }

@@ -6,9 +6,12 @@ pub mod idempotency;
 pub mod json_body;
 pub mod openapi_doc;
 pub mod pagination;
+pub mod param_messages;
+pub mod pattern_words;
 pub mod rate_limit;
 pub mod request_context;
 pub mod route_templates;
+pub mod schema_check;
 
 /// Operation groups in the OpenAPI document.
 #[derive(Debug, poem_openapi::Tags)]

@@ -22,9 +22,7 @@
 use serde_json::{Map, Value};
 
 use crate::market::CURRENCY_PATTERN;
-
-/// Any text without U+0000.
-const NO_NUL_PATTERN: &str = r"^[^\x00]*$";
+use crate::platform::pattern_words::NO_NUL_PATTERN;
 
 /// The served document for poem-openapi's `spec` (JSON text), with currency fields limited
 /// to `currencies` when the provider has a fixed list.

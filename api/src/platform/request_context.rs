@@ -12,7 +12,8 @@ use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ParamFailure};
+use crate::platform::param_messages::ParamMessages;
 use crate::platform::route_templates::RouteTemplates;
 
 /// The header carrying the request id in and out.
@@ -33,6 +34,7 @@ pub struct ExtraHeaders(pub poem::http::HeaderMap);
 pub struct RequestContext {
     timeout: Duration,
     templates: Arc<RouteTemplates>,
+    params: Arc<ParamMessages>,
 }
 
 impl RequestContext {
@@ -42,7 +44,15 @@ impl RequestContext {
         Self {
             timeout,
             templates: Arc::new(templates),
+            params: Arc::default(),
         }
+    }
+
+    /// Says what a parameter must be when it cannot be parsed, from `params`.
+    #[must_use]
+    pub fn with_param_messages(mut self, params: ParamMessages) -> Self {
+        self.params = Arc::new(params);
+        self
     }
 }
 
@@ -54,6 +64,7 @@ impl<E: Endpoint> Middleware<E> for RequestContext {
             inner: ep,
             timeout: self.timeout,
             templates: self.templates.clone(),
+            params: self.params.clone(),
         }
     }
 }
@@ -64,6 +75,7 @@ pub struct RequestContextEndpoint<E> {
     inner: E,
     timeout: Duration,
     templates: Arc<RouteTemplates>,
+    params: Arc<ParamMessages>,
 }
 
 /// Keeps a caller's id only when it is short and made of safe characters, so ids can be logged
@@ -161,11 +173,21 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
             Ok(Err(err)) => {
                 let pattern = err.data::<PathPattern>().cloned();
                 let extra = err.data::<ExtraHeaders>().cloned();
+                let failure = ParamFailure::of(&err);
                 let mut api_error = ApiError::from_poem(err);
                 if let (ApiError::Validation(errors), Some(pattern)) = (&mut api_error, &pattern) {
                     for error in errors {
                         if let Some(name) = self.templates.param_name(&pattern.0, &error.field) {
                             error.field = name;
+                        }
+                        if failure.is_some_and(|failure| !failure.missing)
+                            && let Some(words) = self.params.get(
+                                &method,
+                                &self.templates.label(&pattern.0),
+                                &error.field,
+                            )
+                        {
+                            error.message = words.to_owned();
                         }
                     }
                 }
@@ -285,6 +307,59 @@ mod tests {
         let response = client.get("/slow").send().await;
         response.assert_status(poem::http::StatusCode::SERVICE_UNAVAILABLE);
         response.assert_content_type("application/problem+json");
+    }
+
+    #[derive(Debug, poem_openapi::Enum)]
+    #[oai(rename_all = "snake_case")]
+    enum Colour {
+        Red,
+        Green,
+    }
+
+    struct ColoursApi;
+
+    #[poem_openapi::OpenApi]
+    impl ColoursApi {
+        #[oai(path = "/colours", method = "get")]
+        async fn list(
+            &self,
+            colour: poem_openapi::param::Query<Option<Colour>>,
+            #[oai(validator(maximum(value = "10")))] limit: poem_openapi::param::Query<Option<u32>>,
+        ) -> poem_openapi::payload::PlainText<String> {
+            poem_openapi::payload::PlainText(format!("{:?} {:?}", colour.0, limit.0))
+        }
+    }
+
+    #[tokio::test]
+    async fn unparsable_parameters_are_told_what_they_must_be() {
+        let service = poem_openapi::OpenApiService::new(ColoursApi, "colours", "1");
+        let client = TestClient::new(
+            Route::new().nest("/", service).with(
+                RequestContext::new(Duration::from_secs(5), RouteTemplates::default())
+                    .with_param_messages(ParamMessages::of::<ColoursApi>()),
+            ),
+        );
+        for (query, field, message) in [
+            ("colour=blue", "colour", "must be one of: red, green"),
+            ("limit=many", "limit", "must be an integer from 0 to 10"),
+            ("limit=11", "limit", "must be an integer from 0 to 10"),
+        ] {
+            let response = client.get(format!("/colours?{query}")).send().await;
+            response.assert_status(poem::http::StatusCode::UNPROCESSABLE_ENTITY);
+            response.assert_content_type("application/problem+json");
+            let body: serde_json::Value = response.0.into_body().into_json().await.expect("json");
+            assert_eq!(
+                body["errors"],
+                serde_json::json!([{"field": field, "message": message}]),
+                "{query}"
+            );
+        }
+        client
+            .get("/colours?colour=green&limit=3")
+            .send()
+            .await
+            .assert_text("Some(Green) Some(3)")
+            .await;
     }
 
     #[test]

@@ -19,6 +19,11 @@ pub const MAX_SCALE: usize = 18;
 /// Most significant digits an input may have: what a `Decimal` holds exactly.
 pub const MAX_DIGITS: usize = 28;
 
+/// The shape of a decimal string, as the OpenAPI document states it.
+pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
+/// What [`DECIMAL_PATTERN`] means (and what a JSON number in its place is told).
+pub const DECIMAL_MESSAGE: &str = "must be a decimal number written as a string, such as \"12.5\"";
+
 /// How every rounded figure is rounded: half away from zero ("commercial" rounding).
 pub const ROUNDING: RoundingStrategy = RoundingStrategy::MidpointAwayFromZero;
 
@@ -58,7 +63,7 @@ impl fmt::Display for Dec {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecError {
     /// Not of the form `-123.456`.
-    #[error("must be a decimal number written as a string, such as \"12.5\"")]
+    #[error("{}", DECIMAL_MESSAGE)]
     Syntax,
     /// Too many digits after the point.
     #[error("must have at most {MAX_SCALE} digits after the decimal point")]
@@ -110,7 +115,7 @@ impl Type for Dec {
     fn schema_ref() -> MetaSchemaRef {
         MetaSchemaRef::Inline(Box::new(MetaSchema {
             example: Some(Value::String("1234.56789".into())),
-            pattern: Some(r"^-?[0-9]+(\.[0-9]+)?$".into()),
+            pattern: Some(DECIMAL_PATTERN.into()),
             ..MetaSchema::new_with_format("string", "decimal")
         }))
     }

@@ -12,7 +12,7 @@ use super::model::CreateTransactionRequest;
 use super::store::NewTransaction;
 use super::valuation::{Entry, Side};
 use crate::error::{ApiError, FieldError};
-use crate::market::{parse_coin_id, parse_vs_currency};
+use crate::market::{CURRENCY_MESSAGE, parse_coin_id, parse_vs_currency};
 use crate::users::validate::SURROUNDING_SPACE;
 
 /// Clock skew tolerated on `executed_at` before it counts as "in the future".
@@ -24,13 +24,15 @@ const MAX_TOTAL: Decimal = Decimal::from_parts(0x6310_0000, 0x6bc7_5e2d, 0x5, fa
 const MAX_PRICE: Decimal = Decimal::from_parts(0xa4c6_8000, 0x38d7e, 0, false, 0); // 10^15
 /// Longest note.
 const MAX_NOTE_CHARS: usize = 1000;
-/// Longest portfolio name.
-const MAX_NAME_CHARS: usize = 100;
 
-/// A portfolio name: up to [`MAX_NAME_CHARS`] characters without control characters, neither
+/// A portfolio name: up to 100 characters without control characters, neither
 /// starting nor ending with whitespace once surrounding ASCII spaces, tabs and line breaks are
 /// dropped. The OpenAPI document states this very pattern.
 pub const NAME_PATTERN: &str = r"^[ \t\n\r]*[^\s\x00-\x1f\x7f-\x9f]([^\x00-\x1f\x7f-\x9f]{0,98}[^\s\x00-\x1f\x7f-\x9f])?[ \t\n\r]*$";
+
+/// What [`NAME_PATTERN`] means.
+pub const NAME_MESSAGE: &str =
+    "must be 1 to 100 characters without control characters (surrounding spaces aside)";
 
 static NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(NAME_PATTERN).expect("the name pattern compiles"));
@@ -40,24 +42,14 @@ pub fn name(raw: &str) -> Result<String, FieldError> {
     if NAME.is_match(raw) {
         Ok(raw.trim_matches(SURROUNDING_SPACE).to_owned())
     } else {
-        Err(FieldError::new(
-            "name",
-            format!(
-                "must be 1 to {MAX_NAME_CHARS} characters without control characters \
-                 (surrounding spaces aside)"
-            ),
-        ))
+        Err(FieldError::new("name", NAME_MESSAGE))
     }
 }
 
 /// A base currency (default `usd`), lower-cased: one the price provider quotes in.
 pub fn base_currency(prices: &PriceProvider, raw: Option<&str>) -> Result<String, ApiError> {
-    let vs = parse_vs_currency(raw).map_err(|_| {
-        ApiError::invalid(
-            "base_currency",
-            "must be a currency code such as usd or eur",
-        )
-    })?;
+    let vs =
+        parse_vs_currency(raw).map_err(|_| ApiError::invalid("base_currency", CURRENCY_MESSAGE))?;
     if prices.accepts_currency(&vs) {
         Ok(vs)
     } else {

@@ -49,6 +49,10 @@ pub const MAX_STREAM_COINS: usize = 50;
 /// comma-separated, nothing else.
 pub const COINS_PATTERN: &str = r"^[a-z0-9_.-]{1,100}(,[a-z0-9_.-]{1,100}){0,49}$";
 
+/// What [`COINS_PATTERN`] means.
+pub const COINS_MESSAGE: &str = "must list 1 to 50 coin ids (lower-case letters, digits, '-', '_', \
+     '.'), separated by commas alone";
+
 static COINS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
     regex::Regex::new(COINS_PATTERN).expect("the coins pattern compiles")
 });
@@ -100,13 +104,7 @@ pub struct WsTicket {
 /// The coins of a price stream, from `coins=a,b,c`.
 fn parse_coins(raw: &str) -> Result<HashSet<String>, ApiError> {
     if !COINS.is_match(raw) {
-        return Err(ApiError::invalid(
-            "coins",
-            format!(
-                "must list 1 to {MAX_STREAM_COINS} coin ids (lower-case letters, digits, '-', \
-                 '_', '.'), separated by commas alone"
-            ),
-        ));
+        return Err(ApiError::invalid("coins", COINS_MESSAGE));
     }
     Ok(raw.split(',').map(str::to_owned).collect())
 }

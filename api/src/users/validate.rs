@@ -20,6 +20,16 @@ pub const EMAIL_PATTERN: &str =
 /// A username: 3–32 letters, digits, `_`, `-` or `.`, starting with a letter or digit;
 /// surrounding spaces allowed (and dropped). The OpenAPI document states this very pattern.
 pub const USERNAME_PATTERN: &str = r"^[ \t\n\r]*[A-Za-z0-9][A-Za-z0-9_.-]{2,31}[ \t\n\r]*$";
+/// A new password is not blank: some character that is neither whitespace nor U+0000.
+/// The OpenAPI document states this very pattern (with the length bounds below).
+pub const PASSWORD_PATTERN: &str = r"^[^\x00]*[^\s\x00][^\x00]*$";
+/// What [`EMAIL_PATTERN`] means, said the same way wherever an email is refused.
+pub const EMAIL_MESSAGE: &str = "must be a valid email address";
+/// What [`USERNAME_PATTERN`] means.
+pub const USERNAME_MESSAGE: &str =
+    "must be 3 to 32 letters, digits, '_', '-' or '.', starting with a letter or digit";
+/// What [`PASSWORD_PATTERN`] means.
+pub const BLANK_PASSWORD_MESSAGE: &str = "must not be blank";
 /// Password length bounds, in characters (OWASP: at least 8, allow at least 64).
 pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 128;
@@ -34,7 +44,7 @@ pub fn email(field: &str, raw: &str) -> Result<String, FieldError> {
     if raw.chars().count() <= EMAIL_MAX && EMAIL.is_match(raw) {
         Ok(raw.trim_matches(SURROUNDING_SPACE).to_owned())
     } else {
-        Err(FieldError::new(field, "must be a valid email address"))
+        Err(FieldError::new(field, EMAIL_MESSAGE))
     }
 }
 
@@ -43,10 +53,7 @@ pub fn username(field: &str, raw: &str) -> Result<String, FieldError> {
     if USERNAME.is_match(raw) {
         Ok(raw.trim_matches(SURROUNDING_SPACE).to_owned())
     } else {
-        Err(FieldError::new(
-            field,
-            "must be 3 to 32 letters, digits, '_', '-' or '.', starting with a letter or digit",
-        ))
+        Err(FieldError::new(field, USERNAME_MESSAGE))
     }
 }
 
@@ -60,7 +67,7 @@ pub fn new_password(field: &str, raw: &str) -> Result<String, FieldError> {
         ));
     }
     if raw.trim().is_empty() {
-        return Err(FieldError::new(field, "must not be blank"));
+        return Err(FieldError::new(field, BLANK_PASSWORD_MESSAGE));
     }
     Ok(raw.to_owned())
 }

@@ -106,6 +106,52 @@ async fn invalid_registrations_list_every_bad_field_and_write_nothing() {
 }
 
 #[tokio::test]
+async fn a_registration_lists_every_bad_field_at_once_in_plain_words() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": "not-an-email", "username": "a!", "password": "short"}),
+        )
+        .await;
+    reply.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(
+        reply.body["errors"],
+        json!([
+            {"field": "email", "message": "must be a valid email address"},
+            {"field": "username", "message":
+                "must be 3 to 32 letters, digits, '_', '-' or '.', starting with a letter or digit"},
+            {"field": "password", "message": "must be 8 to 128 characters long"},
+        ])
+    );
+
+    // Wrong types, a missing field and an unknown one do not hide each other either.
+    let mixed = app
+        .post(
+            "/api/v1/auth/register",
+            None,
+            json!({"email": 5, "password": ["correct horse"], "role": "admin"}),
+        )
+        .await;
+    mixed.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(
+        mixed.body["errors"],
+        json!([
+            {"field": "email", "message": "must be a string"},
+            {"field": "username", "message": "is required"},
+            {"field": "password", "message": "must be a string"},
+            {"field": "role", "message": "is not a known field"},
+        ])
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
+    assert_eq!(count, 0);
+}
+
+#[tokio::test]
 async fn malformed_json_and_wrong_media_types_are_problems() {
     let app = TestApp::spawn().await;
     let malformed = TestApp::reply(

@@ -3,7 +3,7 @@
 use poem::http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Reply, TestApp};
 
 #[tokio::test]
 async fn request_ids_are_kept_when_valid_and_made_otherwise() {
@@ -83,6 +83,116 @@ async fn nul_characters_in_bodies_are_field_errors_not_server_errors() {
         portfolio.error_fields(),
         vec!["cost_basis_method"],
         "an enum field takes a value or nothing, as the document says"
+    );
+}
+
+/// Asserts `reply` is one validation error on `field` telling `message`, in plain words.
+#[track_caller]
+fn assert_told(reply: &Reply, field: &str, message: &str) {
+    reply.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(
+        reply.body["errors"],
+        json!([{"field": field, "message": message}])
+    );
+    let text = reply.body.to_string();
+    for leak in [
+        "optional_",
+        "string_",
+        "integer(",
+        "uint32",
+        "failed to parse",
+        "verification failed",
+    ] {
+        assert!(!text.contains(leak), "leaks {leak}: {text}");
+    }
+}
+
+/// poem-openapi's own parse errors name internal types (`optional_JobStatus`, `string_uuid`,
+/// `integer(uint32)`); every parameter that cannot be read is told what it must be instead.
+#[tokio::test]
+async fn bad_parameters_are_told_what_they_must_be_in_plain_words() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("admin").await;
+    let uuid = "must be a UUID, such as 0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d";
+    let queues = "must be one of: bulk_fetch, price_refresh, alert_eval, notify, email";
+    let portfolio = "/api/v1/portfolios/0190f0f0-0000-7000-8000-000000000000";
+    let gets = [
+        (
+            "/api/v1/jobs?status=bogus".to_owned(),
+            "status",
+            "must be one of: queued, running, succeeded, failed, cancelled, dead",
+        ),
+        ("/api/v1/jobs?kind=x".into(), "kind", queues),
+        (
+            "/api/v1/jobs?page=abc".into(),
+            "page",
+            "must be an integer from 1 to 1000000",
+        ),
+        (
+            "/api/v1/jobs?per_page=101".into(),
+            "per_page",
+            "must be an integer from 1 to 100",
+        ),
+        ("/api/v1/jobs/not-a-uuid".into(), "id", uuid),
+        (
+            "/api/v1/portfolios?order=up".into(),
+            "order",
+            "must be one of: asc, desc",
+        ),
+        (format!("{portfolio}/transactions/42"), "tx_id", uuid),
+        (
+            format!("{portfolio}/transactions?coin_id=BTC"),
+            "coin_id",
+            "must be a coin id: 1–100 lower-case letters, digits, '-', '_' or '.'",
+        ),
+        (
+            "/api/v1/notifications?unread=maybe".into(),
+            "unread",
+            "must be true or false",
+        ),
+        ("/api/v1/alerts/7".into(), "id", uuid),
+        (
+            "/api/v1/crypto/bitcoin/history?from=yesterday".into(),
+            "from",
+            "must be a date and time in RFC 3339 format, such as 2026-11-21T09:30:00Z",
+        ),
+        ("/api/v1/stream/prices".into(), "coins", "is required"),
+        (
+            "/api/v1/stream/prices?coins=bitcoin&interval=99999".into(),
+            "interval",
+            "must be an integer from 0 to 3600",
+        ),
+        (
+            format!("/api/v1/ws?ticket={}", "t".repeat(101)),
+            "ticket",
+            "must be at most 100 characters long",
+        ),
+        (
+            "/api/v1/admin/users?role=root".into(),
+            "role",
+            "must be one of: user, admin",
+        ),
+        ("/api/v1/admin/jobs?user_id=me".into(), "user_id", uuid),
+    ];
+    for (path, field, message) in gets {
+        let reply = app.get(&path, Some(&admin.access)).await;
+        assert_told(&reply, field, message);
+    }
+    let pause = app
+        .post(
+            "/api/v1/admin/queues/nope/pause",
+            Some(&admin.access),
+            json!({}),
+        )
+        .await;
+    assert_told(&pause, "queue", queues);
+    let keyed = app
+        .create_portfolio_keyed(&admin, json!({"name": "Main"}), "has spaces")
+        .await;
+    assert_told(
+        &keyed,
+        "Idempotency-Key",
+        "must be 1–255 visible ASCII characters, e.g. a UUID",
     );
 }
 

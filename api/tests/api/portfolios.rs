@@ -654,6 +654,56 @@ async fn bad_transactions_are_422_naming_the_field_and_write_nothing() {
 }
 
 #[tokio::test]
+async fn a_transaction_lists_every_bad_field_at_once_with_the_allowed_values() {
+    let app = TestApp::spawn().await;
+    let user = app.register("ada").await;
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Main"}))
+        .await
+        .created_id();
+    let reply = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            json!({"coin_id": "BTC", "side": "short", "quantity": 1.5,
+                   "executed_at": "yesterday", "leverage": "10"}),
+        )
+        .await;
+    reply.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(
+        reply.body["errors"],
+        json!([
+            {"field": "coin_id", "message":
+                "must be a coin id: 1–100 lower-case letters, digits, '-', '_' or '.'"},
+            {"field": "side", "message": "must be one of: buy, sell, transfer_in, transfer_out"},
+            {"field": "quantity", "message":
+                "must be a decimal number written as a string, such as \"12.5\""},
+            {"field": "executed_at", "message":
+                "must be a date and time in RFC 3339 format, such as 2026-11-21T09:30:00Z"},
+            {"field": "leverage", "message": "is not a known field"},
+        ])
+    );
+    // Past the schema, the handler's own rules also report every field they refuse.
+    let semantic = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            json!({"coin_id": "bitcoin", "side": "sell", "quantity": "0",
+                   "executed_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    semantic.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(
+        semantic.error_fields(),
+        vec!["quantity", "price", "executed_at"]
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) FROM portfolio_transactions").await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn a_sell_may_not_exceed_the_holding_at_that_moment() {
     let app = TestApp::spawn().await;
     let user = app.register("ada").await;
