@@ -23,6 +23,11 @@ pub const MAX_DIGITS: usize = 28;
 pub const DECIMAL_PATTERN: &str = r"^-?[0-9]+(\.[0-9]+)?$";
 /// What [`DECIMAL_PATTERN`] means (and what a JSON number in its place is told).
 pub const DECIMAL_MESSAGE: &str = "must be a decimal number written as a string, such as \"12.5\"";
+/// The pattern of [`UnsignedDec`]: a decimal without a sign.
+pub const UNSIGNED_DECIMAL_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?$";
+/// What [`UNSIGNED_DECIMAL_PATTERN`] means.
+pub const UNSIGNED_DECIMAL_MESSAGE: &str =
+    "must be a decimal number of at least 0 written as a string, such as \"12.5\"";
 
 /// How every rounded figure is rounded: half away from zero ("commercial" rounding).
 pub const ROUNDING: RoundingStrategy = RoundingStrategy::MidpointAwayFromZero;
@@ -194,7 +199,7 @@ impl Type for UnsignedDec {
     fn schema_ref() -> MetaSchemaRef {
         MetaSchemaRef::Inline(Box::new(MetaSchema {
             example: Some(Value::String("1234.56789".into())),
-            pattern: Some(r"^[0-9]+(\.[0-9]+)?$".into()),
+            pattern: Some(UNSIGNED_DECIMAL_PATTERN.into()),
             ..MetaSchema::new_with_format("string", "decimal")
         }))
     }

@@ -677,7 +677,7 @@ async fn a_transaction_lists_every_bad_field_at_once_with_the_allowed_values() {
                 "must be a coin id: 1–100 lower-case letters, digits, '-', '_' or '.'"},
             {"field": "side", "message": "must be one of: buy, sell, transfer_in, transfer_out"},
             {"field": "quantity", "message":
-                "must be a decimal number written as a string, such as \"12.5\""},
+                "must be a decimal number of at least 0 written as a string, such as \"12.5\""},
             {"field": "executed_at", "message":
                 "must be a date and time in RFC 3339 format, such as 2026-11-21T09:30:00Z"},
             {"field": "leverage", "message": "is not a known field"},
