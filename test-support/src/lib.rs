@@ -5,6 +5,7 @@
 //! so tests run in parallel without seeing each other. Postgres and Redis are the real servers
 //! started by `scripts/services.sh`; their URLs come from `DATABASE_URL` and `REDIS_URL`.
 
+use std::io::Read;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -249,9 +250,16 @@ pub fn workspace_binary(name: &str) -> std::path::PathBuf {
 }
 
 /// A real binary of this workspace running as a child process; killed when dropped.
+///
+/// Its output (the log on stdout at `warn` unless a test sets `RUST_LOG`, and stderr) is
+/// kept rather than printed: tests provoke
+/// outages on purpose, and a passing run should not look alarming. A test that fails shows
+/// the log of every binary it started (printed when they are dropped during the panic).
 #[derive(Debug)]
 pub struct RunningBinary {
     child: Child,
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    name: String,
     /// The base URL of its HTTP server.
     pub base_url: String,
 }
@@ -271,14 +279,36 @@ impl RunningBinary {
                 std::env::temp_dir().join("coinpulse-test-outbox"),
             )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command.spawn().expect("start binary");
+        let mut child = command.spawn().expect("start binary");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let outputs: [Option<Box<dyn std::io::Read + Send>>; 2] = [
+            child.stdout.take().map(|out| Box::new(out) as _),
+            child.stderr.take().map(|err| Box::new(err) as _),
+        ];
+        for mut output in outputs.into_iter().flatten() {
+            let log = log.clone();
+            // Drains the pipe as the child writes, so a chatty child never blocks on it.
+            std::thread::spawn(move || {
+                let mut chunk = [0_u8; 8192];
+                while let Ok(read @ 1..) = output.read(&mut chunk) {
+                    log.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .extend_from_slice(&chunk[..read]);
+                }
+            });
+        }
         let running = Self {
             child,
+            log,
+            name: binary.file_name().map_or_else(
+                || binary.display().to_string(),
+                |name| name.to_string_lossy().into_owned(),
+            ),
             base_url: format!("http://127.0.0.1:{port}"),
         };
         let client = http_client();
@@ -289,6 +319,17 @@ impl RunningBinary {
         })
         .await;
         running
+    }
+
+    /// What the process has written so far (stdout and stderr, in arrival order).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .into_owned()
     }
 
     /// The child's process id.
@@ -338,6 +379,16 @@ impl Drop for RunningBinary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log();
+            if !log.trim().is_empty() {
+                // Captured by the test harness and shown with the failure.
+                eprintln!(
+                    "--- log of {} ({}):\n{log}--- end of log",
+                    self.name, self.base_url
+                );
+            }
+        }
     }
 }
 

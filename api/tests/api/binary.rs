@@ -241,3 +241,62 @@ async fn logs_into_a_pipe_carry_no_colour_codes_and_a_second_start_no_postgres_n
         );
     }
 }
+
+/// A refresh after a logout is logged at INFO ("session ended"); only a rotated token
+/// presented again is a WARN (reuse), as an operator reading the log at `warn` sees it.
+#[tokio::test]
+async fn only_token_reuse_is_a_warning_in_the_log() {
+    let db = TestDatabase::create().await;
+    let port = free_port();
+    let api = RunningBinary::start(
+        Path::new(env!("CARGO_BIN_EXE_api")),
+        &env(&db, port),
+        port,
+        "/health/ready",
+    )
+    .await;
+    let client = test_support::http_client();
+    let base = api.base_url.clone();
+    let refresh = |token: String| {
+        let request = client
+            .post(format!("{base}/api/v1/auth/refresh"))
+            .json(&json!({ "refresh_token": token }));
+        async move { request.send().await.expect("refresh") }
+    };
+
+    let ended = register(&client, &base, "ended", None).await;
+    let ended_token = ended["refresh_token"].as_str().expect("token").to_owned();
+    let logout = client
+        .post(format!("{base}/api/v1/auth/logout"))
+        .json(&json!({ "refresh_token": ended_token }))
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), 204);
+    assert_eq!(refresh(ended_token).await.status(), 401);
+
+    let stolen = register(&client, &base, "stolen", None).await;
+    let first = stolen["refresh_token"].as_str().expect("token").to_owned();
+    assert_eq!(refresh(first.clone()).await.status(), 200);
+    // The log line is written before the answer; wait for the pipe to carry it.
+    assert_eq!(refresh(first).await.status(), 401);
+    test_support::wait_until(
+        "the reuse warning",
+        std::time::Duration::from_secs(10),
+        || {
+            let log = api.log();
+            async move { log.contains("refresh token reuse detected") }
+        },
+    )
+    .await;
+    let log = api.log();
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("\"WARN\""))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning, for the reuse only: {log}");
+    assert!(
+        !log.contains("ended session"),
+        "a logout is not a warning: {log}"
+    );
+}
