@@ -13,6 +13,7 @@
 pub mod amount;
 pub mod ledger;
 pub mod model;
+pub mod performance;
 pub mod prices;
 mod routes;
 pub mod store;

@@ -400,3 +400,94 @@ pub async fn ledgers(
     }
     Ok(ledgers)
 }
+
+/// A transaction as performance reads it.
+#[derive(Debug, Clone)]
+pub struct TimedTransaction {
+    pub coin_id: String,
+    pub side: Side,
+    pub quantity: Decimal,
+    pub price: Decimal,
+    pub fee: Decimal,
+    pub executed_at: DateTime<Utc>,
+}
+
+/// Every transaction of a portfolio, oldest first (ties in the order they were recorded).
+pub async fn transactions_in_time_order(
+    db: impl PgExecutor<'_>,
+    portfolio_id: Uuid,
+) -> Result<Vec<TimedTransaction>, ApiError> {
+    let rows = sqlx::query!(
+        "SELECT coin_id, side, quantity, price, fee, executed_at FROM portfolio_transactions
+         WHERE portfolio_id = $1
+         ORDER BY executed_at, seq",
+        portfolio_id,
+    )
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(TimedTransaction {
+                side: parse_side(&row.side)?,
+                coin_id: row.coin_id,
+                quantity: row.quantity,
+                price: row.price,
+                fee: row.fee,
+                executed_at: row.executed_at,
+            })
+        })
+        .collect()
+}
+
+/// For each coin and each point, the latest stored price in `vs` at or before the point and
+/// less than `tolerance_secs` older: `(coin, point index, price)`, one row per pair. One index
+/// lookup per pair (the history's primary key), however much history is stored.
+pub async fn prices_at(
+    db: impl PgExecutor<'_>,
+    coins: &[String],
+    vs: &str,
+    points: &[DateTime<Utc>],
+    tolerance_secs: f64,
+) -> Result<Vec<(String, i64, Option<Decimal>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT c.coin_id AS "coin_id!", g.idx - 1 AS "index!", p.price AS "price?"
+           FROM UNNEST($1::text[]) AS c(coin_id)
+           CROSS JOIN UNNEST($2::timestamptz[]) WITH ORDINALITY AS g(at, idx)
+           LEFT JOIN LATERAL (
+               SELECT h.price FROM price_history h
+               WHERE h.coin_id = c.coin_id AND h.vs_currency = $3
+                 AND h.at <= g.at AND h.at > g.at - make_interval(secs => $4)
+               ORDER BY h.at DESC
+               LIMIT 1) p ON true"#,
+        coins,
+        points,
+        vs,
+        tolerance_secs,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.coin_id, row.index, row.price))
+        .collect())
+}
+
+/// The latest stored price of a coin at or before `at`, at most a day older.
+pub async fn price_before(
+    db: impl PgExecutor<'_>,
+    coin_id: &str,
+    vs: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<Decimal>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT price FROM price_history
+         WHERE coin_id = $1 AND vs_currency = $2 AND at <= $3 AND at > $3 - interval '1 day'
+         ORDER BY at DESC
+         LIMIT 1",
+        coin_id,
+        vs,
+        at,
+    )
+    .fetch_optional(db)
+    .await
+}

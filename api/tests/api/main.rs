@@ -15,6 +15,7 @@ mod jobs;
 mod market;
 mod notifications;
 mod openapi;
+mod performance;
 mod platform;
 mod portfolios;
 mod security;

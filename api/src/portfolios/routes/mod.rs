@@ -1,5 +1,6 @@
 //! The handlers, one file per resource, and what they share.
 
+mod performance;
 mod portfolios;
 mod transactions;
 mod valuation;

@@ -1,11 +1,13 @@
 //! A portfolio's valuation: `/api/v1/portfolios/{id}/valuation`.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use poem_openapi::OpenApi;
-use poem_openapi::param::{Header, Path};
+use poem_openapi::param::{Header, Path, Query};
+use poem_openapi::payload::Json;
 use uuid::Uuid;
 
 use super::not_found;
+use super::performance::{self, Interval, PortfolioPerformance};
 use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
@@ -67,6 +69,51 @@ impl ValuationApi {
                 let etag = conditional::content_etag(&valuation, &["valued_at"]);
                 Conditional::new(valuation, etag, if_none_match.0.as_deref())
             })
+            .ok_or_else(|| not_found().into())
+    }
+
+    /// A portfolio's value, net contributions and returns over time, and against a benchmark.
+    ///
+    /// One point per day (midnight UTC) or hour between `from` and `to` (both included, at
+    /// most 1,000 points). Each point is valued with the stored price history at that instant
+    /// (the latest price at most one interval older), never today's price for a past day; a
+    /// held coin without one makes the point's `value` `null` and is listed in
+    /// `missing_prices`. Gaps in a coin's history are first filled from the price provider.
+    /// A transaction is a cash flow: a `buy` brings `quantity × price + fee`, a `sell` takes
+    /// out `quantity × price − fee`, a transfer moves its coins at its own price or else the
+    /// market price of its instant (its fee is money in). `cumulative_return_pct` is the
+    /// time-weighted return (cash flows neutralised, comparable with `benchmark_return_pct`);
+    /// the summary adds the money-weighted return (XIRR, annualised), the absolute P&L and each
+    /// holding's contribution. Money has 8 decimal places and percentages 4, rounded half away
+    /// from zero.
+    #[oai(path = "/:id/performance", method = "get")]
+    async fn performance(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// First instant (RFC 3339); default the first transaction (or 30 days before `to`).
+        from: Query<Option<DateTime<Utc>>>,
+        /// Last instant (RFC 3339); default now (a later one counts as now).
+        to: Query<Option<DateTime<Utc>>>,
+        /// `day` (default) or `hour`.
+        interval: Query<Option<Interval>>,
+        /// A coin to compare with, e.g. `bitcoin`, priced in the portfolio's base currency.
+        #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}$"))]
+        benchmark: Query<Option<String>>,
+    ) -> ApiResult<
+        Json<PortfolioPerformance>,
+        { status::AUTHED | status::VALIDATION | status::NOT_FOUND },
+    > {
+        let request = performance::Request {
+            from: from.0,
+            to: to.0,
+            interval: interval.0.unwrap_or(Interval::Day),
+            benchmark: benchmark.0,
+        };
+        performance::performance(&self.state, caller.0.id, id.0, request)
+            .await?
+            .map(Json)
             .ok_or_else(|| not_found().into())
     }
 }
