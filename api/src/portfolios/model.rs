@@ -1,7 +1,7 @@
 //! Portfolio, transaction and valuation shapes as the API shows them, and the rows behind them.
 
 use chrono::{DateTime, Utc};
-use poem_openapi::types::Example;
+use poem_openapi::types::{Example, MaybeUndefined};
 use poem_openapi::{Enum, Object};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -388,6 +388,74 @@ impl Example for CreateTransactionRequest {
             fee: Some(UnsignedDec(Decimal::new(499, 2))),
             executed_at: Some(example_time()),
             note: Some("DCA".into()),
+        }
+    }
+}
+
+/// Changes to a transaction: every field is optional and keeps its value when absent; the
+/// result must satisfy the same rules as a new transaction.
+#[derive(Debug, Object, Serialize, Deserialize)]
+#[oai(deny_unknown_fields, example)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTransactionRequest {
+    /// As for creating (moving a transaction to another coin replays both ledgers).
+    #[oai(validator(pattern = r"^[a-z0-9_.-]{1,100}$"))]
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
+    pub coin_id: Option<String>,
+    /// As for creating.
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
+    pub side: Option<TransactionSide>,
+    /// As for creating.
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
+    pub quantity: Option<UnsignedDec>,
+    /// As for creating.
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
+    pub price: Option<UnsignedDec>,
+    /// As for creating.
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
+    pub fee: Option<UnsignedDec>,
+    /// As for creating.
+    #[oai(serialize_with = "common::wire::optional_timestamp")]
+    #[serde(default, deserialize_with = "crate::platform::json_body::non_null")]
+    pub executed_at: Option<DateTime<Utc>>,
+    /// As for creating; `null` removes the note.
+    #[oai(validator(max_length = 1000))]
+    #[serde(default)]
+    pub note: MaybeUndefined<String>,
+}
+
+impl Example for UpdateTransactionRequest {
+    fn example() -> Self {
+        Self {
+            coin_id: None,
+            side: None,
+            quantity: Some(UnsignedDec(Decimal::new(15, 2))),
+            price: None,
+            fee: Some(UnsignedDec(Decimal::new(250, 2))),
+            executed_at: None,
+            note: MaybeUndefined::Value("corrected from the exchange's statement".into()),
+        }
+    }
+}
+
+impl UpdateTransactionRequest {
+    /// The transaction `current` would become, as a create request (validated the same way).
+    pub fn applied_to(&self, current: &Transaction) -> CreateTransactionRequest {
+        CreateTransactionRequest {
+            coin_id: self
+                .coin_id
+                .clone()
+                .unwrap_or_else(|| current.coin_id.clone()),
+            side: self.side.unwrap_or(current.side),
+            quantity: self.quantity.unwrap_or(UnsignedDec(current.quantity.0)),
+            price: Some(self.price.unwrap_or(UnsignedDec(current.price.0))),
+            fee: Some(self.fee.unwrap_or(UnsignedDec(current.fee.0))),
+            executed_at: Some(self.executed_at.unwrap_or(current.executed_at)),
+            note: match &self.note {
+                MaybeUndefined::Undefined => current.note.clone(),
+                MaybeUndefined::Null => None,
+                MaybeUndefined::Value(note) => Some(note.clone()),
+            },
         }
     }
 }

@@ -280,6 +280,35 @@ pub async fn insert_transaction(
     .map_err(|err| on_constraint(err, CONSTRAINTS))
 }
 
+/// Replaces a transaction's fields. It takes a new `seq`, so in the ledger it comes after every
+/// transaction executed at or before its (new) `executed_at`, as a new one would.
+pub async fn update_transaction(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    changed: &NewTransaction<'_>,
+) -> Result<TransactionRow, ApiError> {
+    sqlx::query_as!(
+        TransactionRow,
+        "UPDATE portfolio_transactions
+         SET coin_id = $2, side = $3, quantity = $4, price = $5, fee = $6, executed_at = $7,
+             note = $8, seq = DEFAULT
+         WHERE id = $1
+         RETURNING id, portfolio_id, coin_id, side, quantity, price, fee, executed_at, note,
+                   created_at",
+        id,
+        changed.coin_id,
+        changed.side.as_str(),
+        changed.quantity,
+        changed.price,
+        changed.fee,
+        changed.executed_at,
+        changed.note,
+    )
+    .fetch_one(db)
+    .await
+    .map_err(|err| on_constraint(err, CONSTRAINTS))
+}
+
 /// A transaction of a portfolio.
 pub async fn find_transaction(
     db: impl PgExecutor<'_>,

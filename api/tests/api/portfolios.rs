@@ -1531,3 +1531,167 @@ async fn the_openapi_document_describes_portfolios_with_decimal_strings() {
         .expect("description");
     assert!(valuation_doc.contains("8 decimal places") && valuation_doc.contains("zero cost"));
 }
+
+// ---- editing a transaction --------------------------------------------------------------------
+
+async fn patch_transaction(
+    app: &TestApp,
+    user: &Session,
+    portfolio: &str,
+    id: &str,
+    body: Value,
+    if_match: Option<&str>,
+) -> Reply {
+    let path = format!(
+        "{}/transactions/{id}",
+        crate::helpers::portfolio_path(portfolio)
+    );
+    let headers: Vec<(&str, &str)> = if_match
+        .map(|tag| vec![("if-match", tag)])
+        .unwrap_or_default();
+    app.send(
+        Method::PATCH,
+        &path,
+        Some(&user.access),
+        Some(body),
+        &headers,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_edit_replays_the_ledger_and_is_refused_when_it_would_oversell() {
+    let app = TestApp::spawn().await;
+    let user = app.register("editor").await;
+    seed_coin(&app, "bitcoin", None).await;
+    seed_coin(&app, "ethereum", None).await;
+    let portfolio = app
+        .create_portfolio(&user, json!({"name": "Edits"}))
+        .await
+        .created_id();
+    let buy = app
+        .add_transaction(&user, &portfolio, tx("bitcoin", "buy", "1", "100", "0", 1))
+        .await
+        .created_id();
+    let sell = app
+        .add_transaction(
+            &user,
+            &portfolio,
+            tx("bitcoin", "sell", "0.6", "120", "0", 20),
+        )
+        .await
+        .created_id();
+
+    // The ETag of the transaction guards the edit.
+    let current = app.get_transaction(&user, &portfolio, &buy).await;
+    let etag = current.header("etag").expect("etag").to_owned();
+    let edited = patch_transaction(
+        &app,
+        &user,
+        &portfolio,
+        &buy,
+        json!({"quantity": "2", "note": "fixed"}),
+        Some(&etag),
+    )
+    .await;
+    assert_eq!(edited.status, StatusCode::OK, "{}", edited.body);
+    assert_eq!(edited.body["quantity"], "2");
+    assert_eq!(
+        edited.body["price"], "100",
+        "absent fields keep their values"
+    );
+    assert_eq!(edited.body["note"], "fixed");
+    let new_etag = edited.header("etag").expect("etag").to_owned();
+    assert_ne!(new_etag, etag);
+    patch_transaction(
+        &app,
+        &user,
+        &portfolio,
+        &buy,
+        json!({"quantity": "3"}),
+        Some(&etag),
+    )
+    .await
+    .assert_problem(412, "PRECONDITION_FAILED");
+
+    // Shrinking the buy below the later sell is refused, naming the sell; nothing changes.
+    let short = patch_transaction(
+        &app,
+        &user,
+        &portfolio,
+        &buy,
+        json!({"quantity": "0.5"}),
+        None,
+    )
+    .await;
+    short.assert_problem(422, "VALIDATION_ERROR");
+    let message = short.body["errors"][0]["message"]
+        .as_str()
+        .expect("message");
+    assert!(
+        message.contains("sell of 0.6 at 2025-01-20T12:00:00Z"),
+        "{message}"
+    );
+    // Moving the buy after the sell is refused too.
+    patch_transaction(
+        &app,
+        &user,
+        &portfolio,
+        &buy,
+        json!({"executed_at": "2025-01-25T12:00:00Z"}),
+        None,
+    )
+    .await
+    .assert_problem(422, "VALIDATION_ERROR");
+    // So is moving it to another coin, which would leave bitcoin's sell short.
+    let moved = patch_transaction(
+        &app,
+        &user,
+        &portfolio,
+        &buy,
+        json!({"coin_id": "ethereum"}),
+        None,
+    )
+    .await;
+    moved.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(moved.error_fields(), vec!["coin_id"]);
+    // And a sell edited beyond the holding names itself.
+    let oversold = patch_transaction(
+        &app,
+        &user,
+        &portfolio,
+        &sell,
+        json!({"quantity": "2.5"}),
+        None,
+    )
+    .await;
+    oversold.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(oversold.error_fields(), vec!["quantity"]);
+    let unchanged = app.get_transaction(&user, &portfolio, &buy).await;
+    assert_eq!(unchanged.body["quantity"], "2");
+    assert_eq!(unchanged.header("etag"), Some(new_etag.as_str()));
+
+    // Bad fields are 422s naming them; someone else's transaction is a 404.
+    let bad = patch_transaction(
+        &app,
+        &user,
+        &portfolio,
+        &buy,
+        json!({"quantity": "-1", "side": "short", "fee": 3}),
+        None,
+    )
+    .await;
+    bad.assert_problem(422, "VALIDATION_ERROR");
+    assert_eq!(bad.error_fields().len(), 3, "{}", bad.body);
+    let stranger = app.register("stranger").await;
+    patch_transaction(
+        &app,
+        &stranger,
+        &portfolio,
+        &buy,
+        json!({"quantity": "1"}),
+        None,
+    )
+    .await
+    .assert_problem(404, "NOT_FOUND");
+}

@@ -15,12 +15,15 @@ use crate::auth::extract::ActiveUser;
 use crate::error::{ApiError, ApiResult, status};
 use crate::market::parse_coin_id;
 use crate::platform::ApiTags;
+use crate::platform::conditional::{self, Conditional};
 use crate::platform::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
 use crate::portfolios::amount::Dec;
 use crate::portfolios::ledger::{self, DeleteRefusal, InsertRefusal};
-use crate::portfolios::model::{CreateTransactionRequest, SortOrder, Transaction, TransactionSide};
+use crate::portfolios::model::{
+    CreateTransactionRequest, SortOrder, Transaction, TransactionSide, UpdateTransactionRequest,
+};
 use crate::portfolios::store;
 use crate::portfolios::validate::{self, ValidTransaction};
 use crate::portfolios::valuation::Side;
@@ -72,6 +75,18 @@ enum TransactionCreated {
         /// `true` when this is a replay of an earlier response.
         #[oai(header = "Idempotent-Replayed")]
         Option<String>,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum TransactionUpdated {
+    /// The transaction as it is now.
+    #[oai(status = 200)]
+    Ok(
+        Json<Transaction>,
+        /// Its new entity tag, for the next `If-Match`.
+        #[oai(header = "ETag")]
+        String,
     ),
 }
 
@@ -253,7 +268,8 @@ impl TransactionsApi {
         Ok(Answer::fresh(created_transaction(transaction, false)))
     }
 
-    /// One transaction of a portfolio.
+    /// One transaction of a portfolio, with an `ETag` for `If-Match` on a change (and
+    /// `If-None-Match`: `304` while it is unchanged).
     #[oai(path = "/:id/transactions/:tx_id", method = "get")]
     async fn get_transaction(
         &self,
@@ -262,8 +278,13 @@ impl TransactionsApi {
         id: Path<Uuid>,
         /// The transaction's id.
         tx_id: Path<Uuid>,
-    ) -> ApiResult<Json<Transaction>, { status::AUTHED | status::VALIDATION | status::NOT_FOUND }>
-    {
+        /// The `ETag` of a copy the caller holds (`*` or a list also work).
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> ApiResult<
+        Conditional<Transaction>,
+        { status::AUTHED | status::VALIDATION | status::NOT_FOUND },
+    > {
         let user = caller.0.id;
         let mut conn = self.state.db.acquire().await?;
         let portfolio = store::find(&mut *conn, user, id.0)
@@ -272,7 +293,81 @@ impl TransactionsApi {
         let row = store::find_transaction(&mut *conn, portfolio.id, tx_id.0)
             .await?
             .ok_or_else(|| ApiError::not_found("transaction"))?;
-        Ok(Json(row.try_into()?))
+        let transaction = Transaction::try_from(row)?;
+        let etag = conditional::content_etag(&transaction, &[]);
+        Ok(Conditional::new(
+            transaction,
+            etag,
+            if_none_match.0.as_deref(),
+        ))
+    }
+
+    /// Change a transaction.
+    ///
+    /// Absent fields keep their values; the result follows the same rules as a new
+    /// transaction. The coin's ledger is replayed with the change (both ledgers when the coin
+    /// changes): an edit that would make this or a later `sell` or `transfer_out` take out
+    /// more than is held is refused with `422` naming it, and nothing changes. Send the
+    /// transaction's `ETag` as `If-Match` to change it only if nobody else did meanwhile
+    /// (`412` otherwise).
+    #[oai(path = "/:id/transactions/:tx_id", method = "patch")]
+    async fn update_transaction(
+        &self,
+        caller: ActiveUser,
+        /// The portfolio's id.
+        id: Path<Uuid>,
+        /// The transaction's id.
+        tx_id: Path<Uuid>,
+        /// The `ETag` last seen; `*` matches any version.
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: JsonBody<UpdateTransactionRequest>,
+    ) -> ApiResult<
+        TransactionUpdated,
+        { status::AUTHED | status::BODY | status::NOT_FOUND | status::PRECONDITION_FAILED },
+    > {
+        let user = caller.0.id;
+        let mut tx = self.state.db.begin().await?;
+        let portfolio = store::lock(&mut tx, user, id.0)
+            .await?
+            .ok_or_else(not_found)?;
+        let row = store::find_transaction(&mut *tx, portfolio.id, tx_id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("transaction"))?;
+        let current = Transaction::try_from(row)?;
+        conditional::check_if_match(
+            if_match.0.as_deref(),
+            &conditional::content_etag(&current, &[]),
+            "transaction",
+        )?;
+        let changed = validate::transaction(&body.0.applied_to(&current), Utc::now())?;
+        if changed.coin_id != current.coin_id {
+            self.ensure_coin(&changed.coin_id, &portfolio.base_currency)
+                .await?;
+            // Leaving the old coin's ledger must not leave a later outflow short.
+            let old = store::coin_ledger(&mut *tx, portfolio.id, &current.coin_id).await?;
+            ledger::check_delete(&old, current.id).map_err(|refusal| {
+                match delete_refused(refusal, &current.coin_id) {
+                    ApiError::Conflict { detail, .. } => ApiError::invalid(
+                        "coin_id",
+                        detail.replace("deleting this transaction", "moving this transaction"),
+                    ),
+                    other => other,
+                }
+            })?;
+        }
+        let others: Vec<_> = store::coin_ledger(&mut *tx, portfolio.id, &changed.coin_id)
+            .await?
+            .into_iter()
+            .filter(|entry| entry.id != current.id)
+            .collect();
+        ledger::check_insert(&others, &changed.entry(), changed.executed_at)
+            .map_err(|refusal| insert_refused(refusal, &changed))?;
+        let row = store::update_transaction(&mut *tx, current.id, &changed.as_new()).await?;
+        let transaction = Transaction::try_from(row)?;
+        tx.commit().await?;
+        let etag = conditional::content_etag(&transaction, &[]);
+        Ok(TransactionUpdated::Ok(Json(transaction), etag))
     }
 
     /// Delete a transaction.
