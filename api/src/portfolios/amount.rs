@@ -32,6 +32,15 @@ pub const UNSIGNED_DECIMAL_MESSAGE: &str =
 /// How every rounded figure is rounded: half away from zero ("commercial" rounding).
 pub const ROUNDING: RoundingStrategy = RoundingStrategy::MidpointAwayFromZero;
 
+/// The schema of a decimal string with `pattern`.
+fn decimal_schema(pattern: &str) -> MetaSchemaRef {
+    MetaSchemaRef::Inline(Box::new(MetaSchema {
+        example: Some(Value::String("1234.56789".into())),
+        pattern: Some(pattern.into()),
+        ..MetaSchema::new_with_format("string", "decimal")
+    }))
+}
+
 /// An exact decimal, written in JSON as a string such as `"0.000000000000000001"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Dec(pub Decimal);
@@ -118,11 +127,7 @@ impl Type for Dec {
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            example: Some(Value::String("1234.56789".into())),
-            pattern: Some(DECIMAL_PATTERN.into()),
-            ..MetaSchema::new_with_format("string", "decimal")
-        }))
+        decimal_schema(DECIMAL_PATTERN)
     }
 
     fn as_raw_value(&self) -> Option<&Self::RawValueType> {
@@ -197,11 +202,7 @@ impl Type for UnsignedDec {
     }
 
     fn schema_ref() -> MetaSchemaRef {
-        MetaSchemaRef::Inline(Box::new(MetaSchema {
-            example: Some(Value::String("1234.56789".into())),
-            pattern: Some(UNSIGNED_DECIMAL_PATTERN.into()),
-            ..MetaSchema::new_with_format("string", "decimal")
-        }))
+        decimal_schema(UNSIGNED_DECIMAL_PATTERN)
     }
 
     fn as_raw_value(&self) -> Option<&Self::RawValueType> {

@@ -22,7 +22,8 @@ use crate::platform::pagination::{Page, PageRequest};
 use crate::portfolios::amount::Dec;
 use crate::portfolios::ledger::{self, DeleteRefusal, InsertRefusal};
 use crate::portfolios::model::{
-    CreateTransactionRequest, SortOrder, Transaction, TransactionSide, UpdateTransactionRequest,
+    CreateTransactionRequest, PortfolioRow, SortOrder, Transaction, TransactionRow,
+    TransactionSide, UpdateTransactionRequest,
 };
 use crate::portfolios::store;
 use crate::portfolios::validate::{self, ValidTransaction};
@@ -138,6 +139,23 @@ fn delete_refused(refusal: DeleteRefusal, coin_id: &str) -> ApiError {
             "the ledger of {coin_id} is too large to compute exactly"
         )),
     }
+}
+
+/// Locks the caller's portfolio `id` (the ledger's writers queue behind it) and reads its
+/// transaction `tx_id`; 404 when either is not there or not theirs.
+async fn lock_transaction(
+    tx: &mut sqlx::PgConnection,
+    user: Uuid,
+    id: Uuid,
+    tx_id: Uuid,
+) -> Result<(PortfolioRow, TransactionRow), ApiError> {
+    let portfolio = store::lock(&mut *tx, user, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let row = store::find_transaction(&mut *tx, portfolio.id, tx_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("transaction"))?;
+    Ok((portfolio, row))
 }
 
 #[OpenApi(prefix_path = "/api/v1/portfolios", tag = "ApiTags::Portfolios")]
@@ -326,14 +344,8 @@ impl TransactionsApi {
         TransactionUpdated,
         { status::AUTHED | status::BODY | status::NOT_FOUND | status::PRECONDITION_FAILED },
     > {
-        let user = caller.0.id;
         let mut tx = self.state.db.begin().await?;
-        let portfolio = store::lock(&mut tx, user, id.0)
-            .await?
-            .ok_or_else(not_found)?;
-        let row = store::find_transaction(&mut *tx, portfolio.id, tx_id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found("transaction"))?;
+        let (portfolio, row) = lock_transaction(&mut tx, caller.0.id, id.0, tx_id.0).await?;
         let current = Transaction::try_from(row)?;
         conditional::check_if_match(
             if_match.0.as_deref(),
@@ -386,14 +398,8 @@ impl TransactionsApi {
         NoContent,
         { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::CONFLICT },
     > {
-        let user = caller.0.id;
         let mut tx = self.state.db.begin().await?;
-        let portfolio = store::lock(&mut tx, user, id.0)
-            .await?
-            .ok_or_else(not_found)?;
-        let row = store::find_transaction(&mut *tx, portfolio.id, tx_id.0)
-            .await?
-            .ok_or_else(|| ApiError::not_found("transaction"))?;
+        let (portfolio, row) = lock_transaction(&mut tx, caller.0.id, id.0, tx_id.0).await?;
         let ledger = store::coin_ledger(&mut *tx, portfolio.id, &row.coin_id).await?;
         ledger::check_delete(&ledger, row.id)
             .map_err(|refusal| delete_refused(refusal, &row.coin_id))?;
