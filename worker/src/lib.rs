@@ -73,6 +73,7 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         redis,
         queues,
         prices,
+        progress: Default::default(),
     };
     // Every job kind this worker runs, by feature.
     let mailer = Arc::new(email::Mailer::from_config(&config.email)?);

@@ -36,6 +36,42 @@ async fn a_bulk_fetch_of_250_coins_takes_one_upstream_call_and_reports_each_coin
             .contains("unknown")
     );
     assert_eq!(stack.upstream.calls(), 1, "250 ids in one upstream call");
+    // Progress is part of the job, and went to its owner as `job` events.
+    assert_eq!(job["progress"], json!({"done": 250, "total": 250}), "{job}");
+    let me: Value = http_client()
+        .get(format!("{}/api/v1/users/me", stack.api.base_url))
+        .bearer_auth(&stack.token)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    let history = format!(
+        "{}user-events:{}",
+        stack.prefix,
+        me["id"].as_str().expect("id")
+    );
+    let mut redis = redis::Client::open(test_support::redis_url())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let events: redis::Value = redis::cmd("XRANGE")
+        .arg(&history)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut redis)
+        .await
+        .expect("history");
+    let mut texts = Vec::new();
+    collect_strings(&events, &mut texts);
+    for reported in [r#""done":0,"total":250"#, r#""done":250,"total":250"#] {
+        assert!(
+            texts.iter().any(|text| text.contains(reported)),
+            "a progress event with {reported}: {texts:?}"
+        );
+    }
     // The quotes were stored: the price endpoint answers from them.
     let price: Value = http_client()
         .get(format!(
@@ -426,5 +462,21 @@ async fn the_rescuer_never_pushes_a_job_that_is_waiting_or_running() {
             0.0,
             "{metrics}"
         );
+    }
+}
+
+/// Every string inside a Redis reply.
+fn collect_strings(value: &redis::Value, into: &mut Vec<String>) {
+    match value {
+        redis::Value::BulkString(bytes) => into.push(String::from_utf8_lossy(bytes).into_owned()),
+        redis::Value::SimpleString(text) => into.push(text.clone()),
+        redis::Value::Array(items) | redis::Value::Set(items) => {
+            items.iter().for_each(|item| collect_strings(item, into));
+        }
+        redis::Value::Map(pairs) => pairs.iter().for_each(|(key, item)| {
+            collect_strings(key, into);
+            collect_strings(item, into);
+        }),
+        _ => {}
     }
 }

@@ -20,6 +20,7 @@ use crate::admin::audit::{self, AuditAction};
 use crate::app::AppState;
 use crate::auth::extract::AdminUser;
 use crate::error::{ApiError, ApiResult, status};
+use crate::jobs::JobProgress;
 use crate::platform::ApiTags;
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
@@ -144,11 +145,14 @@ pub struct AdminJob {
     /// When it reached a final status.
     #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// How far it is, once its handler reported it.
+    pub progress: Option<JobProgress>,
 }
 
 impl From<JobRow> for AdminJob {
     fn from(row: JobRow) -> Self {
         Self {
+            progress: JobProgress::of(&row),
             id: row.id,
             user_id: row.user_id,
             kind: row.kind,

@@ -80,6 +80,31 @@ pub struct Job {
     /// When it reached a final status.
     #[oai(serialize_with = "common::wire::optional_timestamp")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// How far it is, once its handler reported it (kept after it ends; starts again with a
+    /// new attempt). Also sent as `job` events with `status: running`.
+    pub progress: Option<JobProgress>,
+}
+
+/// How far a job is: `done` of `total` units (coins, rows, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Object)]
+pub struct JobProgress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+}
+
+impl JobProgress {
+    /// The progress a row records, if any.
+    pub fn of(row: &JobRow) -> Option<Self> {
+        match (row.progress_done, row.progress_total) {
+            (Some(done), Some(total)) => Some(Self {
+                done: u64::try_from(done).unwrap_or(0),
+                total: u64::try_from(total).unwrap_or(0),
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl poem_openapi::types::Example for Job {
@@ -101,6 +126,7 @@ impl poem_openapi::types::Example for Job {
             updated_at: at,
             started_at: None,
             finished_at: None,
+            progress: None,
         }
     }
 }
@@ -137,6 +163,7 @@ impl TryFrom<JobRow> for Job {
             }
         };
         Ok(Self {
+            progress: JobProgress::of(&row),
             id: row.id,
             kind: row.kind,
             status: row.status,
@@ -250,7 +277,7 @@ impl JobsApi {
         { status::AUTHED | status::VALIDATION | status::NOT_FOUND | status::CONFLICT },
     > {
         match store::cancel(&self.state.db, caller.0.id, id.0).await? {
-            Cancellation::Cancelled(job) => Ok(Cancelled::Ok(Json(job.try_into()?))),
+            Cancellation::Cancelled(job) => Ok(Cancelled::Ok(Json((*job).try_into()?))),
             Cancellation::TooLate(status) => Err(ApiError::Conflict {
                 detail: format!("the job is {status}; only queued jobs can be cancelled"),
                 field: None,

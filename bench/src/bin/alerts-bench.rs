@@ -194,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         redis,
         queues,
         prices,
+        progress: Default::default(),
     };
 
     eprintln!("alerts-bench: seeding {alerts} alerts");

@@ -71,7 +71,7 @@ pub async fn search(
         JobRow,
         r#"SELECT id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                   status AS "status: JobStatus", attempts, max_attempts, payload AS args,
-                  result, error, created_at, updated_at, started_at, finished_at
+                  result, error, created_at, updated_at, started_at, finished_at, progress_done, progress_total
            FROM jobs
            WHERE ($1::text IS NULL OR queue = $1) AND ($2::text IS NULL OR kind = $2)
              AND ($3::text IS NULL OR status = $3) AND ($4::uuid IS NULL OR user_id = $4)
@@ -108,7 +108,7 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<JobDetail>
         r#"SELECT id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                   status AS "status: JobStatus", attempts, max_attempts, payload AS args,
                   result, error, created_at, updated_at, started_at, finished_at, errors,
-                  enqueued_at
+                  enqueued_at, progress_done, progress_total
            FROM jobs WHERE id = $1"#,
         id,
     )
@@ -130,6 +130,8 @@ pub async fn find(db: impl PgExecutor<'_>, id: Uuid) -> Result<Option<JobDetail>
             updated_at: row.updated_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            progress_done: row.progress_done,
+            progress_total: row.progress_total,
         },
         errors: row.errors,
         enqueued_at: row.enqueued_at,
@@ -284,7 +286,7 @@ pub async fn cancel_unfinished(
            WHERE id = $1 AND status IN ('queued', 'failed', 'running')
            RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                      status AS "status: JobStatus", attempts, max_attempts, payload AS args,
-                     result, error, created_at, updated_at, started_at, finished_at"#,
+                     result, error, created_at, updated_at, started_at, finished_at, progress_done, progress_total"#,
         id,
     )
     .fetch_optional(db)

@@ -39,6 +39,10 @@ pub struct JobRow {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached a final status.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Units its handler reported done (with `progress_total`), if it reported any.
+    pub progress_done: Option<i64>,
+    /// Units in all, as its handler reported them.
+    pub progress_total: Option<i64>,
 }
 
 /// A job as handed to Redis: enough to run it and to mark its row enqueued.
@@ -82,7 +86,7 @@ pub async fn insert<J: JobArgs>(
            VALUES ($1, $2, $3, $4, $5, $6, $7)
            RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                      status AS "status: JobStatus", attempts, max_attempts, payload AS args,
-                     result, error, created_at, updated_at, started_at, finished_at"#,
+                     result, error, created_at, updated_at, started_at, finished_at, progress_done, progress_total"#,
         Uuid::now_v7(),
         user_id,
         J::KIND as JobKind,
@@ -112,7 +116,7 @@ pub async fn insert_once<J: JobArgs>(
            ON CONFLICT (id) DO NOTHING
            RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                      status AS "status: JobStatus", attempts, max_attempts, payload AS args,
-                     result, error, created_at, updated_at, started_at, finished_at"#,
+                     result, error, created_at, updated_at, started_at, finished_at, progress_done, progress_total"#,
         id,
         J::KIND as JobKind,
         J::QUEUE as Queue,
@@ -148,7 +152,7 @@ pub async fn insert_many_once<J: JobArgs>(
            ON CONFLICT (id) DO NOTHING
            RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                      status AS "status: JobStatus", attempts, max_attempts, payload AS args,
-                     result, error, created_at, updated_at, started_at, finished_at"#,
+                     result, error, created_at, updated_at, started_at, finished_at, progress_done, progress_total"#,
         &ids,
         J::KIND as JobKind,
         J::QUEUE as Queue,
@@ -170,7 +174,7 @@ pub async fn find_for_user(
         JobRow,
         r#"SELECT id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                   status AS "status: JobStatus", attempts, max_attempts, payload AS args,
-                  result, error, created_at, updated_at, started_at, finished_at
+                  result, error, created_at, updated_at, started_at, finished_at, progress_done, progress_total
            FROM jobs WHERE id = $1 AND user_id = $2"#,
         id,
         user_id,
@@ -203,7 +207,7 @@ pub async fn list_for_user(
         JobRow,
         r#"SELECT id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                   status AS "status: JobStatus", attempts, max_attempts, payload AS args,
-                  result, error, created_at, updated_at, started_at, finished_at
+                  result, error, created_at, updated_at, started_at, finished_at, progress_done, progress_total
            FROM jobs
            WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR kind = $3)
            ORDER BY created_at DESC, id DESC
@@ -223,7 +227,7 @@ pub async fn list_for_user(
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cancellation {
     /// The job was queued and now is cancelled: it will never run.
-    Cancelled(JobRow),
+    Cancelled(Box<JobRow>),
     /// The job has already started or finished.
     TooLate(JobStatus),
     /// No such job for this user.
@@ -240,14 +244,14 @@ pub async fn cancel(db: &PgPool, user_id: Uuid, id: Uuid) -> Result<Cancellation
            WHERE id = $1 AND user_id = $2 AND status = 'queued'
            RETURNING id, user_id, kind AS "kind: JobKind", queue AS "queue: Queue",
                      status AS "status: JobStatus", attempts, max_attempts, payload AS args,
-                     result, error, created_at, updated_at, started_at, finished_at"#,
+                     result, error, created_at, updated_at, started_at, finished_at, progress_done, progress_total"#,
         id,
         user_id,
     )
     .fetch_optional(db)
     .await?;
     if let Some(job) = cancelled {
-        return Ok(Cancellation::Cancelled(job));
+        return Ok(Cancellation::Cancelled(Box::new(job)));
     }
     Ok(match find_for_user(db, user_id, id).await? {
         Some(job) => Cancellation::TooLate(job.status),
@@ -569,4 +573,26 @@ pub async fn purge_finished(
     .execute(db)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// Records how far attempt `attempt` of job `id` is; `false` when the job is no longer running
+/// that attempt (cancelled, finished or superseded), which records nothing.
+pub async fn record_progress(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    attempt: i32,
+    done: i64,
+    total: i64,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        "UPDATE jobs SET progress_done = $3, progress_total = $4, updated_at = now()
+         WHERE id = $1 AND attempts = $2 AND status = 'running'",
+        id,
+        attempt,
+        done,
+        total,
+    )
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
 }

@@ -5,6 +5,7 @@
 
 pub mod cancel;
 mod metrics;
+pub mod progress;
 pub mod relay;
 pub mod rescue;
 pub mod rows;
@@ -48,6 +49,8 @@ pub struct JobContext {
     pub queues: QueueSet,
     /// Latest prices: the provider behind them, and where fetched quotes are recorded.
     pub prices: Prices,
+    /// Where the job being run reports how far it is (reports nothing outside a job).
+    pub progress: progress::Progress,
 }
 
 /// How a job attempt failed.
@@ -158,9 +161,14 @@ async fn run_job(
     delivery: Data<Delivery>,
     ctx: Data<JobContext>,
     handlers: Data<Handlers>,
+    progress: Data<progress::Progress>,
 ) -> Result<serde_json::Value, BoxDynError> {
+    let ctx = JobContext {
+        progress: (*progress).clone(),
+        ..(*ctx).clone()
+    };
     let outcome = match envelope(payload, &delivery.queue) {
-        Ok(envelope) => handlers.run((*ctx).clone(), envelope).await,
+        Ok(envelope) => handlers.run(ctx, envelope).await,
         Err(err) => Err(err),
     };
     outcome.map_err(|err| match err {
@@ -217,7 +225,8 @@ pub async fn run(
                             db: ctx.db.clone(),
                             queues: ctx.queues.clone(),
                         })
-                        .cancellable(running.clone()),
+                        .cancellable(running.clone())
+                        .report_progress(ctx.db.clone()),
                 )
                 .timeout(timeout)
                 .layer(CatchPanicLayer::with_panic_handler(

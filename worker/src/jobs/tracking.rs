@@ -24,6 +24,7 @@ use sqlx::PgPool;
 
 use super::cancel::RunningJobs;
 use super::metrics::JobMetrics;
+use super::progress::Progress;
 use super::rows::JobRows;
 use crate::notifications::finished::{FinishedJob, notify_owner};
 
@@ -41,6 +42,8 @@ struct Shared {
     metrics: JobMetrics,
     owner_notices: Option<OwnerNotices>,
     running: Option<RunningJobs>,
+    /// Where handlers' progress reports are recorded (none: reports go nowhere).
+    progress_db: Option<PgPool>,
 }
 
 /// Where the notifications of users' finished jobs are queued.
@@ -64,8 +67,15 @@ impl TrackingLayer {
                 metrics: JobMetrics::new(queue),
                 owner_notices: None,
                 running: None,
+                progress_db: None,
             }),
         }
+    }
+
+    /// Lets handlers report their progress (`JobContext::progress`), recorded in `db`.
+    pub fn report_progress(mut self, db: PgPool) -> Self {
+        Arc::make_mut(&mut self.shared).progress_db = Some(db);
+        self
     }
 
     /// Also tells each user when one of their jobs ends (`succeeded` or `dead`) with a `jobs`
@@ -124,7 +134,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, task: Task<Value>) -> Self::Future {
+    fn call(&mut self, mut task: Task<Value>) -> Self::Future {
         // The inner service was made ready by `poll_ready`: use that one, keep a fresh clone.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -164,6 +174,18 @@ where
             shared
                 .announce(&started, attempt, JobStatus::Running)
                 .await;
+            // The handler reports this attempt's progress through the task's data.
+            let progress = shared.progress_db.as_ref().map_or_else(Progress::default, |db| {
+                Progress::for_job(
+                    db.clone(),
+                    shared.events.clone(),
+                    job_id,
+                    started.kind,
+                    started.user_id,
+                    attempt.attempt,
+                )
+            });
+            task.inject_data(progress);
             let began = Instant::now();
             let registered = shared.running.as_ref().map(|running| running.register(job_id));
             let result = match registered {

@@ -10,6 +10,8 @@ use crate::jobs::{JobContext, JobError};
 /// Fetches the coins in as few upstream calls as the provider allows, stores the quotes and
 /// returns, per coin in the order asked, its price or its own error.
 pub async fn run(ctx: JobContext, job: BulkFetch) -> Result<BulkFetchResult, JobError> {
+    let total = job.coins.len() as u64;
+    ctx.progress.report(0, total).await;
     recent::note(&ctx.redis, &job.coins).await;
     let batch = ctx
         .prices
@@ -17,6 +19,7 @@ pub async fn run(ctx: JobContext, job: BulkFetch) -> Result<BulkFetchResult, Job
         .markets(&job.coins, &job.vs_currency)
         .await?;
     super::store_and_publish(&ctx, &job.vs_currency, &batch.quotes).await?;
+    ctx.progress.report(total, total).await;
 
     let by_id: HashMap<&str, _> = batch
         .quotes
