@@ -367,6 +367,64 @@ SQL
     report "" "Target: p50 <= 20 ms."
 }
 
+# ---- portfolio performance over time -----------------------------------------------------
+
+# bench_performance TOKEN: one portfolio of 10,000 transactions across 100 coins spread over
+# the past year, with a daily stored price per coin for the whole year (36,600 rows, straight
+# into Postgres, so no gap is filled from the provider), then GET /portfolios/{id}/performance
+# for that year at a daily interval (366 points) with one connection. Target: p50 <= 50 ms.
+bench_performance() {
+    local token=$1 portfolio raw rps p50 p99 errors from
+    portfolio=$(curl -sS --fail-with-body --max-time 10 -H 'Content-Type: application/json' \
+        -H "Authorization: Bearer $token" -d '{"name":"bench performance"}' \
+        "http://$API_ADDR/api/v1/portfolios" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    PGOPTIONS="-c client_min_messages=warning" psql "$BENCH_DATABASE_URL" -qX \
+        -v ON_ERROR_STOP=1 -v portfolio="$portfolio" >/dev/null <<'SQL'
+INSERT INTO coins (id, symbol, name)
+SELECT 'perf-coin-' || c, 'pc' || c, 'Performance coin ' || c FROM generate_series(1, 100) AS c
+ON CONFLICT DO NOTHING;
+INSERT INTO price_history (coin_id, vs_currency, at, price, source)
+SELECT 'perf-coin-' || c, 'usd', date_trunc('day', now()) - interval '1 day' * d,
+       round((c * (1 + 0.2 * sin(d / 20.0)))::numeric, 8), 'simulated'
+FROM generate_series(1, 100) AS c, generate_series(0, 366) AS d
+ON CONFLICT DO NOTHING;
+INSERT INTO portfolio_transactions (id, portfolio_id, coin_id, side, quantity, price, fee, executed_at)
+SELECT gen_random_uuid(), :'portfolio', 'perf-coin-' || c,
+       CASE WHEN i % 2 = 1 THEN 'buy' ELSE 'sell' END,
+       CASE WHEN i % 2 = 1 THEN 1.5 ELSE 1 END,
+       round(c * (1 + i * 0.01), 8), 0.01,
+       now() - interval '1 hour' * (8700 - i * 85)
+FROM generate_series(1, 100) AS c, generate_series(1, 100) AS i;
+ANALYZE portfolio_transactions;
+ANALYZE price_history;
+SQL
+    from=$(date -u -d '365 days ago' +%Y-%m-%dT%H:%M:%SZ)
+    raw="$OUT/wrk-performance.txt"
+    log "wrk: performance (one year daily, 10,000 transactions, 100 coins)"
+    wrk -t1 -c1 -d"${BENCH_SECONDS}s" --latency -H "Authorization: Bearer $token" \
+        "http://$API_ADDR/api/v1/portfolios/$portfolio/performance?from=$from&interval=day" >"$raw"
+    read -r rps p50 p99 errors < <(awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /s$/) return v * 1000
+            return v + 0
+        }
+        /^Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /Non-2xx or 3xx responses:/ { errors += $NF }
+        /Socket errors:/ { for (i = 4; i <= NF; i += 2) errors += $i }
+        END { printf "%.1f %.2f %.2f %d\n", rps, p50, p99, errors }
+    ' "$raw")
+    ((errors == 0)) || log "warning: performance had $errors errors; see $raw"
+    report "" "## Portfolio performance (one year daily, 10,000 transactions, 100 coins; wrk -t1 -c1 -d${BENCH_SECONDS}s)" ""
+    report "| series/s | p50 ms | p99 ms | errors |" "|---:|---:|---:|---:|"
+    report "| $rps | $p50 | $p99 | $errors |"
+    report "" "Target: p50 <= 50 ms."
+}
+
 # The api and worker over HTTP against bench-hello, and their memory.
 bench_http_section() {
     local token api_idle worker_idle
@@ -396,6 +454,7 @@ bench_http_section() {
     report "| api | $api_idle | $(rss_mb "${PIDS[api]}") |"
     report "| worker | $worker_idle | $(rss_mb "${PIDS[worker]}") |"
     bench_valuation "$token"
+    bench_performance "$token"
 }
 
 main() {
