@@ -520,3 +520,32 @@ pub async fn price_before(
     .fetch_optional(db)
     .await
 }
+
+/// Each coin's latest stored price in `vs` in the day ending at each midnight of
+/// `[first, last]` (`price_daily`, kept by a trigger on the history): per coin, its day ends
+/// and prices, oldest first (one row per coin: a year is 366 values, not 366 rows).
+pub async fn daily_prices(
+    db: impl PgExecutor<'_>,
+    coins: &[String],
+    vs: &str,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+) -> Result<Vec<(String, Vec<DateTime<Utc>>, Vec<Decimal>)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"SELECT coin_id, array_agg(day_end ORDER BY day_end) AS "days!",
+                  array_agg(price ORDER BY day_end) AS "prices!"
+           FROM price_daily
+           WHERE coin_id = ANY($1) AND vs_currency = $2 AND day_end BETWEEN $3 AND $4
+           GROUP BY coin_id"#,
+        coins,
+        vs,
+        first,
+        last,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.coin_id, row.days, row.prices))
+        .collect())
+}

@@ -132,6 +132,23 @@ async fn performance_matches_a_reference_computed_from_the_same_prices() {
     assert_eq!(dec(&holdings[0]["pnl"]), Decimal::from(39));
     assert_eq!(dec(&holdings[1]["pnl"]), Decimal::from(2));
     assert_eq!(dec(&holdings[0]["contribution_pct"]), Decimal::new(325, 1));
+
+    // The daily closes (read for midnight points) and the per-instant probe (hourly points)
+    // agree wherever both look at the same instant.
+    let hourly = app
+        .get(
+            &path.replace("interval=day", "interval=hour"),
+            Some(&user.access),
+        )
+        .await;
+    assert_eq!(hourly.status, StatusCode::OK, "{}", hourly.body);
+    let hourly_points = hourly.body["points"].as_array().expect("points");
+    assert_eq!(hourly_points.len(), 4 * 24 + 1);
+    for (day, point) in points.iter().enumerate() {
+        let same_instant = &hourly_points[day * 24];
+        assert_eq!(same_instant["at"], point["at"]);
+        assert_eq!(same_instant["value"], point["value"], "day {}", day + 1);
+    }
 }
 
 #[tokio::test]

@@ -265,7 +265,9 @@ fn grid(from: DateTime<Utc>, to: DateTime<Utc>, step: TimeDelta) -> Vec<DateTime
     points
 }
 
-/// Each coin's latest stored price at or before each point, at most `step` older.
+/// Each coin's latest stored price at or before each point, at most `step` older. Daily
+/// points on midnight read the daily closes (one range per coin); any other point probes the
+/// history (one index lookup per coin and point).
 async fn prices_at(
     state: &AppState,
     coins: &[String],
@@ -273,17 +275,39 @@ async fn prices_at(
     points: &[DateTime<Utc>],
     step: TimeDelta,
 ) -> Result<BTreeMap<String, Vec<Option<Decimal>>>, ApiError> {
-    let rows = store::prices_at(&state.db, coins, vs, points, step.num_seconds() as f64).await?;
     let mut prices: BTreeMap<String, Vec<Option<Decimal>>> = coins
         .iter()
         .map(|coin| (coin.clone(), vec![None; points.len()]))
         .collect();
-    for (coin, index, price) in rows {
-        if let Some(slot) = prices
-            .get_mut(&coin)
-            .and_then(|series| usize::try_from(index).ok().and_then(|i| series.get_mut(i)))
-        {
-            *slot = price;
+    let on_midnight = |at: &DateTime<Utc>| at.timestamp().rem_euclid(86_400) == 0;
+    let daily = step == TimeDelta::days(1);
+    let (by_day, probed): (Vec<usize>, Vec<usize>) =
+        (0..points.len()).partition(|&index| daily && on_midnight(&points[index]));
+    if let (Some(&first), Some(&last)) = (by_day.first(), by_day.last()) {
+        let closes = store::daily_prices(&state.db, coins, vs, points[first], points[last]).await?;
+        for (coin, days, day_prices) in closes {
+            let Some(series) = prices.get_mut(&coin) else {
+                continue;
+            };
+            // Both sorted: one merge walk.
+            let mut next = days.iter().zip(day_prices).peekable();
+            for &index in &by_day {
+                while next.next_if(|(day, _)| **day < points[index]).is_some() {}
+                if let Some((_, price)) = next.next_if(|(day, _)| **day == points[index]) {
+                    series[index] = Some(price);
+                }
+            }
+        }
+    }
+    if !probed.is_empty() {
+        let instants: Vec<DateTime<Utc>> = probed.iter().map(|&index| points[index]).collect();
+        let rows =
+            store::prices_at(&state.db, coins, vs, &instants, step.num_seconds() as f64).await?;
+        for (coin, position, price) in rows {
+            let index = usize::try_from(position).ok().and_then(|p| probed.get(p));
+            if let (Some(series), Some(&index)) = (prices.get_mut(&coin), index) {
+                series[index] = price;
+            }
         }
     }
     Ok(prices)
