@@ -391,12 +391,31 @@ async fn last_event_id_replays_what_was_missed_on_any_process_then_goes_on_live(
                 && event.data["data"]["data"]["job_id"] != first_job.as_str()),
         "nothing seen before is sent again: {replayed:?}"
     );
-    let statuses: Vec<&Value> = replayed
+    // Status changes, in order; the progress the job reported comes between them as `job`
+    // events that carry `progress`.
+    let jobs: Vec<&Value> = replayed
         .iter()
         .filter(|event| event.event == "job")
-        .map(|event| &event.data["data"]["status"])
+        .map(|event| &event.data["data"])
+        .collect();
+    let statuses: Vec<&Value> = jobs
+        .iter()
+        .filter(|job| job["progress"].is_null())
+        .map(|job| &job["status"])
         .collect();
     assert_eq!(statuses, [&json!("running"), &json!("succeeded")]);
+    let progress: Vec<&Value> = jobs
+        .iter()
+        .filter(|job| !job["progress"].is_null())
+        .map(|job| &job["progress"])
+        .collect();
+    assert_eq!(
+        progress.first().map(|p| &p["done"]),
+        Some(&json!(0)),
+        "{jobs:?}"
+    );
+    let last = progress.last().expect("progress was reported");
+    assert_eq!(last["done"], last["total"], "{jobs:?}");
     assert!(
         replayed
             .iter()
