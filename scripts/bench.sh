@@ -303,6 +303,24 @@ register_user() {
         python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 
+# wrk_summary FILE: "requests/s p50_ms p99_ms errors" of one `wrk --latency` report.
+wrk_summary() {
+    awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000
+            if (v ~ /ms$/) return v + 0
+            if (v ~ /s$/) return v * 1000
+            return v + 0
+        }
+        /^Requests\/sec:/ { rps = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        /Non-2xx or 3xx responses:/ { errors += $NF }
+        /Socket errors:/ { for (i = 4; i <= NF; i += 2) errors += $i }
+        END { printf "%.1f %.2f %.2f %d\n", rps, p50, p99, errors }
+    ' "$1"
+}
+
 # ---- portfolio valuation -----------------------------------------------------------------
 
 # bench_valuation TOKEN: seeds one portfolio per cost-basis method with 10,000 transactions
@@ -344,20 +362,7 @@ SQL
         log "wrk: valuation ($method, 10,000 transactions, 100 coins)"
         wrk -t1 -c1 -d"${BENCH_SECONDS}s" --latency -H "Authorization: Bearer $token" \
             "http://$API_ADDR/api/v1/portfolios/$portfolio/valuation" >"$raw"
-        read -r rps p50 p99 errors < <(awk '
-            function ms(v) {
-                if (v ~ /us$/) return v / 1000
-                if (v ~ /ms$/) return v + 0
-                if (v ~ /s$/) return v * 1000
-                return v + 0
-            }
-            /^Requests\/sec:/ { rps = $2 }
-            $1 == "50%" { p50 = ms($2) }
-            $1 == "99%" { p99 = ms($2) }
-            /Non-2xx or 3xx responses:/ { errors += $NF }
-            /Socket errors:/ { for (i = 4; i <= NF; i += 2) errors += $i }
-            END { printf "%.1f %.2f %.2f %d\n", rps, p50, p99, errors }
-        ' "$raw")
+        read -r rps p50 p99 errors < <(wrk_summary "$raw")
         ((errors == 0)) || log "warning: valuation ($method) had $errors errors; see $raw"
         rows+=("| $method | $rps | $p50 | $p99 | $errors |")
     done
@@ -404,20 +409,7 @@ SQL
     log "wrk: performance (one year daily, 10,000 transactions, 100 coins)"
     wrk -t1 -c1 -d"${BENCH_SECONDS}s" --latency -H "Authorization: Bearer $token" \
         "http://$API_ADDR/api/v1/portfolios/$portfolio/performance?from=$from&interval=day" >"$raw"
-    read -r rps p50 p99 errors < <(awk '
-        function ms(v) {
-            if (v ~ /us$/) return v / 1000
-            if (v ~ /ms$/) return v + 0
-            if (v ~ /s$/) return v * 1000
-            return v + 0
-        }
-        /^Requests\/sec:/ { rps = $2 }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /Non-2xx or 3xx responses:/ { errors += $NF }
-        /Socket errors:/ { for (i = 4; i <= NF; i += 2) errors += $i }
-        END { printf "%.1f %.2f %.2f %d\n", rps, p50, p99, errors }
-    ' "$raw")
+    read -r rps p50 p99 errors < <(wrk_summary "$raw")
     ((errors == 0)) || log "warning: performance had $errors errors; see $raw"
     report "" "## Portfolio performance (one year daily, 10,000 transactions, 100 coins; wrk -t1 -c1 -d${BENCH_SECONDS}s)" ""
     report "| series/s | p50 ms | p99 ms | errors |" "|---:|---:|---:|---:|"

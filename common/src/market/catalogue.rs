@@ -148,7 +148,7 @@ pub async fn ensure_fresh(db: &PgPool, provider: &PriceProvider) -> Result<(), C
         }
     };
     let (coins, currencies) = fetched;
-    upsert_coins(&mut tx, dedup(coins)).await?;
+    upsert_coins(&mut tx, &dedup(coins)).await?;
     sqlx::query!(
         "INSERT INTO market_catalogues (provider, currencies, synced_at) VALUES ($1, $2, now())
          ON CONFLICT (provider) DO UPDATE SET currencies = EXCLUDED.currencies, synced_at = now()",
@@ -186,41 +186,18 @@ fn dedup(coins: Vec<CoinInfo>) -> Vec<CoinInfo> {
         .collect()
 }
 
-async fn upsert_coins(
-    tx: &mut sqlx::PgConnection,
-    coins: Vec<CoinInfo>,
-) -> Result<(), sqlx::Error> {
-    let mut ids = Vec::with_capacity(coins.len());
-    let mut symbols = Vec::with_capacity(coins.len());
-    let mut names = Vec::with_capacity(coins.len());
-    let mut ranks = Vec::with_capacity(coins.len());
-    for coin in coins {
-        ids.push(coin.id);
-        symbols.push(coin.symbol);
-        names.push(coin.name);
-        ranks.push(
+async fn upsert_coins(tx: &mut sqlx::PgConnection, coins: &[CoinInfo]) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = coins.iter().map(|coin| coin.id.as_str()).collect();
+    let symbols: Vec<&str> = coins.iter().map(|coin| coin.symbol.as_str()).collect();
+    let names: Vec<&str> = coins.iter().map(|coin| coin.name.as_str()).collect();
+    let ranks: Vec<Option<i32>> = coins
+        .iter()
+        .map(|coin| {
             coin.market_cap_rank
-                .and_then(|rank| i32::try_from(rank).ok()),
-        );
-    }
-    sqlx::query!(
-        "INSERT INTO coins (id, symbol, name, market_cap_rank)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[])
-         ON CONFLICT (id) DO UPDATE
-           SET symbol = EXCLUDED.symbol, name = EXCLUDED.name,
-               market_cap_rank = COALESCE(EXCLUDED.market_cap_rank, coins.market_cap_rank),
-               updated_at = now()
-           WHERE (coins.symbol, coins.name, coins.market_cap_rank)
-                 IS DISTINCT FROM (EXCLUDED.symbol, EXCLUDED.name,
-                                   COALESCE(EXCLUDED.market_cap_rank, coins.market_cap_rank))",
-        &ids,
-        &symbols,
-        &names,
-        &ranks as &[Option<i32>],
-    )
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+                .and_then(|rank| i32::try_from(rank).ok())
+        })
+        .collect();
+    super::store::upsert_coins(&mut *tx, &ids, &symbols, &names, &ranks).await
 }
 
 #[cfg(test)]

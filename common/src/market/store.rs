@@ -8,6 +8,36 @@ use sqlx::PgExecutor;
 
 use super::PricePoint;
 
+/// Inserts coins or updates their symbol, name and rank (a `None` rank keeps the known one);
+/// rows that would not change are left alone. The slices are parallel, one entry per coin,
+/// each id at most once.
+pub async fn upsert_coins(
+    db: impl PgExecutor<'_>,
+    ids: &[&str],
+    symbols: &[&str],
+    names: &[&str],
+    ranks: &[Option<i32>],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO coins (id, symbol, name, market_cap_rank)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[])
+         ON CONFLICT (id) DO UPDATE
+           SET symbol = EXCLUDED.symbol, name = EXCLUDED.name,
+               market_cap_rank = COALESCE(EXCLUDED.market_cap_rank, coins.market_cap_rank),
+               updated_at = now()
+           WHERE (coins.symbol, coins.name, coins.market_cap_rank)
+                 IS DISTINCT FROM (EXCLUDED.symbol, EXCLUDED.name,
+                                   COALESCE(EXCLUDED.market_cap_rank, coins.market_cap_rank))",
+        ids as &[&str],
+        symbols as &[&str],
+        names as &[&str],
+        ranks as &[Option<i32>],
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Stores history points for one coin (which must exist).
 pub async fn save_history(
     db: impl PgExecutor<'_>,

@@ -105,23 +105,7 @@ pub async fn save_quotes(
 
     let mut tx = db.begin().await?;
     // A quote's rank (when the provider gave one) also ranks the coin in catalogue searches.
-    sqlx::query!(
-        "INSERT INTO coins (id, symbol, name, market_cap_rank)
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int4[])
-         ON CONFLICT (id) DO UPDATE
-           SET symbol = EXCLUDED.symbol, name = EXCLUDED.name,
-               market_cap_rank = COALESCE(EXCLUDED.market_cap_rank, coins.market_cap_rank),
-               updated_at = now()
-           WHERE (coins.symbol, coins.name, coins.market_cap_rank)
-                 IS DISTINCT FROM (EXCLUDED.symbol, EXCLUDED.name,
-                                   COALESCE(EXCLUDED.market_cap_rank, coins.market_cap_rank))",
-        &ids as &[&str],
-        &symbols as &[&str],
-        &names as &[&str],
-        &ranks as &[Option<i32>],
-    )
-    .execute(&mut *tx)
-    .await?;
+    crate::market::store::upsert_coins(&mut *tx, &ids, &symbols, &names, &ranks).await?;
     sqlx::query!(
         "INSERT INTO latest_prices (coin_id, vs_currency, price, market_cap, market_cap_rank,
                                     volume_24h, change_24h_pct, source, quoted_at, fetched_at)
