@@ -33,7 +33,7 @@ use crate::platform::param_messages::ParamMessages;
 use crate::platform::rate_limit::RateLimit;
 use crate::platform::request_context::RequestContext;
 use crate::platform::route_templates::RouteTemplates;
-use crate::portfolios::{PortfoliosApi, TransactionsApi, ValuationApi};
+use crate::portfolios::{PortfolioFilesApi, PortfoliosApi, TransactionsApi, ValuationApi};
 use crate::streams::StreamsApi;
 use crate::streams::hub::Hub;
 use crate::streams::session::StreamSlots;
@@ -123,7 +123,7 @@ pub type Apis = (
     AuthApi,
     AccountEmailApi,
     UsersApi,
-    PortfoliosApi,
+    (PortfoliosApi, PortfolioFilesApi),
     TransactionsApi,
     ValuationApi,
     AlertsApi,
@@ -145,7 +145,10 @@ pub fn openapi(state: &AppState) -> OpenApiService<Apis, ()> {
             AuthApi::new(state.clone()),
             AccountEmailApi::new(state.clone()),
             UsersApi::new(state.clone()),
-            PortfoliosApi::new(state.clone()),
+            (
+                PortfoliosApi::new(state.clone()),
+                PortfolioFilesApi::new(state.clone()),
+            ),
             TransactionsApi::new(state.clone()),
             ValuationApi::new(state.clone()),
             AlertsApi::new(state.clone()),
@@ -213,7 +216,10 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
             }
             Ok(req)
         })
-        .with(BodyLimit::new(http.max_body_bytes))
+        .with(
+            BodyLimit::new(http.max_body_bytes)
+                .with_larger(crate::portfolios::is_import_path, http.max_import_bytes),
+        )
         .with(cors(&http.cors_origins))
         .data(state.accounts())
         .with(

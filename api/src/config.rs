@@ -189,6 +189,14 @@ pub struct HttpConfig {
     )]
     pub max_body_bytes: usize,
 
+    /// Largest accepted portfolio import file (`POST /portfolios/{id}/imports`) in bytes.
+    #[arg(
+        long = "max-import-bytes",
+        env = "MAX_IMPORT_BYTES",
+        default_value_t = 33_554_432
+    )]
+    pub max_import_bytes: usize,
+
     /// How many reverse proxies in front of the API append to `X-Forwarded-For`. 0 (default)
     /// ignores the header and rate-limits by the socket's peer address.
     #[arg(
@@ -392,6 +400,9 @@ impl ApiConfig {
         }
         if self.http.max_body_bytes == 0 {
             problems.push(ConfigProblem::new("MAX_BODY_BYTES", "must be at least 1"));
+        }
+        if self.http.max_import_bytes == 0 {
+            problems.push(ConfigProblem::new("MAX_IMPORT_BYTES", "must be at least 1"));
         }
         if production
             && self

@@ -114,6 +114,9 @@ pub enum ApiError {
         /// The field at fault, if one is.
         field: Option<&'static str>,
     },
+    /// The resource existed but is gone for good (an expired download).
+    #[error("{0}")]
+    Gone(String),
     /// A precondition (`If-Match`) does not hold: the caller's copy is stale.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -163,6 +166,7 @@ impl ApiError {
             Self::NotFound(_) => Kind::NotFound,
             Self::MethodNotAllowed => Kind::MethodNotAllowed,
             Self::Conflict { .. } => Kind::Conflict,
+            Self::Gone(_) => Kind::Gone,
             Self::PreconditionFailed(_) => Kind::PreconditionFailed,
             Self::PayloadTooLarge { .. } => Kind::PayloadTooLarge,
             Self::UnsupportedMediaType(_) => Kind::UnsupportedMediaType,
@@ -380,6 +384,7 @@ pub mod status {
         NotFound,
         MethodNotAllowed,
         Conflict,
+        Gone,
         PreconditionFailed,
         PayloadTooLarge,
         UnsupportedMediaType,
@@ -391,13 +396,14 @@ pub mod status {
 
     impl Kind {
         /// Every kind, in declaration (and status) order: the order the document lists them.
-        pub const ALL: [Self; 13] = [
+        pub const ALL: [Self; 14] = [
             Self::BadRequest,
             Self::Unauthorized,
             Self::Forbidden,
             Self::NotFound,
             Self::MethodNotAllowed,
             Self::Conflict,
+            Self::Gone,
             Self::PreconditionFailed,
             Self::PayloadTooLarge,
             Self::UnsupportedMediaType,
@@ -439,6 +445,11 @@ pub mod status {
                     StatusCode::CONFLICT,
                     "CONFLICT",
                     "The request conflicts with the current state.",
+                ),
+                Self::Gone => (
+                    StatusCode::GONE,
+                    "GONE",
+                    "It existed but is gone for good (e.g. a download past its expiry).",
                 ),
                 Self::PreconditionFailed => (
                     StatusCode::PRECONDITION_FAILED,
@@ -512,6 +523,8 @@ pub mod status {
     pub const METHOD_NOT_ALLOWED: u32 = Kind::MethodNotAllowed.flag();
     /// 409: conflicts with the current state.
     pub const CONFLICT: u32 = Kind::Conflict.flag();
+    /// 410: gone for good.
+    pub const GONE: u32 = Kind::Gone.flag();
     /// 412: an `If-Match` precondition failed.
     pub const PRECONDITION_FAILED: u32 = Kind::PreconditionFailed.flag();
     /// 413: body too large.

@@ -1,7 +1,7 @@
 //! Periodic deletion of rows that can never be used again, so tables stay the size of what is
 //! live: idempotency keys past their 24 h (a user who never comes back would otherwise keep
-//! theirs forever), refresh tokens and email tokens long expired, and finished jobs older than
-//! `JOB_RETENTION`. Each API process runs it; the deletes
+//! theirs forever), refresh tokens and email tokens long expired, job files past their expiry,
+//! and finished jobs older than `JOB_RETENTION`. Each API process runs it; the deletes
 //! skip rows another process is deleting, so running several at once is harmless.
 
 use std::time::Duration;
@@ -26,6 +26,8 @@ pub struct Purged {
     pub account_tokens: u64,
     /// Jobs finished (succeeded, cancelled, dead) longer ago than the retention.
     pub jobs: u64,
+    /// Job files (imports' uploads, exports' downloads) past their expiry.
+    pub job_files: u64,
 }
 
 /// One round: deletes everything expired, and jobs finished more than `job_retention` ago,
@@ -40,6 +42,7 @@ pub async fn purge(db: &PgPool, job_retention: Duration) -> Result<Purged, sqlx:
         refresh_tokens: drain(|| sessions::purge_expired(db, BATCH)).await?,
         account_tokens: drain(|| common::email::tokens::purge_expired(db, BATCH)).await?,
         jobs: drain(|| common::jobs::store::purge_finished(db, jobs_before, BATCH)).await?,
+        job_files: drain(|| common::portfolios::store::purge_expired_files(db, BATCH)).await?,
     })
 }
 
@@ -77,6 +80,7 @@ pub fn spawn(
                         refresh_tokens = purged.refresh_tokens,
                         account_tokens = purged.account_tokens,
                         jobs = purged.jobs,
+                        job_files = purged.job_files,
                         "purged expired rows"
                     );
                 }

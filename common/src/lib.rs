@@ -14,6 +14,7 @@ pub mod health;
 pub mod jobs;
 pub mod market;
 pub mod notifications;
+pub mod portfolios;
 pub mod prices;
 pub mod redis;
 pub mod secret;

@@ -51,7 +51,7 @@ pub struct WorkerConfig {
         long,
         env = "WORKER_QUEUES",
         value_delimiter = ',',
-        default_value = "bulk_fetch,price_refresh,alert_eval,notify,email"
+        default_value = "bulk_fetch,price_refresh,alert_eval,notify,email,portfolio_files"
     )]
     pub queues: Vec<ConsumedQueue>,
 
@@ -159,10 +159,12 @@ impl WorkerConfig {
 
 /// Jobs at once per queue by default: bulk fetches and refreshes mostly wait on the upstream
 /// budget, so many in parallel only queue up behind it; alert evaluation batches its own work;
-/// notifications and emails wait on Postgres and the mail server.
+/// notifications and emails wait on Postgres and the mail server; imports and exports hold a
+/// whole file in memory, so a few at once.
 fn default_concurrency(queue: Queue) -> usize {
     match queue {
         Queue::BulkFetch => 8,
+        Queue::PortfolioFiles => 2,
         Queue::PriceRefresh | Queue::AlertEval => 1,
         Queue::Notify => 16,
         Queue::Email => 8,

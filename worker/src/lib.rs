@@ -9,6 +9,7 @@ pub mod http;
 pub mod jobs;
 pub mod market;
 pub mod notifications;
+pub mod portfolios;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,14 +75,15 @@ pub async fn run(config: WorkerConfig) -> anyhow::Result<()> {
         queues,
         prices,
         progress: Default::default(),
+        job: None,
     };
     // Every job kind this worker runs, by feature.
     let mailer = Arc::new(email::Mailer::from_config(&config.email)?);
     tracing::info!(transport = mailer.transport_name(), "email ready");
     let handlers = email::handlers(
-        notifications::handlers(alerts::handlers(
-            market::handlers(jobs::Handlers::default()),
-        )),
+        notifications::handlers(alerts::handlers(market::handlers(portfolios::handlers(
+            jobs::Handlers::default(),
+        )))),
         mailer,
     );
     let refresh = tokio::spawn(market::refresh::schedule(

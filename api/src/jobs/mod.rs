@@ -7,6 +7,10 @@ use common::jobs::store::OutboxJob;
 use common::jobs::store::{self, Cancellation, JobRow};
 use common::jobs::{JobKind, JobStatus};
 use common::market::jobs::{BulkFetch, BulkFetchResult};
+use common::portfolios::jobs::{
+    ExportResult, ExportTransactions, ImportResult, ImportTransactions,
+};
+use common::portfolios::store::{self as files_store, Purpose};
 use poem_openapi::param::{Header, Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi, Union};
@@ -14,10 +18,11 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
-use crate::error::{ApiError, ApiResult, status};
+use crate::error::{ApiError, ApiResult, Constraint, status};
 use crate::platform::ApiTags;
 use crate::platform::conditional::{self, Conditional};
 use crate::platform::pagination::{Page, PageRequest};
+use crate::portfolios::files::FileDownload;
 
 /// Job endpoints.
 #[derive(Debug)]
@@ -32,12 +37,16 @@ impl JobsApi {
     }
 }
 
-/// A job's arguments, by kind (the job's `kind` says which).
+/// A job's arguments, by kind (the job's `kind` says which). `anyOf`, not `oneOf`: an
+/// export's arguments are an import's without `bytes`, so an import's match both.
 #[derive(Debug, Clone, Union)]
-#[oai(one_of)]
 pub enum JobPayload {
     /// `bulk_fetch`.
     BulkFetch(BulkFetch),
+    /// `portfolio_import`.
+    PortfolioImport(ImportTransactions),
+    /// `portfolio_export`.
+    PortfolioExport(ExportTransactions),
 }
 
 /// A succeeded job's result, by kind (the job's `kind` says which).
@@ -46,6 +55,10 @@ pub enum JobPayload {
 pub enum JobResult {
     /// `bulk_fetch`.
     BulkFetch(BulkFetchResult),
+    /// `portfolio_import`.
+    PortfolioImport(ImportResult),
+    /// `portfolio_export`.
+    PortfolioExport(ExportResult),
 }
 
 /// A job and its outcome.
@@ -144,14 +157,27 @@ impl TryFrom<JobRow> for Job {
                 row.kind
             ))
         };
+        let args = || row.args.clone();
+        let result = || row.result.clone();
         let (payload, result) = match row.kind {
             JobKind::BulkFetch => (
-                JobPayload::BulkFetch(
-                    serde_json::from_value(row.args.clone()).map_err(unreadable)?,
-                ),
-                row.result
-                    .clone()
+                JobPayload::BulkFetch(serde_json::from_value(args()).map_err(unreadable)?),
+                result()
                     .map(|result| serde_json::from_value(result).map(JobResult::BulkFetch))
+                    .transpose()
+                    .map_err(unreadable)?,
+            ),
+            JobKind::PortfolioImport => (
+                JobPayload::PortfolioImport(serde_json::from_value(args()).map_err(unreadable)?),
+                result()
+                    .map(|result| serde_json::from_value(result).map(JobResult::PortfolioImport))
+                    .transpose()
+                    .map_err(unreadable)?,
+            ),
+            JobKind::PortfolioExport => (
+                JobPayload::PortfolioExport(serde_json::from_value(args()).map_err(unreadable)?),
+                result()
+                    .map(|result| serde_json::from_value(result).map(JobResult::PortfolioExport))
                     .transpose()
                     .map_err(unreadable)?,
             ),
@@ -179,6 +205,11 @@ impl TryFrom<JobRow> for Job {
         })
     }
 }
+
+/// The job's owner no longer exists (deleted after the account check): a 401, not a 500.
+pub const ACCOUNT_GONE: &[Constraint] = &[("jobs_user_id_fkey", || {
+    ApiError::Unauthorized("the account no longer exists".into())
+})];
 
 /// Hands a just-committed job to its queue without delaying the response. If that fails
 /// (Redis down, process killed), the job stays in the outbox and the worker's relay pushes it.
@@ -261,6 +292,71 @@ impl JobsApi {
             .try_into()?;
         let etag = conditional::content_etag(&job, &[]);
         Ok(Conditional::new(job, etag, if_none_match.0.as_deref()))
+    }
+
+    /// The file an export job wrote, for its owner, until it expires a day after the export.
+    ///
+    /// `404` for a job that is not the caller's or has no file (not an export), `409` while
+    /// the export has not succeeded, `410` once its file expired.
+    #[oai(path = "/:id/download", method = "get")]
+    async fn download(
+        &self,
+        caller: ActiveUser,
+        /// The job's id.
+        id: Path<Uuid>,
+    ) -> ApiResult<
+        FileDownload,
+        {
+            status::AUTHED
+                | status::VALIDATION
+                | status::NOT_FOUND
+                | status::CONFLICT
+                | status::GONE
+        },
+    > {
+        let row = store::find_for_user(&self.state.db, caller.0.id, id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("job"))?;
+        if row.kind != JobKind::PortfolioExport {
+            return Err(ApiError::NotFound("this job has no file to download".into()).into());
+        }
+        if row.status != JobStatus::Succeeded {
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "the export is {}; its file can be downloaded once it succeeded",
+                    row.status
+                ),
+                field: None,
+            }
+            .into());
+        }
+        let job = Job::try_from(row)?;
+        let (Some(JobResult::PortfolioExport(result)), JobPayload::PortfolioExport(args)) =
+            (&job.result, &job.payload)
+        else {
+            return Err(
+                ApiError::Internal(anyhow::anyhow!("export {} has no result", job.id)).into(),
+            );
+        };
+        let Some(file) = files_store::find_file(&self.state.db, job.id, Purpose::Download).await?
+        else {
+            return Err(ApiError::Gone(format!(
+                "the file expired at {}; export the portfolio again",
+                common::wire::timestamp_text(&result.expires_at)
+            ))
+            .into());
+        };
+        let file_name = format!(
+            "portfolio-{}-{}.{}",
+            args.portfolio_id,
+            job.created_at.format("%Y%m%d"),
+            result.format.extension()
+        );
+        Ok(FileDownload {
+            format: result.format,
+            file_name,
+            content: file.content,
+        })
     }
 
     /// Cancel one of the caller's jobs while it is still queued.

@@ -27,18 +27,13 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::auth::extract::{ActiveUser, AdminUser};
 use crate::error::FieldError;
-use crate::error::{ApiError, ApiResult, Constraint, on_constraint, status};
+use crate::error::{ApiError, ApiResult, on_constraint, status};
 use crate::jobs::{self, Job};
 use crate::platform::ApiTags;
 use crate::platform::conditional::{self, Conditional};
 use crate::platform::idempotency::{self, Answer, Claim, Key, Scope};
 use crate::platform::json_body::JsonBody;
 use crate::platform::pagination::{Page, PageRequest};
-
-/// The job's owner no longer exists (deleted after the account check).
-const ACCOUNT_GONE: &[Constraint] = &[("jobs_user_id_fkey", || {
-    ApiError::Unauthorized("the account no longer exists".into())
-})];
 
 /// Most coins one bulk fetch may ask for (one upstream call's worth).
 pub const MAX_BULK_COINS: usize = 250;
@@ -51,13 +46,10 @@ pub const COIN_ID_PATTERN: &str = r"^[a-z0-9_.-]{1,100}$";
 pub const CURRENCY_PATTERN: &str = r"^[A-Za-z]{2,10}$";
 
 /// What [`COIN_ID_PATTERN`] means.
-pub const COIN_ID_MESSAGE: &str =
-    "must be a coin id: 1–100 lower-case letters, digits, '-', '_' or '.'";
+pub const COIN_ID_MESSAGE: &str = common::portfolios::rules::COIN_ID_RULE;
 /// What [`CURRENCY_PATTERN`] means.
 pub const CURRENCY_MESSAGE: &str = "must be a currency code such as usd or eur";
 
-static COIN_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(COIN_ID_PATTERN).expect("the coin id pattern compiles"));
 static CURRENCY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(CURRENCY_PATTERN).expect("the currency pattern compiles"));
 
@@ -296,7 +288,7 @@ fn parse_bulk(
 
 /// A coin id as the provider writes it: lower-case letters, digits, `-`, `_`, `.`.
 pub fn parse_coin_id(field: &str, raw: &str) -> Result<String, ApiError> {
-    if COIN_ID.is_match(raw) {
+    if common::portfolios::rules::is_coin_id(raw) {
         Ok(raw.to_owned())
     } else {
         Err(ApiError::invalid(field, COIN_ID_MESSAGE))
@@ -427,7 +419,7 @@ impl MarketApi {
         // The account may be deleted between the check and this insert: a 401, not a 500.
         let row = jobs_store::insert(&mut *tx, Some(user), &args)
             .await
-            .map_err(|err| on_constraint(err, ACCOUNT_GONE))?;
+            .map_err(|err| on_constraint(err, jobs::ACCOUNT_GONE))?;
         let job = Job::try_from(row.clone())?;
         if let Some(key) = &key {
             let status = poem::http::StatusCode::ACCEPTED; // What `BulkAccepted` answers.

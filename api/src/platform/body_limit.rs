@@ -26,16 +26,29 @@ use crate::platform::request_context::ExtraHeaders;
 #[derive(Debug, Clone, Copy)]
 pub struct MaxBodyBytes(pub usize);
 
-/// Refuses encoded request bodies and limits bodies to `max_bytes`.
+/// Refuses encoded request bodies and limits bodies to `max_bytes` (or a larger limit on the
+/// few paths that take files).
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit {
     max_bytes: usize,
+    larger: Option<(fn(&str) -> bool, usize)>,
 }
 
 impl BodyLimit {
     /// A limit of `max_bytes` per request body.
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes }
+        Self {
+            max_bytes,
+            larger: None,
+        }
+    }
+
+    /// Allows bodies of up to `max_bytes` on the paths `matches` accepts.
+    pub fn with_larger(self, matches: fn(&str) -> bool, max_bytes: usize) -> Self {
+        Self {
+            larger: Some((matches, max_bytes)),
+            ..self
+        }
     }
 }
 
@@ -45,7 +58,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
     fn transform(&self, ep: E) -> Self::Output {
         BodyLimitEndpoint {
             inner: ep,
-            max_bytes: self.max_bytes,
+            limit: *self,
         }
     }
 }
@@ -54,7 +67,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
 #[derive(Debug)]
 pub struct BodyLimitEndpoint<E> {
     inner: E,
-    max_bytes: usize,
+    limit: BodyLimit,
 }
 
 /// Whether the request declares a content coding other than `identity`.
@@ -115,12 +128,14 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = E::Output;
 
     async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
-        let too_large = || ApiError::PayloadTooLarge {
-            limit: self.max_bytes,
+        let max_bytes = match self.limit.larger {
+            Some((matches, larger)) if matches(req.uri().path()) => larger,
+            _ => self.limit.max_bytes,
         };
+        let too_large = || ApiError::PayloadTooLarge { limit: max_bytes };
         if is_encoded(req.headers()) {
-            if declared_length(req.headers()).is_none_or(|length| length <= self.max_bytes as u64) {
-                drain(req.take_body().into_bytes_stream().boxed(), self.max_bytes).await;
+            if declared_length(req.headers()).is_none_or(|length| length <= max_bytes as u64) {
+                drain(req.take_body().into_bytes_stream().boxed(), max_bytes).await;
             }
             let mut error = poem::Error::from(ApiError::UnsupportedMediaType(
                 "request bodies must not be compressed: send them without Content-Encoding".into(),
@@ -131,18 +146,18 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             return Err(error);
         }
         match declared_length(req.headers()) {
-            Some(length) if length > self.max_bytes as u64 => return Err(too_large().into()),
+            Some(length) if length > max_bytes as u64 => return Err(too_large().into()),
             // The server enforces the declared length, so the body cannot exceed it.
             Some(_) => {}
             None => {
                 let body = req.take_body();
                 if !body.is_empty() {
-                    let bytes = read_limited(body, self.max_bytes).await?;
+                    let bytes = read_limited(body, max_bytes).await?;
                     req.set_body(Body::from_bytes(bytes));
                 }
             }
         }
-        req.set_data(MaxBodyBytes(self.max_bytes));
+        req.set_data(MaxBodyBytes(max_bytes));
         self.inner.call(req).await
     }
 }

@@ -6,6 +6,7 @@
 //! handlers read the ledger under the portfolio's lock and ask these functions.
 
 use chrono::{DateTime, Utc};
+use common::portfolios::rules;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
@@ -25,19 +26,12 @@ pub struct LedgerRow {
 pub fn first_shortfall<'a>(
     entries: impl IntoIterator<Item = &'a Entry>,
 ) -> Result<Option<(usize, Decimal)>, LedgerError> {
-    let mut held = Decimal::ZERO;
-    for (index, entry) in entries.into_iter().enumerate() {
-        if entry.side.is_inflow() {
-            held = held
-                .checked_add(entry.quantity)
-                .ok_or(LedgerError::Overflow)?;
-        } else if entry.quantity > held {
-            return Ok(Some((index, held)));
-        } else {
-            held -= entry.quantity;
-        }
-    }
-    Ok(None)
+    rules::first_shortfall(
+        entries
+            .into_iter()
+            .map(|entry| (entry.side, entry.quantity)),
+    )
+    .map_err(|_| LedgerError::Overflow)
 }
 
 /// A `sell` or `transfer_out` already in the ledger, as a refusal names it.

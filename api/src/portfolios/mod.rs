@@ -8,9 +8,12 @@
 //! - [`validate`]: parsing of their input; [`model`]: the shapes they show;
 //! - [`ledger`]: the over-sell rules; [`valuation`]: cost basis and valuing; [`prices`]: the
 //!   prices a valuation uses; [`amount`]: exact decimals as JSON strings;
-//! - [`store`]: the queries; [`idempotency`]: `Idempotency-Key` on creates.
+//! - [`store`]: the queries; [`idempotency`]: `Idempotency-Key` on creates;
+//! - [`files`]: import uploads and export downloads over HTTP (the jobs that read and write
+//!   them are the worker's, on `common::portfolios`).
 
 pub mod amount;
+pub mod files;
 pub mod ledger;
 pub mod model;
 pub mod performance;
@@ -20,5 +23,8 @@ pub mod store;
 pub mod validate;
 pub mod valuation;
 
-pub use self::routes::{PortfoliosApi, TransactionsApi, ValuationApi, current_valuation};
+pub use self::files::is_import_path;
+pub use self::routes::{
+    PortfolioFilesApi, PortfoliosApi, TransactionsApi, ValuationApi, current_valuation,
+};
 pub use self::validate::NAME_PATTERN;

@@ -3,6 +3,7 @@
 //! transaction only through its (so found) portfolio.
 
 use chrono::{DateTime, Utc};
+use common::portfolios::rules::ValidTransaction;
 use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -240,23 +241,11 @@ fn parse_side(side: &str) -> Result<Side, ApiError> {
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("unknown transaction side {side:?}")))
 }
 
-/// Fields of a new transaction, validated.
-#[derive(Debug)]
-pub struct NewTransaction<'a> {
-    pub coin_id: &'a str,
-    pub side: Side,
-    pub quantity: Decimal,
-    pub price: Decimal,
-    pub fee: Decimal,
-    pub executed_at: DateTime<Utc>,
-    pub note: Option<&'a str>,
-}
-
 /// Inserts a transaction.
 pub async fn insert_transaction(
     db: impl PgExecutor<'_>,
     portfolio_id: Uuid,
-    new: &NewTransaction<'_>,
+    new: &ValidTransaction,
 ) -> Result<TransactionRow, ApiError> {
     sqlx::query_as!(
         TransactionRow,
@@ -273,7 +262,7 @@ pub async fn insert_transaction(
         new.price,
         new.fee,
         new.executed_at,
-        new.note,
+        new.note.as_deref(),
     )
     .fetch_one(db)
     .await
@@ -285,7 +274,7 @@ pub async fn insert_transaction(
 pub async fn update_transaction(
     db: impl PgExecutor<'_>,
     id: Uuid,
-    changed: &NewTransaction<'_>,
+    changed: &ValidTransaction,
 ) -> Result<TransactionRow, ApiError> {
     sqlx::query_as!(
         TransactionRow,
@@ -302,7 +291,7 @@ pub async fn update_transaction(
         changed.price,
         changed.fee,
         changed.executed_at,
-        changed.note,
+        changed.note.as_deref(),
     )
     .fetch_one(db)
     .await

@@ -3,27 +3,16 @@
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use common::market::PriceProvider;
+use common::portfolios::rules;
 use regex::Regex;
-use rust_decimal::Decimal;
 
 use super::model::CreateTransactionRequest;
-use super::store::NewTransaction;
-use super::valuation::{Entry, Side};
+use super::valuation::Side;
 use crate::error::{ApiError, FieldError};
-use crate::market::{CURRENCY_MESSAGE, parse_coin_id, parse_vs_currency};
+use crate::market::{CURRENCY_MESSAGE, parse_vs_currency};
 use crate::users::validate::SURROUNDING_SPACE;
-
-/// Clock skew tolerated on `executed_at` before it counts as "in the future".
-const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
-/// Upper bound (exclusive) of a quantity, and of `quantity × price + fee`: far beyond any
-/// real holding, and low enough that sums over millions of transactions stay exact.
-const MAX_TOTAL: Decimal = Decimal::from_parts(0x6310_0000, 0x6bc7_5e2d, 0x5, false, 0); // 10^20
-/// Upper bound (exclusive) of a price or fee.
-const MAX_PRICE: Decimal = Decimal::from_parts(0xa4c6_8000, 0x38d7e, 0, false, 0); // 10^15
-/// Longest note.
-const MAX_NOTE_CHARS: usize = 1000;
 
 /// A portfolio name: up to 100 characters without control characters, neither
 /// starting nor ending with whitespace once surrounding ASCII spaces, tabs and line breaks are
@@ -99,140 +88,40 @@ impl FieldErrors {
 }
 
 /// A new transaction, valid in itself: what is left to check needs the ledger.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidTransaction {
-    pub coin_id: String,
-    pub side: Side,
-    pub quantity: Decimal,
-    pub price: Decimal,
-    pub fee: Decimal,
-    pub executed_at: DateTime<Utc>,
-    pub note: Option<String>,
-}
+pub use common::portfolios::rules::ValidTransaction;
 
-impl ValidTransaction {
-    /// What it does to the holding.
-    pub fn entry(&self) -> Entry {
-        Entry {
-            side: self.side,
-            quantity: self.quantity,
-            price: self.price,
-            fee: self.fee,
-        }
-    }
-
-    /// The row to insert.
-    pub fn as_new(&self) -> NewTransaction<'_> {
-        NewTransaction {
-            coin_id: &self.coin_id,
-            side: self.side,
-            quantity: self.quantity,
-            price: self.price,
-            fee: self.fee,
-            executed_at: self.executed_at,
-            note: self.note.as_deref(),
-        }
-    }
-}
-
-/// The earliest `executed_at` accepted: the day of Bitcoin's first block.
-fn earliest_execution() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2009, 1, 3, 0, 0, 0)
-        .single()
-        .unwrap_or_default()
-}
-
-/// Validates a new transaction against everything but the ledger; `now` is the default
-/// `executed_at` and the bound of the future.
+/// Validates a new transaction against everything but the ledger (the rules imports follow
+/// too); `now` is the default `executed_at` and the bound of the future.
 pub fn transaction(
     request: &CreateTransactionRequest,
     now: DateTime<Utc>,
 ) -> Result<ValidTransaction, ApiError> {
-    let mut problems = FieldErrors::default();
-    let coin_id = problems.take_api(parse_coin_id("coin_id", &request.coin_id))?;
-    let side = Side::from(request.side);
-    let quantity = request.quantity.0;
-    if quantity <= Decimal::ZERO {
-        problems.push("quantity", "must be greater than 0");
-    } else if quantity >= MAX_TOTAL {
-        problems.push("quantity", "must be less than 10^20");
-    }
-    let price = match (request.price, side) {
-        (Some(price), _) => price.0,
-        (None, Side::Buy | Side::Sell) => {
-            problems.push("price", "is required for buy and sell");
-            Decimal::ZERO
-        }
-        (None, _) => Decimal::ZERO,
+    let draft = rules::Draft {
+        coin_id: &request.coin_id,
+        side: Side::from(request.side),
+        quantity: request.quantity.0,
+        price: request.price.map(|price| price.0),
+        fee: request.fee.map(|fee| fee.0),
+        executed_at: request.executed_at,
+        note: request.note.as_deref(),
     };
-    if price < Decimal::ZERO {
-        problems.push("price", "must be at least 0");
-    } else if price >= MAX_PRICE {
-        problems.push("price", "must be less than 10^15");
-    }
-    let fee = request.fee.map_or(Decimal::ZERO, |fee| fee.0);
-    if fee < Decimal::ZERO {
-        problems.push("fee", "must be at least 0");
-    } else if fee >= MAX_PRICE {
-        problems.push("fee", "must be less than 10^15");
-    }
-    let executed_at = request.executed_at.unwrap_or(now);
-    if executed_at > now + CLOCK_SKEW {
-        problems.push("executed_at", "must not be in the future");
-    } else if executed_at < earliest_execution() {
-        problems.push(
-            "executed_at",
-            "must not be before 2009-01-03 (the first Bitcoin block)",
-        );
-    }
-    if request
-        .note
-        .as_deref()
-        .is_some_and(|note| note.chars().count() > MAX_NOTE_CHARS)
-    {
-        problems.push(
-            "note",
-            format!("must be at most {MAX_NOTE_CHARS} characters"),
-        );
-    }
-    let note = request
-        .note
-        .as_deref()
-        .map(str::trim)
-        .filter(|note| !note.is_empty());
-    problems.finish()?;
-    let total = quantity
-        .checked_mul(price)
-        .and_then(|gross| gross.checked_add(fee))
-        .filter(|total| *total < MAX_TOTAL);
-    if total.is_none() {
-        return Err(ApiError::invalid(
-            "quantity",
-            "quantity × price + fee must be less than 10^20",
-        ));
-    }
-    Ok(ValidTransaction {
-        coin_id: coin_id.unwrap_or_default(),
-        side,
-        quantity,
-        price,
-        fee,
-        executed_at,
-        note: note.map(str::to_owned),
+    rules::validate(&draft, now).map_err(|problems| {
+        ApiError::Validation(
+            problems
+                .into_iter()
+                .map(|problem| FieldError::new(problem.field, problem.message))
+                .collect(),
+        )
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use rust_decimal::Decimal;
+
     use super::*;
     use crate::portfolios::amount::UnsignedDec;
     use crate::portfolios::model::TransactionSide;
-
-    #[test]
-    fn bounds_are_the_powers_of_ten_they_claim() {
-        assert_eq!(MAX_TOTAL, Decimal::from_i128_with_scale(10_i128.pow(20), 0));
-        assert_eq!(MAX_PRICE, Decimal::from_i128_with_scale(10_i128.pow(15), 0));
-    }
 
     #[test]
     fn names_are_trimmed_and_bounded() {

@@ -29,42 +29,7 @@ pub const UNIT_PLACES: u32 = 18;
 /// Decimal places of percentages.
 pub const PCT_PLACES: u32 = 4;
 
-/// What a transaction does to a holding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    Buy,
-    Sell,
-    TransferIn,
-    TransferOut,
-}
-
-impl Side {
-    /// Whether the side adds to the holding.
-    pub fn is_inflow(self) -> bool {
-        matches!(self, Self::Buy | Self::TransferIn)
-    }
-
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Buy => "buy",
-            Self::Sell => "sell",
-            Self::TransferIn => "transfer_in",
-            Self::TransferOut => "transfer_out",
-        }
-    }
-
-    /// Parses the stored name.
-    pub fn from_db(name: &str) -> Option<Self> {
-        match name {
-            "buy" => Some(Self::Buy),
-            "sell" => Some(Self::Sell),
-            "transfer_in" => Some(Self::TransferIn),
-            "transfer_out" => Some(Self::TransferOut),
-            _ => None,
-        }
-    }
-}
+pub use common::portfolios::Side;
 
 /// How the cost of units sold is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +47,17 @@ pub struct Entry {
     pub quantity: Decimal,
     pub price: Decimal,
     pub fee: Decimal,
+}
+
+impl From<&common::portfolios::rules::ValidTransaction> for Entry {
+    fn from(valid: &common::portfolios::rules::ValidTransaction) -> Self {
+        Self {
+            side: valid.side,
+            quantity: valid.quantity,
+            price: valid.price,
+            fee: valid.fee,
+        }
+    }
 }
 
 /// A coin's holding after replaying its ledger, unrounded.

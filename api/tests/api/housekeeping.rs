@@ -95,6 +95,18 @@ async fn expired_rows_of_every_user_are_purged_and_live_ones_kept() {
     .execute(&app.pool)
     .await
     .expect("unfinished jobs");
+    // Job files: an upload past its expiry goes, a download still valid stays.
+    sqlx::query(
+        "INSERT INTO job_files (job_id, purpose, media_type, content, expires_at)
+         SELECT jobs.id, purpose, 'text/csv', '\\x00', expires_at
+         FROM jobs, (VALUES ('upload', now() - interval '1 minute'),
+                            ('download', now() + interval '1 hour')) AS file (purpose, expires_at)
+         WHERE jobs.user_id = $1 AND jobs.status = 'queued'",
+    )
+    .bind(gone_id)
+    .execute(&app.pool)
+    .await
+    .expect("job files");
 
     let retention = Duration::from_secs(30 * 24 * 60 * 60);
     let purged = housekeeping::purge(&app.pool, retention)
@@ -107,6 +119,7 @@ async fn expired_rows_of_every_user_are_purged_and_live_ones_kept() {
             refresh_tokens: 1,
             account_tokens: 1,
             jobs: 3,
+            job_files: 1,
         }
     );
     let count = |sql: &'static str| {
@@ -123,6 +136,11 @@ async fn expired_rows_of_every_user_are_purged_and_live_ones_kept() {
         1
     );
     assert_eq!(count("SELECT count(*) FROM idempotency_keys").await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM job_files WHERE purpose = 'download'").await,
+        1
+    );
+    assert_eq!(count("SELECT count(*) FROM job_files").await, 1);
     assert_eq!(
         count("SELECT count(*) FROM refresh_tokens WHERE expires_at > now()").await,
         1,

@@ -195,6 +195,7 @@ async fn main() -> anyhow::Result<()> {
         queues,
         prices,
         progress: Default::default(),
+        job: None,
     };
 
     eprintln!("alerts-bench: seeding {alerts} alerts");

@@ -51,6 +51,18 @@ pub struct JobContext {
     pub prices: Prices,
     /// Where the job being run reports how far it is (reports nothing outside a job).
     pub progress: progress::Progress,
+    /// The job being run (`None` outside a job).
+    pub job: Option<CurrentJob>,
+}
+
+/// The job a handler is running: for handlers whose effects are keyed by the job (its files,
+/// its owner's rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentJob {
+    /// The job's id.
+    pub id: uuid::Uuid,
+    /// Who asked for it (`None` for system jobs).
+    pub owner: Option<uuid::Uuid>,
 }
 
 /// How a job attempt failed.
@@ -162,9 +174,11 @@ async fn run_job(
     ctx: Data<JobContext>,
     handlers: Data<Handlers>,
     progress: Data<progress::Progress>,
+    current: Data<CurrentJob>,
 ) -> Result<serde_json::Value, BoxDynError> {
     let ctx = JobContext {
         progress: (*progress).clone(),
+        job: Some(*current),
         ..(*ctx).clone()
     };
     let outcome = match envelope(payload, &delivery.queue) {

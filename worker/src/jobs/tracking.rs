@@ -186,6 +186,10 @@ where
                 )
             });
             task.inject_data(progress);
+            task.inject_data(super::CurrentJob {
+                id: job_id,
+                owner: started.user_id,
+            });
             let began = Instant::now();
             let registered = shared.running.as_ref().map(|running| running.register(job_id));
             let result = match registered {

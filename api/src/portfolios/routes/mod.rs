@@ -1,5 +1,6 @@
 //! The handlers, one file per resource, and what they share.
 
+mod files;
 mod performance;
 mod portfolios;
 mod transactions;
@@ -8,6 +9,7 @@ mod valuation;
 use poem_openapi::ApiResponse;
 use uuid::Uuid;
 
+pub use self::files::PortfolioFilesApi;
 pub use self::portfolios::PortfoliosApi;
 pub use self::transactions::TransactionsApi;
 pub use self::valuation::{ValuationApi, current_valuation};

@@ -27,7 +27,7 @@ use crate::portfolios::model::{
 };
 use crate::portfolios::store;
 use crate::portfolios::validate::{self, ValidTransaction};
-use crate::portfolios::valuation::Side;
+use crate::portfolios::valuation::{Entry, Side};
 
 /// Transaction endpoints.
 #[derive(Debug)]
@@ -267,9 +267,9 @@ impl TransactionsApi {
             .await?
             .ok_or_else(not_found)?;
         let ledger = store::coin_ledger(&mut *tx, portfolio.id, &new.coin_id).await?;
-        ledger::check_insert(&ledger, &new.entry(), new.executed_at)
+        ledger::check_insert(&ledger, &Entry::from(&new), new.executed_at)
             .map_err(|refusal| insert_refused(refusal, &new))?;
-        let row = store::insert_transaction(&mut *tx, portfolio.id, &new.as_new()).await?;
+        let row = store::insert_transaction(&mut *tx, portfolio.id, &new).await?;
         let transaction = Transaction::try_from(row)?;
         if let Some(key) = &key {
             idempotency::store(
@@ -373,9 +373,9 @@ impl TransactionsApi {
             .into_iter()
             .filter(|entry| entry.id != current.id)
             .collect();
-        ledger::check_insert(&others, &changed.entry(), changed.executed_at)
+        ledger::check_insert(&others, &Entry::from(&changed), changed.executed_at)
             .map_err(|refusal| insert_refused(refusal, &changed))?;
-        let row = store::update_transaction(&mut *tx, current.id, &changed.as_new()).await?;
+        let row = store::update_transaction(&mut *tx, current.id, &changed).await?;
         let transaction = Transaction::try_from(row)?;
         tx.commit().await?;
         let etag = conditional::content_etag(&transaction, &[]);
