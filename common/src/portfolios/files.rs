@@ -704,7 +704,11 @@ mod tests {
         assert_eq!(file.errors, vec![]);
         assert_eq!(file.total, 3);
         let lines: Vec<u64> = file.rows.iter().map(|row| row.line).collect();
-        assert_eq!(lines, [2, 4, 6], "a blank line and a line break in quotes counted");
+        assert_eq!(
+            lines,
+            [2, 4, 6],
+            "a blank line and a line break in quotes counted"
+        );
         let second = &file.rows[1].transaction;
         assert_eq!(second.side, Side::TransferIn);
         assert_eq!(second.quantity, dec("0.00000001"));
