@@ -12,7 +12,8 @@
 # BENCH_READY_SECONDS (60) to wait for start-up, PG_PORT/REDIS_PORT (local services), and
 # for running two benches side by side: BENCH_HELLO_ADDR, BENCH_API_ADDR, BENCH_WORKER_ADDR,
 # BENCH_DB, BENCH_REDIS_DB (defaults below). BENCH_ONLY=http, queue, alerts or streams runs one
-# section (the rate-limit table's memory, a few seconds, always runs). The queue section: REDIS_BENCH_REQUESTS (100000) per redis-benchmark run, and
+# section (the rate-limit table's memory, a few seconds, always runs); BENCH_ONLY=portfolios runs
+# only the portfolio benchmarks (valuation, performance, a 100,000-row import and its export). The queue section: REDIS_BENCH_REQUESTS (100000) per redis-benchmark run, and
 # QUEUE_BENCH_* (see bench/src/bin/queue-bench.rs) for jobs per run, samples, concurrency.
 #
 # To add a benchmark: write a bench_* function that records rows with `record_row` (or
@@ -417,6 +418,92 @@ SQL
     report "" "Target: p50 <= 50 ms."
 }
 
+# bench_import TOKEN: a CSV of 100,000 transactions across the 100 coins of
+# bench_performance, uploaded to a new portfolio and timed until its job succeeded (the
+# upload answers at once; the worker checks every row, then adds them in one transaction),
+# then exported again (CSV) and downloaded. Baseline, same session: the same 100,000 rows
+# added by one INSERT … SELECT in psql.
+bench_import() {
+    local token=$1 portfolio baseline csv job t0 accepted done_ms export_ms baseline_ms state
+    portfolio=$(curl -sS --fail-with-body --max-time 10 -H 'Content-Type: application/json' \
+        -H "Authorization: Bearer $token" -d '{"name":"bench import"}' \
+        "http://$API_ADDR/api/v1/portfolios" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    baseline=$(curl -sS --fail-with-body --max-time 10 -H 'Content-Type: application/json' \
+        -H "Authorization: Bearer $token" -d '{"name":"bench import baseline"}' \
+        "http://$API_ADDR/api/v1/portfolios" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    csv="$OUT/import-100k.csv"
+    python3 - "$csv" <<'PY'
+import datetime, sys
+start = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+with open(sys.argv[1], "w") as out:
+    out.write("executed_at,coin_id,side,quantity,price,fee,note\n")
+    for i in range(100_000):
+        coin, turn = i % 100 + 1, i // 100
+        side, quantity = ("buy", "1.5") if turn % 2 == 0 else ("sell", "1")
+        at = start + datetime.timedelta(minutes=i)
+        out.write(f"{at:%Y-%m-%dT%H:%M:%SZ},perf-coin-{coin},{side},{quantity},{coin}.25,0.01,row {i}\n")
+PY
+    log "import: 100,000 rows ($(($(stat -c %s "$csv") / 1024)) KiB of CSV)"
+    t0=$(date +%s%N)
+    job=$(curl -sS --fail-with-body --max-time 60 -H 'Content-Type: text/csv' \
+        -H "Authorization: Bearer $token" --data-binary @"$csv" \
+        "http://$API_ADDR/api/v1/portfolios/$portfolio/imports" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    accepted=$((($(date +%s%N) - t0) / 1000000))
+    state=$(wait_for_job "$token" "$job")
+    done_ms=$((($(date +%s%N) - t0) / 1000000))
+    [[ $state == applied ]] || log "warning: the import ended $state; see GET /api/v1/jobs/$job"
+    t0=$(date +%s%N)
+    job=$(curl -sS --fail-with-body --max-time 10 -X POST -H "Authorization: Bearer $token" \
+        "http://$API_ADDR/api/v1/portfolios/$portfolio/exports?format=csv" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+    wait_for_job "$token" "$job" >/dev/null
+    curl -sS --fail --max-time 60 -H "Authorization: Bearer $token" -o "$OUT/export-100k.csv" \
+        "http://$API_ADDR/api/v1/jobs/$job/download"
+    export_ms=$((($(date +%s%N) - t0) / 1000000))
+    t0=$(date +%s%N)
+    PGOPTIONS="-c client_min_messages=warning" psql "$BENCH_DATABASE_URL" -qX \
+        -v ON_ERROR_STOP=1 -v portfolio="$baseline" >/dev/null <<'SQL'
+INSERT INTO portfolio_transactions (id, portfolio_id, coin_id, side, quantity, price, fee, executed_at, note)
+SELECT gen_random_uuid(), :'portfolio', 'perf-coin-' || (i % 100 + 1),
+       CASE WHEN (i / 100) % 2 = 0 THEN 'buy' ELSE 'sell' END,
+       CASE WHEN (i / 100) % 2 = 0 THEN 1.5 ELSE 1 END,
+       (i % 100 + 1) + 0.25, 0.01, timestamptz '2025-01-01 00:00:00Z' + interval '1 minute' * i,
+       'row ' || i
+FROM generate_series(0, 99999) AS i;
+SQL
+    baseline_ms=$((($(date +%s%N) - t0) / 1000000))
+    report "" "## Portfolio import and export (100,000 CSV rows, 100 coins)" ""
+    report "| step | ms | × the baseline |" "|---|---:|---:|"
+    report "| baseline: one INSERT … SELECT of the same rows (psql) | $baseline_ms | 1.0 |"
+    report "| import: upload answered (202) | $accepted | $(ratio "$accepted" "$baseline_ms") |"
+    report "| import: upload → job succeeded, rows added | $done_ms | $(ratio "$done_ms" "$baseline_ms") |"
+    report "| export: request → file downloaded | $export_ms | $(ratio "$export_ms" "$baseline_ms") |"
+}
+
+# wait_for_job TOKEN ID: polls the job until it is final; prints an import's outcome, or the
+# job's status.
+wait_for_job() {
+    local token=$1 job=$2 state
+    for _ in $(seq 6000); do
+        state=$(curl -sS --fail --max-time 10 -H "Authorization: Bearer $token" \
+            "http://$API_ADDR/api/v1/jobs/$job" |
+            python3 -c 'import json, sys
+job = json.load(sys.stdin)
+final = job["status"] in ("succeeded", "dead", "cancelled")
+print((job["result"] or {}).get("outcome", job["status"]) if final else "")')
+        [[ -n $state ]] && { echo "$state"; return; }
+        sleep 0.1
+    done
+    echo timeout
+}
+
+ratio() {
+    python3 -c "import sys; print(f'{int(sys.argv[1]) / max(int(sys.argv[2]), 1):.1f}')" "$1" "$2"
+}
+
 # The api and worker over HTTP against bench-hello, and their memory.
 bench_http_section() {
     local token api_idle worker_idle
@@ -445,14 +532,32 @@ bench_http_section() {
     report "| process | idle MB | after the HTTP runs MB |" "|---|---:|---:|"
     report "| api | $api_idle | $(rss_mb "${PIDS[api]}") |"
     report "| worker | $worker_idle | $(rss_mb "${PIDS[worker]}") |"
-    bench_valuation "$token"
-    bench_performance "$token"
+    bench_portfolios "$token"
+}
+
+# Portfolio reads (valuation, performance over a year) and the import/export jobs.
+bench_portfolios() {
+    bench_valuation "$1"
+    bench_performance "$1"
+    bench_import "$1"
+}
+
+# BENCH_ONLY=portfolios: the api and a worker, then bench_portfolios alone.
+bench_portfolios_section() {
+    start api env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
+        API_ADDR="$API_ADDR" RATE_LIMIT_PER_MINUTE=100000000 RATE_LIMIT_BURST=100000000 \
+        AUTH_RATE_LIMIT_PER_MINUTE=100000000 LOG_FORMAT=json RUST_LOG=warn "$BIN"/api
+    start worker env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
+        WORKER_METRICS_ADDR="$WORKER_ADDR" LOG_FORMAT=json RUST_LOG=warn "$BIN"/worker
+    wait_ready api "http://$API_ADDR/health/ready"
+    wait_ready worker "http://$WORKER_ADDR/health/ready"
+    bench_portfolios "$(register_user)"
 }
 
 main() {
     local addr
-    [[ -z $BENCH_ONLY || $BENCH_ONLY =~ ^(http|queue|alerts|streams)$ ]] ||
-        die "BENCH_ONLY must be http, queue, alerts or streams (or unset for all)"
+    [[ -z $BENCH_ONLY || $BENCH_ONLY =~ ^(http|queue|alerts|streams|portfolios)$ ]] ||
+        die "BENCH_ONLY must be http, queue, alerts, streams or portfolios (or unset for all)"
     ensure_commands wrk curl python3
     command -v redis-benchmark >/dev/null || die "redis-benchmark is missing (it comes with redis-server: scripts/services.sh up)"
     mkdir -p "$OUT"
@@ -481,6 +586,9 @@ main() {
     if [[ -z $BENCH_ONLY || $BENCH_ONLY == http ]]; then
         bench_http_section
     fi
+    if [[ $BENCH_ONLY == portfolios ]]; then
+        bench_portfolios_section
+    fi
     if [[ -z $BENCH_ONLY || $BENCH_ONLY == queue ]]; then
         bench_queue
     fi
@@ -490,7 +598,7 @@ main() {
     if [[ -z $BENCH_ONLY || $BENCH_ONLY == streams ]]; then
         bench_streams
     fi
-    bench_limiter
+    [[ $BENCH_ONLY == portfolios ]] || bench_limiter
     log "report written to $REPORT"
 }
 

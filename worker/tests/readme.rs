@@ -76,6 +76,15 @@ async fn the_readme_walkthrough_runs_against_the_real_binaries() {
     assert!(stdout.contains("'eur'"), "currencies listed: {stdout}");
     assert!(stdout.contains("'total_value'"), "a valuation: {stdout}");
     assert!(
+        stdout.contains("'outcome': 'applied'") && stdout.contains("'added': 2"),
+        "an import: {stdout}"
+    );
+    assert!(
+        stdout.contains("executed_at,coin_id,side,quantity,price,fee,currency,note")
+            && stdout.contains("solana,transfer_in,10,0,0,usd,"),
+        "an export: {stdout}"
+    );
+    assert!(
         stderr.trim().is_empty(),
         "nothing alarming on stderr: {stderr}"
     );

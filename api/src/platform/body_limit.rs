@@ -26,12 +26,15 @@ use crate::platform::request_context::ExtraHeaders;
 #[derive(Debug, Clone, Copy)]
 pub struct MaxBodyBytes(pub usize);
 
+/// Which paths a larger limit applies to.
+pub type PathMatcher = fn(&str) -> bool;
+
 /// Refuses encoded request bodies and limits bodies to `max_bytes` (or a larger limit on the
 /// few paths that take files).
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit {
     max_bytes: usize,
-    larger: Option<(fn(&str) -> bool, usize)>,
+    larger: Option<(PathMatcher, usize)>,
 }
 
 impl BodyLimit {
@@ -44,7 +47,7 @@ impl BodyLimit {
     }
 
     /// Allows bodies of up to `max_bytes` on the paths `matches` accepts.
-    pub fn with_larger(self, matches: fn(&str) -> bool, max_bytes: usize) -> Self {
+    pub fn with_larger(self, matches: PathMatcher, max_bytes: usize) -> Self {
         Self {
             larger: Some((matches, max_bytes)),
             ..self

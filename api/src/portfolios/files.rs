@@ -13,9 +13,10 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ApiResponse, ExtractParamOptions, Object};
 use serde::Deserialize;
 
+use common::portfolios::files;
 use common::portfolios::jobs::FileFormat;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::platform::body_limit::MaxBodyBytes;
 use crate::platform::json_body;
 
@@ -211,7 +212,23 @@ fn check_csv(content: &[u8]) -> Result<(), ApiError> {
     if text.contains('\0') {
         return Err(ApiError::invalid("file", "contains a NUL character"));
     }
-    Ok(())
+    let header = files::csv_header_problems(text);
+    if header.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Validation(
+        header
+            .into_iter()
+            .map(|problem| {
+                let message = if problem.field == "file" {
+                    problem.message
+                } else {
+                    format!("{} {}", problem.field, problem.message)
+                };
+                FieldError::new("file", message)
+            })
+            .collect(),
+    ))
 }
 
 /// An export's file, as a download.
@@ -294,7 +311,15 @@ mod tests {
     #[test]
     fn a_csv_upload_must_be_text_with_something_in_it() {
         assert!(check_csv(b"executed_at,coin_id,side,quantity\n").is_ok());
-        for bad in [&b""[..], b"\xef\xbb\xbf \n", b"\xff\xfe", b"a\0b"] {
+        assert!(check_csv(b"\xef\xbb\xbfExecuted_At,coin_id,side,quantity,note").is_ok());
+        for bad in [
+            &b""[..],
+            b"\xef\xbb\xbf \n",
+            b"\xff\xfe",
+            b"a\0b",
+            b"{}",
+            b"executed_at,coin_id,side\n",
+        ] {
             assert!(check_csv(bad).is_err(), "{bad:?}");
         }
     }

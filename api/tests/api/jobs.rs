@@ -282,7 +282,8 @@ async fn an_accepted_job_reaches_its_queue_and_admins_see_the_counts() {
             "price_refresh",
             "alert_eval",
             "notify",
-            "email"
+            "email",
+            "portfolio_files"
         ]
     );
     assert_eq!(queues[0]["depth"], 1, "{}", counts.body);

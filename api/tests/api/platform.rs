@@ -114,7 +114,10 @@ async fn bad_parameters_are_told_what_they_must_be_in_plain_words() {
     let app = TestApp::spawn().await;
     let admin = app.admin("admin").await;
     let uuid = "must be a UUID, such as 0193a3c4-5e6f-7a8b-9c0d-1e2f3a4b5c6d";
-    let queues = "must be one of: bulk_fetch, price_refresh, alert_eval, notify, email";
+    let queues =
+        "must be one of: bulk_fetch, price_refresh, alert_eval, notify, email, portfolio_files";
+    let kinds = "must be one of: bulk_fetch, price_refresh, alert_eval, notify, email, \
+                 portfolio_import, portfolio_export";
     let portfolio = "/api/v1/portfolios/0190f0f0-0000-7000-8000-000000000000";
     let gets = [
         (
@@ -122,7 +125,7 @@ async fn bad_parameters_are_told_what_they_must_be_in_plain_words() {
             "status",
             "must be one of: queued, running, succeeded, failed, cancelled, dead",
         ),
-        ("/api/v1/jobs?kind=x".into(), "kind", queues),
+        ("/api/v1/jobs?kind=x".into(), "kind", kinds),
         (
             "/api/v1/jobs?page=abc".into(),
             "page",

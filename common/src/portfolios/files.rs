@@ -308,19 +308,19 @@ fn csv_side(text: Option<&str>, line: u64, file: &mut ReadFile) -> Option<Side> 
     side
 }
 
-fn read_csv(text: &str, base_currency: &str, now: DateTime<Utc>, file: &mut ReadFile) {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(text.as_bytes());
+/// The columns a CSV header names, by position; problems with it are recorded in `file`.
+fn read_header(
+    reader: &mut csv::Reader<&[u8]>,
+    file: &mut ReadFile,
+) -> Option<(BTreeMap<&'static str, usize>, usize)> {
     let header = match reader.headers() {
         Ok(header) => header.clone(),
         Err(err) => {
             file.problem(1, "file", format!("has no readable header row: {err}"));
-            return;
+            return None;
         }
     };
-    let mut columns: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut columns: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (index, name) in header.iter().enumerate() {
         let name = name.trim();
         match CSV_COLUMNS
@@ -346,9 +346,31 @@ fn read_csv(text: &str, base_currency: &str, now: DateTime<Utc>, file: &mut Read
             file.problem(1, required, "is a required column missing from the header");
         }
     }
-    if file.errors_total > 0 {
+    (file.errors_total == 0).then_some((columns, header.len()))
+}
+
+fn csv_reader(text: &str) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(text.as_bytes())
+}
+
+/// The problems of a CSV file's header row alone (what can be told before reading the rows).
+pub fn csv_header_problems(text: &str) -> Vec<RowError> {
+    let mut file = ReadFile::default();
+    read_header(
+        &mut csv_reader(text.trim_start_matches('\u{feff}')),
+        &mut file,
+    );
+    file.errors
+}
+
+fn read_csv(text: &str, base_currency: &str, now: DateTime<Utc>, file: &mut ReadFile) {
+    let mut reader = csv_reader(text);
+    let Some((columns, header_len)) = read_header(&mut reader, file) else {
         return;
-    }
+    };
     // Lines counted from each record's byte offset: the reader's own line numbers miss blank
     // lines and line breaks inside quotes, and its offset of a record after blank lines is
     // where those begin.
@@ -383,14 +405,13 @@ fn read_csv(text: &str, base_currency: &str, now: DateTime<Utc>, file: &mut Read
             );
             return;
         }
-        if record.len() != header.len() {
+        if record.len() != header_len {
             file.problem(
                 line,
                 "file",
                 format!(
-                    "has {} fields but the header has {}",
-                    record.len(),
-                    header.len()
+                    "has {} fields but the header has {header_len}",
+                    record.len()
                 ),
             );
             continue;
@@ -686,11 +707,13 @@ mod tests {
     use super::*;
 
     fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap()
+        Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0)
+            .single()
+            .expect("a valid time")
     }
 
     fn dec(text: &str) -> Decimal {
-        Decimal::from_str_exact(text).unwrap()
+        Decimal::from_str_exact(text).expect("a decimal")
     }
 
     #[test]
@@ -715,7 +738,9 @@ mod tests {
         assert_eq!(second.price, Decimal::ZERO);
         assert_eq!(
             second.executed_at,
-            Utc.with_ymd_and_hms(2024, 1, 6, 0, 0, 0).unwrap()
+            Utc.with_ymd_and_hms(2024, 1, 6, 0, 0, 0)
+                .single()
+                .expect("a valid time")
         );
         assert_eq!(second.note.as_deref(), Some("a, quoted\nnote"));
     }
@@ -827,7 +852,10 @@ mod tests {
                 quantity: dec("0.123456789012345678"),
                 price: dec("42000.50"),
                 fee: dec("1.5"),
-                executed_at: Utc.with_ymd_and_hms(2024, 1, 5, 10, 0, 0).unwrap()
+                executed_at: Utc
+                    .with_ymd_and_hms(2024, 1, 5, 10, 0, 0)
+                    .single()
+                    .expect("a valid time")
                     + chrono::Duration::microseconds(123_456),
                 note: Some("first, \"quoted\"\nline two".into()),
             },
@@ -837,7 +865,10 @@ mod tests {
                 quantity: dec("0.1"),
                 price: Decimal::ZERO,
                 fee: Decimal::ZERO,
-                executed_at: Utc.with_ymd_and_hms(2024, 2, 5, 10, 0, 0).unwrap(),
+                executed_at: Utc
+                    .with_ymd_and_hms(2024, 2, 5, 10, 0, 0)
+                    .single()
+                    .expect("a valid time"),
                 note: None,
             },
         ]
@@ -879,7 +910,7 @@ mod tests {
         assert!(
             file.errors
                 .last()
-                .unwrap()
+                .expect("a problem")
                 .message
                 .contains("more than 100000")
         );

@@ -428,7 +428,9 @@ mod tests {
     use super::*;
 
     fn at(day: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2024, 1, day, 0, 0, 0).unwrap()
+        Utc.with_ymd_and_hms(2024, 1, day, 0, 0, 0)
+            .single()
+            .expect("a valid time")
     }
 
     fn stored(side: Side, quantity: i64, day: u32) -> ExportRow {
