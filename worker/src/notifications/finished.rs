@@ -7,6 +7,7 @@ use common::jobs::{JobKind, JobStatus};
 use common::market::jobs::BulkFetchResult;
 use common::notifications::jobs::Notify;
 use common::notifications::{JobFinished, NotificationContent};
+use common::portfolios::jobs::{ExportResult, ImportOutcome, ImportResult};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -73,6 +74,94 @@ fn summary(job: &FinishedJob<'_>) -> String {
                 )
             })
             .unwrap_or_else(|| "It finished.".to_owned()),
+        JobKind::PortfolioImport => job
+            .result
+            .and_then(|result| serde_json::from_value::<ImportResult>(result.clone()).ok())
+            .map(|result| match result.outcome {
+                ImportOutcome::Applied => format!(
+                    "{} of {} transactions added ({} were already there).",
+                    result.added, result.rows, result.duplicates
+                ),
+                ImportOutcome::Rejected => {
+                    let first = result
+                        .errors
+                        .first()
+                        .map(|e| format!(" The first: line {}, {} {}.", e.line, e.field, e.message))
+                        .unwrap_or_default();
+                    format!(
+                        "Nothing was added: the file has {} problem(s).{first}",
+                        result.errors_total
+                    )
+                }
+            })
+            .unwrap_or_else(|| "It finished.".to_owned()),
+        JobKind::PortfolioExport => job
+            .result
+            .and_then(|result| serde_json::from_value::<ExportResult>(result.clone()).ok())
+            .map(|result| {
+                format!(
+                    "{} transactions exported; download it until {}.",
+                    result.rows,
+                    common::wire::timestamp_text(&result.expires_at)
+                )
+            })
+            .unwrap_or_else(|| "It finished.".to_owned()),
         _ => "It finished.".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use common::portfolios::jobs::{FileFormat, RowError};
+    use serde_json::json;
+
+    use super::*;
+
+    fn finished(kind: JobKind, result: &Value) -> String {
+        summary(&FinishedJob {
+            id: Uuid::nil(),
+            kind,
+            user_id: Uuid::nil(),
+            status: JobStatus::Succeeded,
+            result: Some(result),
+            error: None,
+        })
+    }
+
+    #[test]
+    fn an_import_says_what_it_added_or_why_it_added_nothing() {
+        let mut result = ImportResult {
+            outcome: ImportOutcome::Applied,
+            format: FileFormat::Csv,
+            rows: 5,
+            added: 3,
+            duplicates: 2,
+            errors: vec![],
+            errors_total: 0,
+        };
+        let applied = serde_json::to_value(&result).expect("json");
+        assert_eq!(
+            finished(JobKind::PortfolioImport, &applied),
+            "3 of 5 transactions added (2 were already there)."
+        );
+        result.outcome = ImportOutcome::Rejected;
+        result.errors = vec![RowError {
+            line: 3,
+            field: "executed_at".into(),
+            message: "must not be in the future".into(),
+        }];
+        result.errors_total = 4;
+        let rejected = serde_json::to_value(&result).expect("json");
+        assert_eq!(
+            finished(JobKind::PortfolioImport, &rejected),
+            "Nothing was added: the file has 4 problem(s). The first: line 3, executed_at \
+             must not be in the future."
+        );
+        let export = json!({"format": "csv", "rows": 7, "bytes": 100,
+            "download": "/api/v1/jobs/x/download", "expires_at": "2026-12-05T10:00:00Z"});
+        assert_eq!(
+            finished(JobKind::PortfolioExport, &export),
+            "7 transactions exported; download it until 2026-12-05T10:00:00Z."
+        );
     }
 }

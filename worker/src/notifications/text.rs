@@ -79,6 +79,8 @@ fn price_alert(fired: &AlertFired) -> (String, String) {
 fn job_finished(finished: &JobFinished) -> (String, String) {
     let what = match finished.kind {
         JobKind::BulkFetch => "Bulk price fetch",
+        JobKind::PortfolioImport => "Portfolio import",
+        JobKind::PortfolioExport => "Portfolio export",
         _ => "Job",
     };
     let title = match finished.status {
