@@ -457,6 +457,33 @@ pub async fn transactions_in_time_order(
         .collect()
 }
 
+/// The coins a portfolio has transactions of, and when its first one was executed.
+#[derive(Debug, Default)]
+pub struct HeldCoins {
+    pub coins: Vec<String>,
+    pub first_executed_at: Option<DateTime<Utc>>,
+}
+
+/// The coins of a portfolio's transactions and the first `executed_at` (from the ledger index,
+/// without reading the transactions).
+pub async fn coins_and_first_execution(
+    db: impl PgExecutor<'_>,
+    portfolio_id: Uuid,
+) -> Result<HeldCoins, ApiError> {
+    let row = sqlx::query!(
+        r#"SELECT coalesce(array_agg(coin_id), '{}') AS "coins!", min(first) AS first_executed_at
+           FROM (SELECT coin_id, min(executed_at) AS first FROM portfolio_transactions
+                 WHERE portfolio_id = $1 GROUP BY coin_id) AS held"#,
+        portfolio_id,
+    )
+    .fetch_one(db)
+    .await?;
+    Ok(HeldCoins {
+        coins: row.coins,
+        first_executed_at: row.first_executed_at,
+    })
+}
+
 /// For each coin and each point, the latest stored price in `vs` at or before the point and
 /// less than `tolerance_secs` older: `(coin, point index, price)`, one row per pair. One index
 /// lookup per pair (the history's primary key), however much history is stored.

@@ -153,12 +153,12 @@ pub async fn performance(
         return Ok(None);
     };
     let vs = portfolio.base_currency.clone();
-    let rows = store::transactions_in_time_order(&state.db, portfolio.id).await?;
+    let held = store::coins_and_first_execution(&state.db, portfolio.id).await?;
     let now = Utc::now();
     let to = request.to.unwrap_or(now).min(now);
     let from = request
         .from
-        .or_else(|| rows.first().map(|row| row.executed_at))
+        .or(held.first_executed_at)
         .unwrap_or_else(|| to.checked_sub_signed(TimeDelta::days(30)).unwrap_or(to));
     if from >= to {
         return Err(ApiError::invalid(
@@ -193,10 +193,24 @@ pub async fn performance(
         }
     }
 
-    let mut coins: BTreeSet<String> = rows.iter().map(|row| row.coin_id.clone()).collect();
+    let mut coins: BTreeSet<String> = held.coins.into_iter().collect();
     coins.extend(benchmark.iter().cloned());
     let coins: Vec<String> = coins.into_iter().collect();
-    let mut prices = prices_at(state, &coins, &vs, &points, step).await?;
+    // The ledger and the prices are independent reads: on two connections at once.
+    let (rows, mut prices) = tokio::try_join!(
+        store::transactions_in_time_order(&state.db, portfolio.id),
+        prices_at(state, &coins, &vs, &points, step),
+    )?;
+    // A transaction of a new coin recorded between the two reads: its prices too.
+    let late: BTreeSet<String> = rows
+        .iter()
+        .filter(|row| !prices.contains_key(&row.coin_id))
+        .map(|row| row.coin_id.clone())
+        .collect();
+    if !late.is_empty() {
+        let late: Vec<String> = late.into_iter().collect();
+        prices.extend(prices_at(state, &late, &vs, &points, step).await?);
+    }
     // Fill each coin's history where a point lacks a price, once (see `market::history`).
     let gaps: Vec<String> = prices
         .iter()
