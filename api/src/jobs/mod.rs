@@ -157,30 +157,32 @@ impl TryFrom<JobRow> for Job {
                 row.kind
             ))
         };
-        let args = || row.args.clone();
-        let result = || row.result.clone();
+        // The kind's arguments and result types, wrapped as the API shows them.
+        let typed =
+            |payload: fn(serde_json::Value) -> serde_json::Result<JobPayload>,
+             result: fn(serde_json::Value) -> serde_json::Result<JobResult>| {
+                Ok::<_, ApiError>((
+                    payload(row.args.clone()).map_err(unreadable)?,
+                    row.result
+                        .clone()
+                        .map(result)
+                        .transpose()
+                        .map_err(unreadable)?,
+                ))
+            };
         let (payload, result) = match row.kind {
-            JobKind::BulkFetch => (
-                JobPayload::BulkFetch(serde_json::from_value(args()).map_err(unreadable)?),
-                result()
-                    .map(|result| serde_json::from_value(result).map(JobResult::BulkFetch))
-                    .transpose()
-                    .map_err(unreadable)?,
-            ),
-            JobKind::PortfolioImport => (
-                JobPayload::PortfolioImport(serde_json::from_value(args()).map_err(unreadable)?),
-                result()
-                    .map(|result| serde_json::from_value(result).map(JobResult::PortfolioImport))
-                    .transpose()
-                    .map_err(unreadable)?,
-            ),
-            JobKind::PortfolioExport => (
-                JobPayload::PortfolioExport(serde_json::from_value(args()).map_err(unreadable)?),
-                result()
-                    .map(|result| serde_json::from_value(result).map(JobResult::PortfolioExport))
-                    .transpose()
-                    .map_err(unreadable)?,
-            ),
+            JobKind::BulkFetch => typed(
+                |args| serde_json::from_value(args).map(JobPayload::BulkFetch),
+                |result| serde_json::from_value(result).map(JobResult::BulkFetch),
+            )?,
+            JobKind::PortfolioImport => typed(
+                |args| serde_json::from_value(args).map(JobPayload::PortfolioImport),
+                |result| serde_json::from_value(result).map(JobResult::PortfolioImport),
+            )?,
+            JobKind::PortfolioExport => typed(
+                |args| serde_json::from_value(args).map(JobPayload::PortfolioExport),
+                |result| serde_json::from_value(result).map(JobResult::PortfolioExport),
+            )?,
             JobKind::PriceRefresh | JobKind::AlertEval | JobKind::Notify | JobKind::Email => {
                 return Err(ApiError::Internal(anyhow::anyhow!(
                     "job {} is a system job, which no caller owns",

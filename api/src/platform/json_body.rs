@@ -67,17 +67,7 @@ impl<'a, T: Type + DeserializeOwned + Send + 'static> ApiExtractor<'a> for JsonB
             )
             .into());
         }
-        // A second guard behind `BodyLimit`: even where that middleware is missing, a JSON body
-        // is never read past the limit.
-        let limit = request
-            .data::<MaxBodyBytes>()
-            .map_or(DEFAULT_MAX_BYTES, |max| max.0);
-        let bytes = body
-            .take()
-            .map_err(|err| ApiError::BadRequest(err.to_string()))?
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|err| read_error(err, limit))?;
+        let bytes = read_limited(request, body).await?;
         parse(&bytes).map(JsonBody).map_err(Into::into)
     }
 }
@@ -90,6 +80,22 @@ fn is_json(content_type: Option<&str>) -> bool {
             mime.eq_ignore_ascii_case("application/json")
                 || (mime.starts_with("application/") && mime.ends_with("+json"))
         })
+}
+
+/// Reads a request body up to the limit `BodyLimit` told the request (a second guard behind
+/// that middleware: even where it is missing, a body is never read past the default limit).
+pub async fn read_limited(
+    request: &Request,
+    body: &mut RequestBody,
+) -> Result<bytes::Bytes, ApiError> {
+    let limit = request
+        .data::<MaxBodyBytes>()
+        .map_or(DEFAULT_MAX_BYTES, |max| max.0);
+    body.take()
+        .map_err(|err| ApiError::BadRequest(err.to_string()))?
+        .into_bytes_limit(limit)
+        .await
+        .map_err(|err| read_error(err, limit))
 }
 
 fn read_error(err: poem::error::ReadBodyError, limit: usize) -> ApiError {

@@ -17,7 +17,6 @@ use common::portfolios::files;
 use common::portfolios::jobs::FileFormat;
 
 use crate::error::{ApiError, FieldError};
-use crate::platform::body_limit::MaxBodyBytes;
 use crate::platform::json_body;
 
 /// Whether `path` is a portfolio's imports, the one route that takes files (and so a larger
@@ -117,13 +116,24 @@ fn media_type(request: &Request) -> Option<String> {
         .map(|mime| mime.trim().to_ascii_lowercase())
 }
 
-fn csv_schema() -> MetaSchemaRef {
-    let mut schema = MetaSchema::new("string");
-    schema.description = Some(
+/// The two formats of a portfolio file, as the document states them (an upload's and a
+/// download's alike).
+fn file_media_types() -> Vec<MetaMediaType> {
+    let mut csv = MetaSchema::new("string");
+    csv.description = Some(
         "CSV with a header row: executed_at, coin_id, side, quantity required; price, fee, \
          currency, note optional (see the README)",
     );
-    MetaSchemaRef::Inline(Box::new(schema))
+    vec![
+        MetaMediaType {
+            content_type: "text/csv",
+            schema: MetaSchemaRef::Inline(Box::new(csv)),
+        },
+        MetaMediaType {
+            content_type: "application/json",
+            schema: GhostfolioExport::schema_ref(),
+        },
+    ]
 }
 
 impl<'a> ApiExtractor<'a> for ImportFile {
@@ -139,16 +149,7 @@ impl<'a> ApiExtractor<'a> for ImportFile {
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
             description: Some("The file: CSV, or a Ghostfolio JSON export."),
-            content: vec![
-                MetaMediaType {
-                    content_type: "text/csv",
-                    schema: csv_schema(),
-                },
-                MetaMediaType {
-                    content_type: "application/json",
-                    schema: GhostfolioExport::schema_ref(),
-                },
-            ],
+            content: file_media_types(),
             required: true,
         })
     }
@@ -170,20 +171,7 @@ impl<'a> ApiExtractor<'a> for ImportFile {
                 .into());
             }
         };
-        let limit = request
-            .data::<MaxBodyBytes>()
-            .map_or(1_048_576, |max| max.0);
-        let content = body
-            .take()
-            .map_err(|err| ApiError::BadRequest(err.to_string()))?
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|err| match err {
-                poem::error::ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge { limit },
-                other => {
-                    ApiError::BadRequest(format!("the request body could not be read: {other}"))
-                }
-            })?;
+        let content = json_body::read_limited(request, body).await?;
         match format {
             FileFormat::Csv => check_csv(&content)?,
             // Its shape, as the document states it; the rows' values are the job's to check.
@@ -250,16 +238,7 @@ impl ApiResponse for FileDownload {
                               export asked.",
                 status: Some(200),
                 status_range: None,
-                content: vec![
-                    MetaMediaType {
-                        content_type: "text/csv",
-                        schema: csv_schema(),
-                    },
-                    MetaMediaType {
-                        content_type: "application/json",
-                        schema: GhostfolioExport::schema_ref(),
-                    },
-                ],
+                content: file_media_types(),
                 headers: vec![MetaHeader {
                     name: "Content-Disposition".into(),
                     description: Some("`attachment` with the file's name.".into()),

@@ -585,34 +585,15 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-/// A stored transaction, as an export writes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExportRow {
-    /// The coin's id.
-    pub coin_id: String,
-    /// Buy, sell or transfer.
-    pub side: Side,
-    /// Units.
-    pub quantity: Decimal,
-    /// Price per unit.
-    pub price: Decimal,
-    /// Fee.
-    pub fee: Decimal,
-    /// When it happened.
-    pub executed_at: DateTime<Utc>,
-    /// Free text.
-    pub note: Option<String>,
-}
-
-/// Writes `rows` (in ledger order) as a file in `format`, amounts in `base_currency`.
-pub fn write(format: FileFormat, rows: &[ExportRow], base_currency: &str) -> Vec<u8> {
+/// Writes `rows` (stored transactions, in ledger order) as a file in `format`, amounts in `base_currency`.
+pub fn write(format: FileFormat, rows: &[ValidTransaction], base_currency: &str) -> Vec<u8> {
     match format {
         FileFormat::Csv => write_csv(rows, base_currency),
         FileFormat::Json => write_ghostfolio(rows, base_currency),
     }
 }
 
-fn write_csv(rows: &[ExportRow], base_currency: &str) -> Vec<u8> {
+fn write_csv(rows: &[ValidTransaction], base_currency: &str) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::with_capacity(64 * (rows.len() + 1)));
     let currency = base_currency.to_ascii_lowercase();
     // Writing to memory cannot fail, and every record has the header's length.
@@ -666,7 +647,7 @@ fn json_number(value: Decimal) -> Box<RawValue> {
         .unwrap_or_else(|_| RawValue::from_string("0".to_owned()).expect("0 is a JSON number"))
 }
 
-fn write_ghostfolio(rows: &[ExportRow], base_currency: &str) -> Vec<u8> {
+fn write_ghostfolio(rows: &[ValidTransaction], base_currency: &str) -> Vec<u8> {
     let currency = base_currency.to_ascii_uppercase();
     let activities: Vec<GhostfolioActivity<'_>> = rows
         .iter()
@@ -844,9 +825,9 @@ mod tests {
         assert_eq!(file.errors[1].field, "type");
     }
 
-    fn rows() -> Vec<ExportRow> {
+    fn rows() -> Vec<ValidTransaction> {
         vec![
-            ExportRow {
+            ValidTransaction {
                 coin_id: "bitcoin".into(),
                 side: Side::Buy,
                 quantity: dec("0.123456789012345678"),
@@ -859,7 +840,7 @@ mod tests {
                     + chrono::Duration::microseconds(123_456),
                 note: Some("first, \"quoted\"\nline two".into()),
             },
-            ExportRow {
+            ValidTransaction {
                 coin_id: "bitcoin".into(),
                 side: Side::TransferOut,
                 quantity: dec("0.1"),
@@ -880,19 +861,8 @@ mod tests {
             let bytes = write(format, &rows(), "usd");
             let file = read(format, &bytes, "usd", now());
             assert_eq!(file.errors, vec![], "{format:?}");
-            let back: Vec<ExportRow> = file
-                .rows
-                .into_iter()
-                .map(|row| ExportRow {
-                    coin_id: row.transaction.coin_id,
-                    side: row.transaction.side,
-                    quantity: row.transaction.quantity,
-                    price: row.transaction.price,
-                    fee: row.transaction.fee,
-                    executed_at: row.transaction.executed_at,
-                    note: row.transaction.note,
-                })
-                .collect();
+            let back: Vec<ValidTransaction> =
+                file.rows.into_iter().map(|row| row.transaction).collect();
             assert_eq!(back, rows(), "{format:?}");
             let other = read(format, &bytes, "eur", now());
             assert_eq!(other.errors_total, 2, "currency checked: {format:?}");

@@ -7,7 +7,6 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::Side;
-use super::files::ExportRow;
 use super::rules::ValidTransaction;
 
 /// Rows [`insert_transactions`] takes at once, comfortably within Postgres's limits.
@@ -194,7 +193,7 @@ pub async fn known_coins(
 pub async fn transactions(
     db: impl PgExecutor<'_>,
     portfolio_id: Uuid,
-) -> Result<Vec<ExportRow>, sqlx::Error> {
+) -> Result<Vec<ValidTransaction>, sqlx::Error> {
     let rows = sqlx::query!(
         "SELECT coin_id, side, quantity, price, fee, executed_at, note
          FROM portfolio_transactions WHERE portfolio_id = $1
@@ -208,7 +207,7 @@ pub async fn transactions(
             let side = Side::from_db(&row.side).ok_or_else(|| {
                 sqlx::Error::Decode(format!("unknown transaction side {:?}", row.side).into())
             })?;
-            Ok(ExportRow {
+            Ok(ValidTransaction {
                 coin_id: row.coin_id,
                 side,
                 quantity: row.quantity,

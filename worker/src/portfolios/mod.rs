@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use common::portfolios::Side;
-use common::portfolios::files::{self, ExportRow, FileRow, ReadFile};
+use common::portfolios::files::{self, FileRow, ReadFile};
 use common::portfolios::jobs::{
     ExportResult, ExportTransactions, FileFormat, ImportOutcome, ImportResult, ImportTransactions,
 };
@@ -257,7 +257,10 @@ fn fingerprint<'a>(
 
 /// The file's rows that are not in the portfolio yet, and how many are. Counted as multisets:
 /// a file with two identical rows, imported into a portfolio holding one of them, adds one.
-fn without_duplicates<'a>(rows: &'a [FileRow], existing: &[ExportRow]) -> (Vec<&'a FileRow>, u64) {
+fn without_duplicates<'a>(
+    rows: &'a [FileRow],
+    existing: &[ValidTransaction],
+) -> (Vec<&'a FileRow>, u64) {
     let mut held: HashMap<Fingerprint<'_>, usize> = HashMap::new();
     for row in existing {
         *held
@@ -303,7 +306,7 @@ struct Flow {
 /// Replays each coin's ledger with the new rows in it (after stored ones executed at the same
 /// instant, in file order, as they will be recorded) and reports, per coin, the first row that
 /// takes out more than is held or leaves a stored sale short.
-fn check_ledgers(existing: &[ExportRow], new_rows: &[&FileRow], file: &mut ReadFile) {
+fn check_ledgers(existing: &[ValidTransaction], new_rows: &[&FileRow], file: &mut ReadFile) {
     let mut ledgers: BTreeMap<&str, Vec<Flow>> = BTreeMap::new();
     for row in existing {
         ledgers.entry(&row.coin_id).or_default().push(Flow {
@@ -433,8 +436,8 @@ mod tests {
             .expect("a valid time")
     }
 
-    fn stored(side: Side, quantity: i64, day: u32) -> ExportRow {
-        ExportRow {
+    fn stored(side: Side, quantity: i64, day: u32) -> ValidTransaction {
+        ValidTransaction {
             coin_id: "bitcoin".into(),
             side,
             quantity: Decimal::from(quantity),
