@@ -504,18 +504,29 @@ ratio() {
     python3 -c "import sys; print(f'{int(sys.argv[1]) / max(int(sys.argv[2]), 1):.1f}')" "$1" "$2"
 }
 
-# The api and worker over HTTP against bench-hello, and their memory.
-bench_http_section() {
-    local token api_idle worker_idle
-    start hello env BENCH_HELLO_ADDR="$HELLO_ADDR" "$BIN"/bench-hello
-    # Rate limits far above what wrk can send: this measures the request path, not the limiter.
+# start_api LEVEL: the api at RUST_LOG=LEVEL (JSON logs into target/bench/api.log), with
+# rate limits far above what wrk can send: this measures the request path, not the limiter.
+start_api() {
     start api env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
         API_ADDR="$API_ADDR" RATE_LIMIT_PER_MINUTE=100000000 RATE_LIMIT_BURST=100000000 \
-        AUTH_RATE_LIMIT_PER_MINUTE=100000000 LOG_FORMAT=json RUST_LOG=warn "$BIN"/api
+        AUTH_RATE_LIMIT_PER_MINUTE=100000000 LOG_FORMAT=json RUST_LOG="$1" "$BIN"/api
+    wait_ready api "http://$API_ADDR/health/ready"
+}
+
+# stop_api: SIGTERM to the api, and wait for it to exit.
+stop_api() {
+    kill -TERM "${PIDS[api]}" 2>/dev/null || true
+    wait "${PIDS[api]}" 2>/dev/null || true
+}
+
+# The api and worker over HTTP against bench-hello, and their memory.
+bench_http_section() {
+    local token api_idle worker_idle api_after
+    start hello env BENCH_HELLO_ADDR="$HELLO_ADDR" "$BIN"/bench-hello
     start worker env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
         WORKER_METRICS_ADDR="$WORKER_ADDR" LOG_FORMAT=json RUST_LOG=warn "$BIN"/worker
+    start_api warn
     wait_ready hello "http://$HELLO_ADDR/"
-    wait_ready api "http://$API_ADDR/health/ready"
     wait_ready worker "http://$WORKER_ADDR/health/ready"
     api_idle=$(rss_mb "${PIDS[api]}")
     worker_idle=$(rss_mb "${PIDS[worker]}")
@@ -525,12 +536,21 @@ bench_http_section() {
     bench_http "api GET /health/live" "http://$API_ADDR/health/live"
     bench_http "api GET /api/v1/users/me (JWT)" "http://$API_ADDR/api/v1/users/me" \
         -H "Authorization: Bearer $token"
+    api_after=$(rss_mb "${PIDS[api]}")
+    # The level production runs at: a JSON line per request.
+    stop_api
+    start_api info
+    bench_http "api GET /health/live (RUST_LOG=info)" "http://$API_ADDR/health/live"
+    bench_http "api GET /api/v1/users/me (JWT, RUST_LOG=info)" "http://$API_ADDR/api/v1/users/me" \
+        -H "Authorization: Bearer $token"
+    stop_api
+    start_api warn
     bench_ceiling last
 
     report_http_table
     report "" "## Memory (VmRSS)" ""
     report "| process | idle MB | after the HTTP runs MB |" "|---|---:|---:|"
-    report "| api | $api_idle | $(rss_mb "${PIDS[api]}") |"
+    report "| api | $api_idle | $api_after |"
     report "| worker | $worker_idle | $(rss_mb "${PIDS[worker]}") |"
     bench_portfolios "$token"
 }
@@ -544,12 +564,9 @@ bench_portfolios() {
 
 # BENCH_ONLY=portfolios: the api and a worker, then bench_portfolios alone.
 bench_portfolios_section() {
-    start api env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
-        API_ADDR="$API_ADDR" RATE_LIMIT_PER_MINUTE=100000000 RATE_LIMIT_BURST=100000000 \
-        AUTH_RATE_LIMIT_PER_MINUTE=100000000 LOG_FORMAT=json RUST_LOG=warn "$BIN"/api
     start worker env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
         WORKER_METRICS_ADDR="$WORKER_ADDR" LOG_FORMAT=json RUST_LOG=warn "$BIN"/worker
-    wait_ready api "http://$API_ADDR/health/ready"
+    start_api warn
     wait_ready worker "http://$WORKER_ADDR/health/ready"
     bench_portfolios "$(register_user)"
 }
