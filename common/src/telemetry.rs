@@ -36,47 +36,17 @@ const JOB_WAIT_BUCKETS: &[f64] = &[
 /// Buckets for calls to upstream HTTP APIs (price providers, SMTP).
 const UPSTREAM_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Lines of log that may wait for stdout before a logging thread blocks (then it waits rather
-/// than drop a line).
-const LOG_BUFFER_LINES: usize = 128_000;
-
-/// What a process keeps of its tracing set-up until it exits: the span exporter and the thread
-/// that writes log lines to stdout.
-#[derive(Debug)]
-pub struct Telemetry {
-    spans: SpanExport,
-    logs: tracing_appender::non_blocking::WorkerGuard,
-}
-
-impl Telemetry {
-    /// Sends the spans still buffered and writes the log lines still queued (at the end of
-    /// `main`; a line logged after this is lost).
-    pub fn shut_down(self) {
-        self.spans.shut_down();
-        drop(self.logs);
-    }
-}
-
 /// Installs the global tracing subscriber: logs in `format`, and spans exported over OTLP
 /// when `tracing` names an endpoint (as `service_name` unless configured otherwise).
 ///
-/// Log lines are formatted where they are logged but written to stdout by a thread of their
-/// own, so a request never waits on the terminal or the log pipe (unless 128,000 lines are
-/// already waiting: then it waits rather than drop lines).
-///
 /// `filter` uses `RUST_LOG` syntax. Calling it again (as tests do) keeps the first subscriber.
-/// Keep the returned handle and call [`Telemetry::shut_down`] before exiting.
+/// Keep the returned handle and call [`SpanExport::shut_down`] before exiting.
 pub fn init_tracing(
     format: LogFormat,
     filter: &str,
     tracing: &TracingConfig,
     service_name: &str,
-) -> Telemetry {
-    let (stdout, logs) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .buffered_lines_limit(LOG_BUFFER_LINES)
-        .thread_name("log-writer")
-        .finish(std::io::stdout());
+) -> SpanExport {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (otel, export) = match crate::trace_context::layer(tracing, service_name) {
         Ok(built) => built,
@@ -94,7 +64,6 @@ pub fn init_tracing(
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(stdout)
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
@@ -105,7 +74,6 @@ pub fn init_tracing(
         LogFormat::Pretty => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(stdout)
                     .compact()
                     // Colour codes only for a person at a terminal, never into files or pipes.
                     .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -113,10 +81,7 @@ pub fn init_tracing(
             )
             .try_init(),
     };
-    Telemetry {
-        spans: export,
-        logs,
-    }
+    export
 }
 
 /// Installs the Prometheus recorder (once per process) and returns the handle that renders
