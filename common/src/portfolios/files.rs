@@ -425,7 +425,7 @@ fn read_csv(text: &str, base_currency: &str, now: DateTime<Utc>, file: &mut Read
             price: get("price"),
             fee: get("fee"),
             currency: get("currency"),
-            note: get("note"),
+            note: get("note").map(note_from_cell),
         };
         let side = csv_side(fields.side, line, file);
         accept(line, &fields, side, &CSV_NAMES, base_currency, now, file);
@@ -593,6 +593,27 @@ pub fn write(format: FileFormat, rows: &[ValidTransaction], base_currency: &str)
     }
 }
 
+/// The first characters that make a spreadsheet read a cell as a formula (CSV injection).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A note as a CSV cell: one a spreadsheet would run as a formula is written with a leading
+/// `'` (which spreadsheets show as text), and [`note_from_cell`] takes it off again.
+fn note_cell(note: &str) -> std::borrow::Cow<'_, str> {
+    if note.starts_with(FORMULA_STARTS) {
+        format!("'{note}").into()
+    } else {
+        note.into()
+    }
+}
+
+/// A CSV cell's note, without the `'` [`note_cell`] puts before a formula.
+fn note_from_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(FORMULA_STARTS) => rest,
+        _ => cell,
+    }
+}
+
 fn write_csv(rows: &[ValidTransaction], base_currency: &str) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::with_capacity(64 * (rows.len() + 1)));
     let currency = base_currency.to_ascii_lowercase();
@@ -607,7 +628,7 @@ fn write_csv(rows: &[ValidTransaction], base_currency: &str) -> Vec<u8> {
             &crate::wire::decimal_text(&row.price),
             &crate::wire::decimal_text(&row.fee),
             &currency,
-            row.note.as_deref().unwrap_or(""),
+            &note_cell(row.note.as_deref().unwrap_or("")),
         ]);
     }
     writer.into_inner().unwrap_or_default()
@@ -852,7 +873,43 @@ mod tests {
                     .expect("a valid time"),
                 note: None,
             },
+            ValidTransaction {
+                coin_id: "ethereum".into(),
+                side: Side::Buy,
+                quantity: dec("2"),
+                price: dec("3000"),
+                fee: Decimal::ZERO,
+                executed_at: Utc
+                    .with_ymd_and_hms(2024, 3, 5, 10, 0, 0)
+                    .single()
+                    .expect("a valid time"),
+                note: Some("=HYPERLINK(\"http://example.com\")".into()),
+            },
         ]
+    }
+
+    #[test]
+    fn a_note_a_spreadsheet_would_run_is_written_as_text_and_read_back_as_it_was() {
+        let bytes = write(FileFormat::Csv, &rows(), "usd");
+        let text = String::from_utf8(bytes).expect("utf-8");
+        assert!(
+            text.contains(",\"'=HYPERLINK(\"\"http://example.com\"\")\"\n"),
+            "{text}"
+        );
+        for (note, cell) in [
+            ("=1+1", "'=1+1"),
+            ("-5 % dip", "'-5 % dip"),
+            ("@me", "'@me"),
+        ] {
+            assert_eq!(note_cell(note), cell);
+            assert_eq!(note_from_cell(cell), note);
+        }
+        assert_eq!(note_cell("plain"), "plain");
+        assert_eq!(
+            note_from_cell("'quoted'"),
+            "'quoted'",
+            "only a guard is taken off"
+        );
     }
 
     #[test]
@@ -865,7 +922,7 @@ mod tests {
                 file.rows.into_iter().map(|row| row.transaction).collect();
             assert_eq!(back, rows(), "{format:?}");
             let other = read(format, &bytes, "eur", now());
-            assert_eq!(other.errors_total, 2, "currency checked: {format:?}");
+            assert_eq!(other.errors_total, 3, "currency checked: {format:?}");
         }
     }
 
