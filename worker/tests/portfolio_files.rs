@@ -137,9 +137,30 @@ async fn an_import_checks_every_row_then_applies_once_and_an_export_imports_agai
     .await;
     assert_eq!(status, 409, "{problem}");
 
+    // An import whose portfolio is deleted before the job runs adds nothing, and says why.
+    let doomed = new_portfolio(&stack, "Doomed").await;
+    let orphan = import(&stack, &doomed, "text/csv", GOOD_CSV.as_bytes()).await;
+    let (status, _) = send(
+        &stack,
+        &stack.token,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/portfolios/{doomed}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+
     let worker = stack
         .start_worker(&[("WORKER_QUEUES", "portfolio_files")])
         .await;
+    let done = finished(&stack, &orphan).await;
+    assert_eq!(done["result"]["outcome"], "rejected", "{done}");
+    assert!(
+        done["result"]["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("portfolio was deleted")),
+        "{done}"
+    );
 
     // Every bad row is reported, with its line and field; nothing is added.
     let bad = "\
