@@ -320,6 +320,16 @@ fn read_header(
             return None;
         }
     };
+    if let (1, Some(only)) = (header.len(), header.get(0))
+        && let Some(separator) = [';', '\t', '|'].into_iter().find(|c| only.contains(*c))
+    {
+        file.problem(
+            1,
+            "file",
+            format!("columns must be separated by commas (this header uses {separator:?})"),
+        );
+        return None;
+    }
     let mut columns: BTreeMap<&'static str, usize> = BTreeMap::new();
     for (index, name) in header.iter().enumerate() {
         let name = name.trim();
@@ -780,6 +790,32 @@ mod tests {
         );
         assert_eq!(file.total, 7);
         assert_eq!(file.rows.len(), 1);
+    }
+
+    #[test]
+    fn windows_line_ends_count_lines_and_other_separators_are_named() {
+        let csv = "executed_at,coin_id,side,quantity,price\r\n\
+                   2024-01-05,bitcoin,buy,1,100\r\n\
+                   \r\n\
+                   2024-01-06,bitcoin,buy,x,100\r\n";
+        let file = read(FileFormat::Csv, csv.as_bytes(), "usd", now());
+        assert_eq!(file.rows.len(), 1);
+        assert_eq!(
+            (file.errors[0].line, file.errors[0].field.as_str()),
+            (4, "quantity")
+        );
+        let file = read(
+            FileFormat::Csv,
+            b"executed_at;coin_id;side;quantity\n2024-01-05;bitcoin;buy;1\n",
+            "usd",
+            now(),
+        );
+        assert_eq!(file.errors.len(), 1);
+        assert!(
+            file.errors[0].message.contains("separated by commas"),
+            "{:?}",
+            file.errors
+        );
     }
 
     #[test]
