@@ -100,13 +100,26 @@ pub struct GhostfolioActivity {
     pub comment: Option<String>,
 }
 
-/// An uploaded portfolio file: `text/csv` or Ghostfolio's `application/json`.
+/// Uploads checked at once per api process. Checking a JSON file builds a tree several times
+/// its size (a 32 MiB export can take a few hundred MB for a moment): the checks wait for one
+/// another rather than let a burst of uploads exhaust memory.
+pub const CONCURRENT_CHECKS: usize = 2;
+
+/// The permits of [`CONCURRENT_CHECKS`], as request data for the [`ImportFile`] extractor.
+#[derive(Debug, Clone)]
+pub struct FileChecks(pub std::sync::Arc<tokio::sync::Semaphore>);
+
+/// An uploaded portfolio file: `text/csv` or Ghostfolio's `application/json`, read but not yet
+/// checked ([`ImportFile::check`]). It holds one of the [`CONCURRENT_CHECKS`] permits from
+/// before its body is read until it is dropped, so a burst of uploads waits (its bodies unread)
+/// instead of filling memory.
 #[derive(Debug)]
 pub struct ImportFile {
     /// Its format, from its media type.
     pub format: FileFormat,
     /// Its bytes.
     pub content: bytes::Bytes,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 fn media_type(request: &Request) -> Option<String> {
@@ -171,15 +184,36 @@ impl<'a> ApiExtractor<'a> for ImportFile {
                 .into());
             }
         };
+        let permit = match request.data::<FileChecks>() {
+            Some(checks) => Some(
+                checks
+                    .0
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|err| ApiError::Internal(err.into()))?,
+            ),
+            None => None,
+        };
         let content = json_body::read_limited(request, body).await?;
-        match format {
-            FileFormat::Csv => check_csv(&content)?,
-            // Its shape, as the document states it; the rows' values are the job's to check.
-            FileFormat::Json => {
-                json_body::parse::<GhostfolioExport>(&content)?;
-            }
+        Ok(Self {
+            format,
+            content,
+            _permit: permit,
+        })
+    }
+}
+
+impl ImportFile {
+    /// Whether the file is what its media type says: for CSV, UTF-8 text whose header names
+    /// the columns; for JSON, the `GhostfolioExport` shape the document states (the rows'
+    /// values are the import job's to check). CPU-bound for large files: run it off the async
+    /// threads.
+    pub fn check(&self) -> Result<(), ApiError> {
+        match self.format {
+            FileFormat::Csv => check_csv(&self.content),
+            FileFormat::Json => json_body::parse::<GhostfolioExport>(&self.content).map(|_| ()),
         }
-        Ok(Self { format, content })
     }
 }
 
@@ -285,6 +319,47 @@ mod tests {
         ] {
             assert!(!is_import_path(other), "{other}");
         }
+    }
+
+    async fn extract(request: Request) -> poem::Result<ImportFile> {
+        let (request, mut body) = request.split();
+        let options = ExtractParamOptions {
+            name: "file",
+            ignore_case: false,
+            default_value: None,
+            example_value: None,
+            explode: true,
+            style: None,
+        };
+        ImportFile::from_request(&request, &mut body, options).await
+    }
+
+    fn upload(checks: &FileChecks) -> Request {
+        let mut request = Request::builder()
+            .content_type("text/csv")
+            .body("executed_at,coin_id,side,quantity\n");
+        request.set_data(checks.clone());
+        request
+    }
+
+    #[tokio::test]
+    async fn an_upload_waits_for_a_check_permit_before_its_body_is_read() {
+        let checks = FileChecks(std::sync::Arc::new(tokio::sync::Semaphore::new(1)));
+        let held = extract(upload(&checks)).await.expect("the first upload");
+        assert_eq!(checks.0.available_permits(), 0, "the file holds the permit");
+        let second = tokio::spawn(extract(upload(&checks)));
+        // While the first file lives, the second cannot get past the permit.
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished());
+        drop(held);
+        let second = tokio::time::timeout(std::time::Duration::from_secs(10), second)
+            .await
+            .expect("released in time")
+            .expect("joined")
+            .expect("the second upload");
+        assert_eq!(second.format, FileFormat::Csv);
+        drop(second);
+        assert_eq!(checks.0.available_permits(), 1);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::not_found;
 use crate::app::AppState;
 use crate::auth::extract::ActiveUser;
-use crate::error::{ApiResult, on_constraint, status};
+use crate::error::{ApiError, ApiResult, on_constraint, status};
 use crate::jobs::{self, ACCOUNT_GONE, Job};
 use crate::platform::ApiTags;
 use crate::portfolios::files::ImportFile;
@@ -57,7 +57,7 @@ impl PortfolioFilesApi {
         portfolio_id: Uuid,
         args: &J,
         upload: Option<&ImportFile>,
-    ) -> Result<FileJobAccepted, crate::error::ApiError> {
+    ) -> Result<FileJobAccepted, ApiError> {
         let mut tx = self.state.db.begin().await?;
         store::find(&mut *tx, user, portfolio_id)
             .await?
@@ -104,6 +104,10 @@ impl PortfolioFilesApi {
         id: Path<Uuid>,
         file: ImportFile,
     ) -> ApiResult<FileJobAccepted, { status::AUTHED | status::BODY | status::NOT_FOUND }> {
+        // CPU-bound for a large file: off the async threads (the file holds its permit).
+        let file = tokio::task::spawn_blocking(move || file.check().map(|()| file))
+            .await
+            .map_err(|err| ApiError::Internal(err.into()))??;
         let args = ImportTransactions {
             portfolio_id: id.0,
             format: file.format,
