@@ -56,8 +56,6 @@ pub struct AppState {
     pub queues: QueueSet,
     pub metrics: PrometheusHandle,
     pub started_at: Instant,
-    /// Uploaded portfolio files being checked at once (see `portfolios::files`).
-    pub file_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -85,9 +83,6 @@ impl AppState {
         Ok(Self {
             hub,
             stream_slots: StreamSlots::default(),
-            file_checks: Arc::new(tokio::sync::Semaphore::new(
-                crate::portfolios::files::CONCURRENT_CHECKS,
-            )),
             tokens: Arc::new(TokenKeys::new(&config.auth)),
             passwords: PasswordHasher::new(&config.auth)?,
             lockout: LoginLockout::new(redis.clone(), &config.rate_limit),
@@ -227,9 +222,7 @@ pub fn build_app(state: AppState) -> impl Endpoint<Output = poem::Response> + 's
         )
         .with(cors(&http.cors_origins))
         .data(state.accounts())
-        .data(crate::portfolios::files::FileChecks(
-            state.file_checks.clone(),
-        ))
+        .data(crate::portfolios::files::FileChecks::default())
         .with(
             RequestContext::new(http.request_timeout, templates)
                 .with_param_messages(param_messages),

@@ -109,6 +109,14 @@ pub const CONCURRENT_CHECKS: usize = 2;
 #[derive(Debug, Clone)]
 pub struct FileChecks(pub std::sync::Arc<tokio::sync::Semaphore>);
 
+impl Default for FileChecks {
+    fn default() -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(
+            CONCURRENT_CHECKS,
+        )))
+    }
+}
+
 /// An uploaded portfolio file: `text/csv` or Ghostfolio's `application/json`, read but not yet
 /// checked ([`ImportFile::check`]). It holds one of the [`CONCURRENT_CHECKS`] permits from
 /// before its body is read until it is dropped, so a burst of uploads waits (its bodies unread)
