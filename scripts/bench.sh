@@ -189,20 +189,8 @@ bench_http() {
     shift 2
     log "wrk: $name"
     wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${BENCH_SECONDS}s" --latency "$@" "$url" >"$raw"
-    read -r rps p50 p99 errors < <(awk '
-        function ms(v) {
-            if (v ~ /us$/) return v / 1000
-            if (v ~ /ms$/) return v + 0
-            if (v ~ /s$/) return v * 1000
-            return v + 0
-        }
-        /^Requests\/sec:/ { rps = $2 }
-        $1 == "50%" { p50 = ms($2) }
-        $1 == "99%" { p99 = ms($2) }
-        /Non-2xx or 3xx responses:/ { errors += $NF }
-        /Socket errors:/ { for (i = 4; i <= NF; i += 2) errors += $i }
-        END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, errors }
-    ' "$raw")
+    read -r rps p50 p99 errors < <(wrk_summary "$raw")
+    rps=$(printf '%.0f' "$rps") # the HTTP table shows whole requests per second
     ((rps > 0)) || die "wrk measured nothing for $name; see $raw"
     ((errors == 0)) || log "warning: $name had $errors non-2xx responses or socket errors; see $raw"
     record_row "$name" "$rps" "$p50" "$p99" "$errors"
