@@ -43,6 +43,12 @@ PG_ADMIN_URL="postgres://coinpulse:coinpulse@127.0.0.1:$PG_PORT/coinpulse"
 BENCH_DATABASE_URL="postgres://coinpulse:coinpulse@127.0.0.1:$PG_PORT/$BENCH_DB"
 BENCH_REDIS_URL="redis://127.0.0.1:$REDIS_PORT/$BENCH_REDIS_DB"
 
+# The queue's tracked drain runs once more against a throwaway Postgres that waits for its WAL
+# on disk, as production does (the development cluster runs without fsync).
+DURABLE_PG_PORT="${BENCH_DURABLE_PG_PORT:-$((PG_PORT + 2))}"
+DURABLE_PG_DIR=""
+DURABLE_DATABASE_URL="postgres://coinpulse:coinpulse@127.0.0.1:$DURABLE_PG_PORT/$BENCH_DB"
+
 OUT=target/bench
 # Where cargo puts the release binaries (CARGO_TARGET_DIR, as cargo itself reads it).
 BIN="${CARGO_TARGET_DIR:-target}/release"
@@ -109,11 +115,51 @@ stop_all() {
     PIDS=()
 }
 
+as_postgres() {
+    if [[ $EUID -eq 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# Starts the throwaway durable Postgres (fsync, synchronous commit and full-page writes on, a
+# production server's settings) with the bench role and database.
+start_durable_postgres() {
+    local initdb bin
+    initdb=$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1) ||
+        die "no /usr/lib/postgresql/*/bin/initdb (scripts/services.sh up installs it)"
+    bin=${initdb%/initdb}
+    port_free "127.0.0.1:$DURABLE_PG_PORT" || die "127.0.0.1:$DURABLE_PG_PORT is in use (BENCH_DURABLE_PG_PORT)"
+    DURABLE_PG_DIR=$(mktemp -d /var/tmp/coinpulse-bench-pg.XXXXXX)
+    chmod 0755 "$DURABLE_PG_DIR"
+    mkdir -m 0700 "$DURABLE_PG_DIR/data"
+    [[ $EUID -ne 0 ]] || chown postgres:postgres "$DURABLE_PG_DIR/data"
+    log "postgres with fsync=on on 127.0.0.1:$DURABLE_PG_PORT"
+    as_postgres "$bin/initdb" -D "$DURABLE_PG_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
+    as_postgres "$bin/pg_ctl" -D "$DURABLE_PG_DIR/data" -l "$DURABLE_PG_DIR/data/postgres.log" -w -t 60 \
+        -o "-p $DURABLE_PG_PORT -k $DURABLE_PG_DIR/data -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c full_page_writes=on" \
+        start >/dev/null || die "the durable postgres did not start; see $DURABLE_PG_DIR/data/postgres.log"
+    "$bin/psql" -h 127.0.0.1 -p "$DURABLE_PG_PORT" -U postgres -d postgres -qX -v ON_ERROR_STOP=1 \
+        -c "CREATE ROLE coinpulse LOGIN PASSWORD 'coinpulse'" \
+        -c "CREATE DATABASE $BENCH_DB OWNER coinpulse" >/dev/null
+}
+
+stop_durable_postgres() {
+    [[ -n $DURABLE_PG_DIR ]] || return 0
+    local pg_ctl
+    pg_ctl=$(compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' | sort -V | tail -n 1) || true
+    [[ -z $pg_ctl ]] || as_postgres "$pg_ctl" -D "$DURABLE_PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$DURABLE_PG_DIR"
+    DURABLE_PG_DIR=""
+}
+
 # The EXIT trap: stops the servers and drops the benchmark database.
 cleanup() {
     # A second Ctrl-C must not cut the clean-up short and leave servers running.
     trap '' INT TERM
     stop_all
+    stop_durable_postgres
     psql_admin -c "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1 || true
 }
 
@@ -225,12 +271,15 @@ bench_queue() {
         redis_rps -c 1 eval "return 1" 0 | sed 's/^/1\t1\t/'
     } >"$raw"
     [[ -n $first && -s $raw ]] || die "redis-benchmark measured nothing"
+    start_durable_postgres
     log "queue-bench (about two minutes)"
     if ! env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
+        QUEUE_BENCH_DURABLE_DATABASE_URL="$DURABLE_DATABASE_URL" \
         QUEUE_BENCH_CEILING="$first" "$BIN"/queue-bench >"$OUT/queue.md" 2>"$OUT/queue.log"; then
         tail -n 20 "$OUT/queue.log" >&2 || true
         die "queue-bench failed (log: $OUT/queue.log)"
     fi
+    stop_durable_postgres
     last=$(redis_rps eval "return 1" 0 | cut -f2)
     report ""
     tee -a "$REPORT" <"$OUT/queue.md"

@@ -12,10 +12,11 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use group_commit::{BatchError, Batcher, Limits};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -151,25 +152,44 @@ impl Default for HistoryConfig {
     }
 }
 
-/// Appends to a user's history and publishes on the user's channel, atomically, so that the
-/// live order equals the history's order and every live event has its history id.
-/// KEYS[1] history stream; ARGV: channel, max length, max age (ms), event JSON (an object).
+/// Appends to users' histories and publishes each event on its user's channel, atomically per
+/// event, so that the live order equals the history's order and every live event has its
+/// history id. Several events per call: the worker's events of one moment share a script call.
+/// KEYS: the history stream of each event; ARGV: max length, max age (ms), then per event its
+/// channel and its JSON (an object). Returns each event's history id, in order.
 const APPEND_AND_PUBLISH: &str = r#"
-local prev = ''
-local ok, info = pcall(redis.call, 'XINFO', 'STREAM', KEYS[1])
-if ok then
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then prev = info[i + 1] end
-  end
-end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'prev', prev, 'event', ARGV[4])
+local max_len, max_age = ARGV[1], tonumber(ARGV[2])
 local now = redis.call('TIME')
-local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
-if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', oldest) end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[1], '{"stream_id":"' .. id .. '",' .. string.sub(ARGV[4], 2))
-return id
+local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
+local ids, touched = {}, {}
+for i, stream in ipairs(KEYS) do
+  local channel, event = ARGV[2 * i + 1], ARGV[2 * i + 2]
+  -- The newest entry's id is the stream's last id: entries are never deleted one by one, and
+  -- trimming always keeps the entry just added.
+  local prev = ''
+  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+  if last[1] then prev = last[1][1] end
+  local id = redis.call('XADD', stream, 'MAXLEN', max_len, '*', 'prev', prev, 'event', event)
+  redis.call('PUBLISH', channel, '{"stream_id":"' .. id .. '",' .. string.sub(event, 2))
+  ids[i] = id
+  touched[stream] = true
+end
+for stream in pairs(touched) do
+  if oldest > 0 then redis.call('XTRIM', stream, 'MINID', oldest) end
+  redis.call('PEXPIRE', stream, max_age)
+end
+return ids
 "#;
+
+/// User events submitted while a script call is in flight go together in the next one (up to
+/// 256, two calls at a time; an event waits for its own, so one job's events keep their order).
+const APPEND_LIMITS: Limits = Limits {
+    max_batch: 256,
+    in_flight: 2,
+};
+
+/// One user event on its way: its history stream, its channel, its JSON.
+type Append = (String, String, String);
 
 /// Publishes events: price ticks to every subscriber, user events through the user's history.
 /// Events are notifications, not records: a failure is the caller's to log, never a reason to
@@ -179,6 +199,8 @@ pub struct Publisher {
     redis: Redis,
     history: HistoryConfig,
     append: Arc<redis::Script>,
+    /// Started on first use, on the runtime that publishes.
+    appends: Arc<OnceLock<Batcher<Append, String, redis::RedisError>>>,
 }
 
 impl fmt::Debug for Publisher {
@@ -196,6 +218,7 @@ impl Publisher {
             redis,
             history,
             append: Arc::new(redis::Script::new(APPEND_AND_PUBLISH)),
+            appends: Arc::default(),
         }
     }
 
@@ -217,22 +240,51 @@ impl Publisher {
         user_id: Uuid,
         event: &Event,
     ) -> Result<StreamId, redis::RedisError> {
-        let payload = encode(event)?;
-        let mut conn = self.redis.conn().await?;
+        let append = (
+            self.redis.key(&history_key(user_id)),
+            self.redis.key(&user_channel(user_id)),
+            encode(event)?,
+        );
+        let id = self
+            .appends
+            .get_or_init(|| self.spawn_appends())
+            .submit(append)
+            .await
+            .map_err(|err| match err {
+                BatchError::Failed(err) => redis::RedisError::from((
+                    err.kind(),
+                    "publishing user events failed",
+                    err.to_string(),
+                )),
+                BatchError::Stopped => redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "the event publisher has stopped",
+                )),
+            })?;
+        id.parse().map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Parse, "XADD answered no entry id"))
+        })
+    }
+
+    fn spawn_appends(&self) -> Batcher<Append, String, redis::RedisError> {
+        let redis = self.redis.clone();
+        let script = self.append.clone();
+        let max_len = self.history.max_len;
         let max_age_ms = u64::try_from(self.history.max_age.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
-        let id: String = self
-            .append
-            .key(self.redis.key(&history_key(user_id)))
-            .arg(self.redis.key(&user_channel(user_id)))
-            .arg(self.history.max_len)
-            .arg(max_age_ms)
-            .arg(payload)
-            .invoke_async(&mut conn)
-            .await?;
-        id.parse().map_err(|_| {
-            redis::RedisError::from((redis::ErrorKind::Parse, "XADD answered no entry id"))
+        Batcher::spawn(APPEND_LIMITS, move |appends: Vec<Append>| {
+            let redis = redis.clone();
+            let script = script.clone();
+            async move {
+                let mut invocation = script.prepare_invoke();
+                invocation.arg(max_len).arg(max_age_ms);
+                for (stream, channel, event) in &appends {
+                    invocation.key(stream).arg(channel).arg(event);
+                }
+                let mut conn = redis.conn().await?;
+                invocation.invoke_async::<Vec<String>>(&mut conn).await
+            }
         })
     }
 }

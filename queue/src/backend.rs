@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::client::{Claimed, Claims, Conn, NewJob, RedisQueue, Settlement};
 use crate::error::QueueError;
-use crate::layer::AckLayer;
+use crate::layer::{AckLayer, Settler};
 
 /// What a job's run knows about its delivery; in every task's data (`Data<Delivery>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,12 +82,16 @@ pub type FailureHook = Arc<dyn Fn(&QueueError) + Send + Sync>;
 /// a lease it renews in the background, hands them to apalis as `Task<Args>`, and (through
 /// [`AckLayer`]) settles each one as done, retried with backoff, or dead.
 ///
-/// An idle worker blocks on Redis (`BLMOVE`) and so starts a new job as soon as it is pushed.
+/// Each claim takes as many jobs as the worker has free slots, in one script call, and
+/// finished jobs are settled many per call: a busy worker pays a few Redis calls per batch of
+/// jobs, and no job waits in a worker behind a busy one. An idle worker blocks on Redis
+/// (`BLMOVE`) and so starts a new job as soon as it is pushed.
 /// Every backend needs a unique worker id; [`RedisBackend::new`] makes one.
 pub struct RedisBackend<Args> {
     queue: RedisQueue,
     worker: Arc<str>,
-    prefetch: usize,
+    concurrency: usize,
+    settler: Arc<Settler>,
     buffer: VecDeque<Claimed>,
     fetch: Option<BoxFuture<'static, Result<Vec<Claimed>, QueueError>>>,
     blocking: Arc<tokio::sync::Mutex<Option<Conn>>>,
@@ -120,9 +124,10 @@ impl<Args> RedisBackend<Args> {
         )
         .into();
         Self {
+            settler: Arc::new(Settler::new(queue.clone(), worker.clone())),
             queue,
             worker,
-            prefetch: 1,
+            concurrency: 1,
             buffer: VecDeque::new(),
             fetch: None,
             blocking: Arc::default(),
@@ -136,11 +141,12 @@ impl<Args> RedisBackend<Args> {
         }
     }
 
-    /// Claims up to `jobs` at a time (default 1). More saves round trips on short jobs, but
-    /// claimed jobs wait for a free slot in this worker while another might be idle.
+    /// The most jobs the worker runs at once: the concurrency apalis's `WorkerBuilder` is
+    /// given (default 1). A claim takes at most the slots that are free, so a larger value
+    /// than the worker's would leave claimed jobs waiting for a slot.
     #[must_use]
-    pub fn prefetch(mut self, jobs: usize) -> Self {
-        self.prefetch = jobs.max(1);
+    pub fn concurrency(mut self, jobs: usize) -> Self {
+        self.concurrency = jobs.max(1);
         self
     }
 
@@ -223,7 +229,8 @@ async fn next_claims(
     queue: RedisQueue,
     worker: Arc<str>,
     blocking: Arc<tokio::sync::Mutex<Option<Conn>>>,
-    prefetch: usize,
+    settler: Arc<Settler>,
+    concurrency: usize,
 ) -> Result<Vec<Claimed>, QueueError> {
     let config = queue.config().clone();
     let ready = queue.ready_key();
@@ -235,11 +242,18 @@ async fn next_claims(
     let mut pause = Duration::from_millis(50);
     let mut paused = false;
     loop {
+        if settler.held() > 0 {
+            // Jobs of this worker that finished together free their slots one poll at a time;
+            // a yield lets them all count before the claim is sized.
+            tokio::task::yield_now().await;
+        }
+        // apalis asks for a task only when the worker has a free slot, hence at least 1.
+        let free = concurrency.saturating_sub(settler.held()).max(1);
         let attempt = async {
             if let Some(id) = &unclaimed {
-                return queue.claim(&worker, Some(id), 1).await;
+                return queue.claim(&worker, Some(id), free).await;
             }
-            let claims = queue.claim(&worker, None, prefetch).await?;
+            let claims = queue.claim(&worker, None, free).await?;
             if !matches!(&claims, Claims::Started(jobs) if jobs.is_empty()) {
                 return Ok(claims);
             }
@@ -261,7 +275,7 @@ async fn next_claims(
             match moved {
                 Some(id) => {
                     unclaimed = Some(id.clone());
-                    queue.claim(&worker, Some(&id), 1).await
+                    queue.claim(&worker, Some(&id), free).await
                 }
                 None => Ok(Claims::Started(Vec::new())),
             }
@@ -338,8 +352,10 @@ impl<Args: DeserializeOwned> RedisBackend<Args> {
                 )
             }
             Err(err) => {
+                // It never takes a slot.
+                self.settler.release(1);
+                let settler = self.settler.clone();
                 let queue = self.queue.clone();
-                let worker = self.worker.clone();
                 let hook = self.on_dead_letter.clone();
                 let letter = DeadLetter {
                     id: claimed.id,
@@ -351,7 +367,7 @@ impl<Args: DeserializeOwned> RedisBackend<Args> {
                     let settlement = Settlement::Dead {
                         error: letter.reason.clone(),
                     };
-                    crate::layer::settle_patiently(&queue, &worker, &letter.id, &settlement).await;
+                    settler.settle(letter.id.clone(), settlement).await;
                     if let Some(hook) = hook {
                         hook(letter).await;
                     }
@@ -393,7 +409,8 @@ impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
                     self.queue.clone(),
                     self.worker.clone(),
                     self.blocking.clone(),
-                    self.prefetch,
+                    self.settler.clone(),
+                    self.concurrency,
                 )
                 .boxed()
             });
@@ -402,7 +419,10 @@ impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
                 Poll::Ready(result) => {
                     self.fetch = None;
                     match result {
-                        Ok(claims) => self.buffer.extend(claims),
+                        Ok(claims) => {
+                            self.settler.hold(claims.len());
+                            self.buffer.extend(claims);
+                        }
                         Err(err) => {
                             if let Some(hook) = &self.on_failure {
                                 hook(&err);
@@ -424,6 +444,7 @@ impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
             // A fetch in progress is abandoned; whatever it (or the local buffer) took is
             // handed back, uncounted, by the release below.
             self.fetch = None;
+            self.settler.release(self.buffer.len());
             self.buffer.clear();
             let queue = self.queue.clone();
             let worker = self.worker.clone();
@@ -466,11 +487,7 @@ impl<Args> BackendConfig for RedisBackend<Args> {
     }
 
     fn middleware(&mut self, _worker: &mut WorkerContext) -> Self::Layer {
-        AckLayer::new(
-            self.queue.clone(),
-            self.worker.clone(),
-            self.on_dead_letter.clone(),
-        )
+        AckLayer::new(self.settler.clone(), self.on_dead_letter.clone())
     }
 }
 

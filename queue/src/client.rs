@@ -453,8 +453,8 @@ impl RedisQueue {
         Ok(total)
     }
 
-    /// Takes up to `count` of the oldest ready jobs for `worker`, or claims `given` (already
-    /// moved into the worker's list by a blocking move; handed back if the queue is paused).
+    /// Takes up to `count` of the oldest ready jobs for `worker`; `given` (already moved into
+    /// the worker's list by a blocking move; handed back if the queue is paused) comes first.
     pub(crate) async fn claim(
         &self,
         worker: &str,
@@ -478,39 +478,38 @@ impl RedisQueue {
         parse_claims(&reply)
     }
 
-    /// Settles an attempt; `false` when the job was no longer the worker's (its lease had
-    /// expired and the job was handed to another worker).
+    /// Settles attempts of `worker`'s jobs in one script call; per job, in order, `false`
+    /// when it was no longer the worker's (its lease had expired and the job was handed to
+    /// another worker).
     pub(crate) async fn settle(
         &self,
         worker: &str,
-        id: &str,
-        settlement: &Settlement,
-    ) -> Result<bool, QueueError> {
+        settlements: &[(String, Settlement)],
+    ) -> Result<Vec<bool>, QueueError> {
         let config = &self.inner.config;
-        let (outcome, delay, error) = match settlement {
-            Settlement::Done => ("done", Duration::ZERO, ""),
-            Settlement::Retry { delay, error } => ("retry", *delay, error.as_str()),
-            Settlement::Dead { error } => ("dead", Duration::ZERO, error.as_str()),
-        };
-        let mut conn = self.conn().await?;
-        let settled: u8 = self
-            .inner
-            .scripts
-            .ack
-            .prepare_invoke()
+        let mut invocation = self.inner.scripts.ack.prepare_invoke();
+        invocation
             .key(&self.inner.base)
             .arg(&self.inner.base)
             .arg(worker)
-            .arg(id)
-            .arg(outcome)
-            .arg(delay.as_millis() as u64)
             .arg(config.finished_ttl.as_secs().max(1))
             .arg(config.dead_ttl.as_secs().max(1))
-            .arg(config.dead_cap)
-            .arg(truncate(error, 2000))
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(settled == 1)
+            .arg(config.dead_cap);
+        for (id, settlement) in settlements {
+            let (outcome, delay, error) = match settlement {
+                Settlement::Done => ("done", Duration::ZERO, ""),
+                Settlement::Retry { delay, error } => ("retry", *delay, error.as_str()),
+                Settlement::Dead { error } => ("dead", Duration::ZERO, error.as_str()),
+            };
+            invocation
+                .arg(id)
+                .arg(outcome)
+                .arg(delay.as_millis() as u64)
+                .arg(truncate(error, 2000));
+        }
+        let mut conn = self.conn().await?;
+        let settled: Vec<u8> = invocation.invoke_async(&mut conn).await?;
+        Ok(settled.into_iter().map(|one| one == 1).collect())
     }
 
     /// Renews `worker`'s lease.

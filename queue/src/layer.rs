@@ -1,7 +1,9 @@
 //! The layer apalis puts around every worker of a [`crate::RedisBackend`]: it sees each
-//! attempt's final result and settles the job in Redis (done, retry after backoff, or dead).
+//! attempt's final result and settles the job in Redis (done, retry after backoff, or dead),
+//! many jobs per script call.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -9,25 +11,135 @@ use apalis_core::error::{AbortError, BoxDynError};
 use apalis_core::task::Task;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use group_commit::{BatchError, Batcher, Limits};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::backend::{DeadLetter, DeadLetterHook, Delivery};
 use crate::client::{RedisQueue, Settlement};
+use crate::error::QueueError;
+
+/// How one worker settles its jobs: attempts that finish while a settle call is in flight go
+/// together in the next call (up to 256 per call, two calls at a time), so an idle worker
+/// settles a job at once and a busy one pays one Redis script call for many jobs.
+const SETTLE_LIMITS: Limits = Limits {
+    max_batch: 256,
+    in_flight: 2,
+};
+
+/// What one worker's backend and its ack layer share: the jobs it holds and the writer of its
+/// settlements.
+pub(crate) struct Settler {
+    queue: RedisQueue,
+    worker: Arc<str>,
+    /// Jobs claimed and not yet finished (waiting in the backend's buffer or running): the
+    /// backend claims only what the worker has free slots for.
+    held: AtomicUsize,
+    /// Started on first use, on the runtime the worker runs on.
+    batcher: OnceLock<Batcher<(String, Settlement), bool, QueueError>>,
+}
+
+impl Settler {
+    pub(crate) fn new(queue: RedisQueue, worker: Arc<str>) -> Self {
+        Self {
+            queue,
+            worker,
+            held: AtomicUsize::new(0),
+            batcher: OnceLock::new(),
+        }
+    }
+
+    /// Jobs the worker holds.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Counts `jobs` more claimed.
+    pub(crate) fn hold(&self, jobs: usize) {
+        self.held.fetch_add(jobs, Ordering::AcqRel);
+    }
+
+    /// Counts `jobs` finished (or handed back).
+    pub(crate) fn release(&self, jobs: usize) {
+        let _ = self
+            .held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
+                Some(held.saturating_sub(jobs))
+            });
+    }
+
+    /// Settles a job, with others finishing at the same time, retrying through a Redis
+    /// outage up to the queue's grace. If it still fails, the job stays in the worker's list
+    /// and runs again once the lease expires: the queue delivers at least once, and the job's
+    /// own record must make a repeat harmless.
+    pub(crate) async fn settle(&self, id: String, settlement: Settlement) {
+        let batcher = self.batcher.get_or_init(|| {
+            let queue = self.queue.clone();
+            let worker = self.worker.clone();
+            Batcher::spawn(SETTLE_LIMITS, move |batch: Vec<(String, Settlement)>| {
+                let queue = queue.clone();
+                let worker = worker.clone();
+                async move { settle_patiently(&queue, &worker, &batch).await }
+            })
+        });
+        match batcher.submit((id.clone(), settlement)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(queue = self.queue.name(), %id, "job was re-queued while it ran (lease lost); result not recorded in the queue");
+            }
+            Err(BatchError::Failed(err)) => {
+                tracing::error!(queue = self.queue.name(), %id, error = %err, "giving up settling job; it will run again");
+            }
+            Err(BatchError::Stopped) => {
+                tracing::error!(queue = self.queue.name(), %id, "settling stopped with the runtime; the job will run again");
+            }
+        }
+    }
+}
+
+/// One settle call for a batch, retried through a Redis outage up to the queue's grace.
+async fn settle_patiently(
+    queue: &RedisQueue,
+    worker: &str,
+    batch: &[(String, Settlement)],
+) -> Result<Vec<bool>, QueueError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match queue.settle(worker, batch).await {
+            Ok(settled) => return Ok(settled),
+            Err(err) if started.elapsed() < queue.config().redis_grace => {
+                tracing::warn!(queue = queue.name(), jobs = batch.len(), error = %err, "cannot settle jobs; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Counts a held job as finished when dropped: after its settlement, or when its run is
+/// dropped unfinished.
+struct Slot(Arc<Settler>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.release(1);
+    }
+}
 
 /// Settles attempts of one worker's jobs. Built by the backend (`BackendConfig::middleware`).
 #[derive(Clone)]
 pub struct AckLayer {
-    queue: RedisQueue,
-    worker: Arc<str>,
+    settler: Arc<Settler>,
     on_dead_letter: Option<DeadLetterHook>,
 }
 
 impl std::fmt::Debug for AckLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AckLayer")
-            .field("queue", &self.queue.name())
-            .field("worker", &self.worker)
+            .field("queue", &self.settler.queue.name())
+            .field("worker", &self.settler.worker)
             .finish_non_exhaustive()
     }
 }
@@ -41,14 +153,9 @@ impl<S> std::fmt::Debug for AckService<S> {
 }
 
 impl AckLayer {
-    pub(crate) fn new(
-        queue: RedisQueue,
-        worker: Arc<str>,
-        on_dead_letter: Option<DeadLetterHook>,
-    ) -> Self {
+    pub(crate) fn new(settler: Arc<Settler>, on_dead_letter: Option<DeadLetterHook>) -> Self {
         Self {
-            queue,
-            worker,
+            settler,
             on_dead_letter,
         }
     }
@@ -105,17 +212,19 @@ where
             return self.inner.call(task).map(|r| r.map_err(Into::into)).boxed();
         };
         let layer = self.layer.clone();
+        let slot = Slot(layer.settler.clone());
         if delivery.is_exhausted() {
             return async move {
                 let error = AttemptsExhausted {
                     attempts: delivery.attempt - 1,
                 };
                 let reason = error.to_string();
-                tracing::error!(queue = layer.queue.name(), %id, %reason, "dead-lettered");
+                tracing::error!(queue = layer.settler.queue.name(), %id, %reason, "dead-lettered");
                 let settlement = Settlement::Dead {
                     error: reason.clone(),
                 };
-                settle_patiently(&layer.queue, &layer.worker, &id, &settlement).await;
+                layer.settler.settle(id.clone(), settlement).await;
+                drop(slot);
                 if let Some(hook) = &layer.on_dead_letter {
                     hook(DeadLetter {
                         id,
@@ -137,47 +246,17 @@ where
                     error: err.to_string(),
                 },
                 Err(err) if !delivery.is_last_attempt() => Settlement::Retry {
-                    delay: layer.queue.config().backoff.delay(delivery.attempt),
+                    delay: layer.settler.queue.config().backoff.delay(delivery.attempt),
                     error: err.to_string(),
                 },
                 Err(err) => Settlement::Dead {
                     error: err.to_string(),
                 },
             };
-            settle_patiently(&layer.queue, &layer.worker, &id, &settlement).await;
+            layer.settler.settle(id, settlement).await;
+            drop(slot);
             result
         }
         .boxed()
-    }
-}
-
-/// Settles a job, retrying through a Redis outage up to the queue's grace. If it still
-/// fails, the job stays in the worker's list and runs again once the lease expires: the
-/// queue delivers at least once, and the job's own record must make a repeat harmless.
-pub(crate) async fn settle_patiently(
-    queue: &RedisQueue,
-    worker: &str,
-    id: &str,
-    settlement: &Settlement,
-) {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match queue.settle(worker, id, settlement).await {
-            Ok(true) => return,
-            Ok(false) => {
-                tracing::warn!(queue = queue.name(), %id, "job was re-queued while it ran (lease lost); result not recorded in the queue");
-                return;
-            }
-            Err(err) if started.elapsed() < queue.config().redis_grace => {
-                tracing::warn!(queue = queue.name(), %id, error = %err, "cannot settle job; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            Err(err) => {
-                tracing::error!(queue = queue.name(), %id, error = %err, "giving up settling job; it will run again");
-                return;
-            }
-        }
     }
 }

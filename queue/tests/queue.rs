@@ -390,6 +390,56 @@ async fn a_busy_worker_keeps_its_lease_so_its_jobs_are_never_run_twice() {
 }
 
 #[tokio::test]
+async fn a_worker_claims_only_what_it_has_free_slots_for() {
+    let queue = queue(config("slots"));
+    let runs = Runs::default();
+    // One job that outlasts the test keeps one of the two slots busy throughout.
+    let long = push_jobs(
+        &queue,
+        1,
+        &Job {
+            fail_first: 0,
+            sleep_ms: 600_000,
+        },
+        None,
+    )
+    .await
+    .remove(0);
+    let worker = spawn_worker(RedisBackend::new(queue.clone()).concurrency(2), 2, &runs);
+    wait_until("the long job runs", Duration::from_secs(10), || async {
+        !runs.of(&long).is_empty()
+    })
+    .await;
+    let quick = push_jobs(
+        &queue,
+        6,
+        &Job {
+            fail_first: 0,
+            sleep_ms: 50,
+        },
+        None,
+    )
+    .await;
+    // Claiming a batch into the one free slot would leave jobs waiting behind the long one:
+    // the worker never holds more than its two slots, and the six run one after another.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = queue.stats().await.expect("queue operation");
+        assert!(
+            stats.in_flight <= 2,
+            "the worker holds {} jobs",
+            stats.in_flight
+        );
+        if quick.iter().all(|id| !runs.of(id).is_empty()) && stats.in_flight == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the quick jobs did not all run");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.abort();
+}
+
+#[tokio::test]
 async fn undecodable_arguments_are_dead_lettered_and_the_worker_goes_on() {
     let queue = queue(config("garbage"));
     let runs = Runs::default();
@@ -437,8 +487,8 @@ async fn tasks_pushed_through_apalis_task_sink_run() {
 
 async fn drain_with_two_workers(queue: &RedisQueue, count: usize, runs: &Runs) {
     let workers = [
-        spawn_worker(RedisBackend::new(queue.clone()).prefetch(16), 16, runs),
-        spawn_worker(RedisBackend::new(queue.clone()).prefetch(16), 16, runs),
+        spawn_worker(RedisBackend::new(queue.clone()).concurrency(16), 16, runs),
+        spawn_worker(RedisBackend::new(queue.clone()).concurrency(16), 16, runs),
     ];
     wait_until("backlog drained", Duration::from_secs(120), || async {
         for worker in &workers {

@@ -59,11 +59,6 @@ pub struct WorkerConfig {
     #[arg(long = "job-timeout", env = "WORKER_JOB_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub job_timeout: Duration,
 
-    /// Jobs a queue worker claims from Redis at a time. More saves round trips on short jobs,
-    /// but claimed jobs wait for a free slot here while another worker might be idle.
-    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 1)]
-    pub prefetch: usize,
-
     /// How often the outbox relay looks for accepted jobs that never reached Redis.
     #[arg(long = "relay-interval", env = "OUTBOX_RELAY_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub relay_interval: Duration,
@@ -100,9 +95,6 @@ impl WorkerConfig {
                 "WORKER_CONCURRENCY",
                 "must be at least 1",
             ));
-        }
-        if self.prefetch == 0 {
-            problems.push(ConfigProblem::new("WORKER_PREFETCH", "must be at least 1"));
         }
         if self.price_refresh_interval < Duration::from_secs(1) {
             problems.push(ConfigProblem::new(

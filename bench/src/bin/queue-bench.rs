@@ -1,6 +1,6 @@
 //! `queue-bench`: no-op jobs through the Redis queue, measured in one process.
 //!
-//! For each concurrency (and prefetch 1 and prefetch = concurrency) it measures:
+//! For each concurrency it measures:
 //!
 //! - **transport**: a backlog of no-op jobs pushed with [`RedisQueue::push`], drained by one
 //!   [`RedisBackend`] worker (claim script, handler, ack script); jobs/s from the first
@@ -8,7 +8,9 @@
 //! - **tracked**: the full path of an API job: a `jobs` row per job (`queued`), handed to
 //!   Redis with [`QueueSet::dispatch`] (the API's push after commit, which also marks the rows
 //!   enqueued), drained by the worker's own stack ([`TrackingLayer`], timeout, catch-panic),
-//!   so each row goes `running` then `succeeded`; jobs/s as above;
+//!   so each row goes `running` then `succeeded`; jobs/s as above; once more against a
+//!   Postgres that waits for its WAL on disk (`fsync=on`, `synchronous_commit=on`, as
+//!   production runs) when `QUEUE_BENCH_DURABLE_DATABASE_URL` names one;
 //! - **pickup latency** on an idle worker: one job at a time, a gap between pushes, from the
 //!   start of the push call to the start of the handler (one process, one clock); for the
 //!   tracked stack from the start of `QueueSet::dispatch` to the handler (after the row is
@@ -22,7 +24,8 @@
 //! applied), `REDIS_URL`, `QUEUE_BENCH_JOBS` (20000 per transport run),
 //! `QUEUE_BENCH_TRACKED_JOBS` (10000 per tracked run), `QUEUE_BENCH_SAMPLES` (500 per latency
 //! run), `QUEUE_BENCH_GAP_MS` (3, between latency pushes), `QUEUE_BENCH_CONCURRENCY`
-//! (`1,16,64`), `QUEUE_BENCH_CEILING` (optional). Keys go under a fresh `bench:<uuid>:`
+//! (`1,16,64,256`), `QUEUE_BENCH_CEILING` (optional), `QUEUE_BENCH_DURABLE_DATABASE_URL`
+//! (optional, migrated like `DATABASE_URL`). Keys go under a fresh `bench:<uuid>:`
 //! prefix and are deleted at the end; rows are deleted too.
 
 use std::any::Any;
@@ -64,6 +67,7 @@ const DISPATCH_CHUNK: usize = 500;
 #[derive(Debug)]
 struct Settings {
     database_url: String,
+    durable_database_url: Option<String>,
     redis_url: String,
     jobs: usize,
     tracked_jobs: usize,
@@ -86,7 +90,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
 impl Settings {
     fn from_env() -> anyhow::Result<Self> {
         let concurrency = std::env::var("QUEUE_BENCH_CONCURRENCY")
-            .unwrap_or_else(|_| "1,16,64".to_owned())
+            .unwrap_or_else(|_| "1,16,64,256".to_owned())
             .split(',')
             .map(|c| c.trim().parse::<usize>().ok().filter(|&c| c > 0))
             .collect::<Option<Vec<_>>>()
@@ -104,6 +108,9 @@ impl Settings {
             database_url: std::env::var("DATABASE_URL").unwrap_or_else(|_| {
                 "postgres://coinpulse:coinpulse@127.0.0.1:5432/coinpulse".to_owned()
             }),
+            durable_database_url: std::env::var("QUEUE_BENCH_DURABLE_DATABASE_URL")
+                .ok()
+                .filter(|url| !url.trim().is_empty()),
             redis_url: std::env::var("REDIS_URL")
                 .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned()),
             jobs: env_or("QUEUE_BENCH_JOBS", 20_000)?,
@@ -202,13 +209,8 @@ async fn stop_signal(stopped: oneshot::Receiver<()>) -> Result<(), WorkerError> 
 }
 
 /// A worker as in `queue/tests`: the backend's own ack layer around the handler.
-fn transport_worker(
-    queue: &RedisQueue,
-    concurrency: usize,
-    prefetch: usize,
-    probe: &Arc<Probe>,
-) -> Running {
-    let backend = RedisBackend::<Value>::new(queue.clone()).prefetch(prefetch);
+fn transport_worker(queue: &RedisQueue, concurrency: usize, probe: &Arc<Probe>) -> Running {
+    let backend = RedisBackend::<Value>::new(queue.clone()).concurrency(concurrency);
     let worker = WorkerBuilder::new(backend.worker_id().to_owned())
         .backend(backend)
         .concurrency(concurrency)
@@ -220,19 +222,19 @@ fn transport_worker(
 /// A worker as `worker::jobs::run` builds it: row tracking, timeout, catch-panic.
 fn tracked_worker(
     env: &Env,
+    db: &PgPool,
     queues: &QueueSet,
     concurrency: usize,
-    prefetch: usize,
     probe: &Arc<Probe>,
 ) -> Running {
     let backend =
-        RedisBackend::<Value>::new(queues.get(Queue::BulkFetch).clone()).prefetch(prefetch);
+        RedisBackend::<Value>::new(queues.get(Queue::BulkFetch).clone()).concurrency(concurrency);
     let worker = WorkerBuilder::new(backend.worker_id().to_owned())
         .backend(backend)
         .data(probe.clone())
         .concurrency(concurrency)
         .layer(TrackingLayer::new(
-            JobRows::spawn(env.db.clone()),
+            JobRows::spawn(db.clone()),
             common::events::Publisher::new(env.redis.clone(), Default::default()),
             Queue::BulkFetch,
             JOB_TIMEOUT,
@@ -398,6 +400,8 @@ struct Env {
     settings: Settings,
     prefix: String,
     db: PgPool,
+    /// A Postgres that waits for its WAL on disk, when one was given.
+    durable: Option<PgPool>,
     redis: Redis,
     info: redis::aio::MultiplexedConnection,
     user: Uuid,
@@ -451,7 +455,7 @@ fn noop_jobs(count: usize) -> anyhow::Result<Vec<NewJob>> {
 
 /// `count` rows in `jobs`, `queued` and owned by the bench user, as the API writes them;
 /// returned as the API hands them to Redis.
-async fn insert_rows(env: &Env, count: usize) -> anyhow::Result<Vec<OutboxJob>> {
+async fn insert_rows(env: &Env, db: &PgPool, count: usize) -> anyhow::Result<Vec<OutboxJob>> {
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::now_v7()).collect();
     for (chunk_no, chunk) in ids.chunks(INSERT_CHUNK).enumerate() {
         sqlx::query(
@@ -463,7 +467,7 @@ async fn insert_rows(env: &Env, count: usize) -> anyhow::Result<Vec<OutboxJob>> 
         .bind(env.user)
         .bind(BulkFetch::MAX_ATTEMPTS)
         .bind((chunk_no * INSERT_CHUNK) as i64)
-        .execute(&env.db)
+        .execute(db)
         .await?;
     }
     Ok(ids
@@ -480,27 +484,27 @@ async fn insert_rows(env: &Env, count: usize) -> anyhow::Result<Vec<OutboxJob>> 
 }
 
 /// Checks that every row ended `succeeded`, then deletes the rows.
-async fn check_and_delete_rows(env: &Env, jobs: &[OutboxJob]) -> anyhow::Result<()> {
+async fn check_and_delete_rows(db: &PgPool, jobs: &[OutboxJob]) -> anyhow::Result<()> {
     let ids: Vec<Uuid> = jobs.iter().map(|job| job.id).collect();
     let (succeeded,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM jobs WHERE id = ANY($1) AND status = 'succeeded' AND attempts = 1
            AND enqueued_at IS NOT NULL",
     )
     .bind(&ids)
-    .fetch_one(&env.db)
+    .fetch_one(db)
     .await?;
     if succeeded != ids.len() as i64 {
         bail!("only {succeeded} of {} rows ended succeeded", ids.len());
     }
     sqlx::query("DELETE FROM jobs WHERE id = ANY($1)")
         .bind(&ids)
-        .execute(&env.db)
+        .execute(db)
         .await?;
     Ok(())
 }
 
 /// Transport: a backlog of `jobs` no-op jobs drained by one worker. Also returns the push rate.
-async fn transport(env: &Env, concurrency: usize, prefetch: usize) -> anyhow::Result<(Drain, f64)> {
+async fn transport_drain(env: &Env, concurrency: usize) -> anyhow::Result<(Drain, f64)> {
     let queue = env.transport_queue()?;
     let jobs = noop_jobs(env.settings.jobs)?;
     let pushing = Instant::now();
@@ -508,7 +512,7 @@ async fn transport(env: &Env, concurrency: usize, prefetch: usize) -> anyhow::Re
     let push_rate = jobs.len() as f64 / pushing.elapsed().as_secs_f64();
     let probe = Probe::new(jobs.len(), false);
     let before = Usage::sample(env).await?;
-    let worker = transport_worker(&queue, concurrency, prefetch, &probe);
+    let worker = transport_worker(&queue, concurrency, &probe);
     let end = wait_drained(&queue, &probe).await?;
     let usage = Usage::sample(env).await?.since(before);
     worker.stop().await;
@@ -525,22 +529,22 @@ async fn transport(env: &Env, concurrency: usize, prefetch: usize) -> anyhow::Re
 
 /// Tracked: rows in Postgres, pushed as the API does, drained by the worker's stack. Also
 /// returns the rate of `QueueSet::dispatch` in chunks.
-async fn tracked(env: &Env, concurrency: usize, prefetch: usize) -> anyhow::Result<(Drain, f64)> {
+async fn tracked_drain(env: &Env, db: &PgPool, concurrency: usize) -> anyhow::Result<(Drain, f64)> {
     let queues = env.queues()?;
-    let jobs = insert_rows(env, env.settings.tracked_jobs).await?;
+    let jobs = insert_rows(env, db, env.settings.tracked_jobs).await?;
     let dispatching = Instant::now();
     for chunk in jobs.chunks(DISPATCH_CHUNK) {
-        queues.dispatch(&env.db, chunk).await?;
+        queues.dispatch(db, chunk).await?;
     }
     let dispatch_rate = jobs.len() as f64 / dispatching.elapsed().as_secs_f64();
     let probe = Probe::new(jobs.len(), false);
     let before = Usage::sample(env).await?;
-    let worker = tracked_worker(env, &queues, concurrency, prefetch, &probe);
+    let worker = tracked_worker(env, db, &queues, concurrency, &probe);
     let end = wait_drained(queues.get(Queue::BulkFetch), &probe).await?;
     let usage = Usage::sample(env).await?.since(before);
     worker.stop().await;
     let first = *probe.first_start.get().context("no job started")?;
-    check_and_delete_rows(env, &jobs).await?;
+    check_and_delete_rows(db, &jobs).await?;
     Ok((
         Drain {
             jobs: jobs.len(),
@@ -603,7 +607,7 @@ async fn transport_latency(env: &Env, concurrency: usize) -> anyhow::Result<Late
     let queue = env.transport_queue()?;
     let jobs = noop_jobs(env.settings.samples)?;
     let probe = Probe::new(jobs.len(), true);
-    let worker = transport_worker(&queue, concurrency, 1, &probe);
+    let worker = transport_worker(&queue, concurrency, &probe);
     let latency = pickup(env, &probe, &queue, |seq| {
         let queue = queue.clone();
         let job = jobs[seq].clone();
@@ -619,9 +623,9 @@ async fn transport_latency(env: &Env, concurrency: usize) -> anyhow::Result<Late
 
 async fn tracked_latency(env: &Env, concurrency: usize) -> anyhow::Result<Latency> {
     let queues = env.queues()?;
-    let jobs = insert_rows(env, env.settings.samples).await?;
+    let jobs = insert_rows(env, &env.db, env.settings.samples).await?;
     let probe = Probe::new(jobs.len(), true);
-    let worker = tracked_worker(env, &queues, concurrency, 1, &probe);
+    let worker = tracked_worker(env, &env.db, &queues, concurrency, &probe);
     let latency = pickup(env, &probe, queues.get(Queue::BulkFetch), |seq| {
         let queues = queues.clone();
         let job = jobs[seq].clone();
@@ -634,7 +638,7 @@ async fn tracked_latency(env: &Env, concurrency: usize) -> anyhow::Result<Latenc
     .await;
     worker.stop().await;
     let latency = latency?;
-    check_and_delete_rows(env, &jobs).await?;
+    check_and_delete_rows(&env.db, &jobs).await?;
     Ok(latency)
 }
 
@@ -643,9 +647,10 @@ async fn tracked_latency(env: &Env, concurrency: usize) -> anyhow::Result<Latenc
 #[derive(Debug)]
 struct Row {
     concurrency: usize,
-    prefetch: usize,
     transport: Drain,
     tracked: Drain,
+    /// The tracked drain against the durable Postgres, when there is one.
+    durable: Option<Drain>,
     push_rate: f64,
     dispatch_rate: f64,
 }
@@ -663,15 +668,17 @@ fn report(env: &Env, rows: &[Row], latencies: &[(usize, Latency, Latency)]) {
     println!();
     let ceiling = s.ceiling;
     let ceiling_cell = ceiling.map_or_else(|| "–".to_owned(), fmt_rate);
-    let ratio = |rate: f64| ceiling.map_or_else(|| "–".to_owned(), |c| format!("{:.2}", rate / c));
+    let ratio = |rate: Option<f64>| match (rate, ceiling) {
+        (Some(rate), Some(c)) => format!("{:.2}", rate / c),
+        _ => "–".to_owned(),
+    };
+    let durable_rate = |row: &Row| row.durable.as_ref().map(Drain::rate);
     println!(
-        "| concurrency | prefetch | transport jobs/s | tracked jobs/s | pickup p50 / p99 ms (transport) | pickup p50 / p99 ms (tracked) | EVAL ceiling ops/s | transport ÷ ceiling | tracked ÷ ceiling |"
+        "| concurrency | transport jobs/s | tracked jobs/s | tracked jobs/s, fsync=on | pickup p50 / p99 ms (transport) | pickup p50 / p99 ms (tracked) | EVAL ceiling ops/s | transport ÷ ceiling | tracked ÷ ceiling | tracked fsync=on ÷ ceiling |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let pickup = latencies
-            .iter()
-            .find(|(c, _, _)| *c == row.concurrency && row.prefetch == 1);
+        let pickup = latencies.iter().find(|(c, _, _)| *c == row.concurrency);
         let (transport_pickup, tracked_pickup) = pickup.map_or_else(
             || ("–".to_owned(), "–".to_owned()),
             |(_, transport, tracked)| {
@@ -690,16 +697,17 @@ fn report(env: &Env, rows: &[Row], latencies: &[(usize, Latency, Latency)]) {
             },
         );
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.concurrency,
-            row.prefetch,
             fmt_rate(row.transport.rate()),
             fmt_rate(row.tracked.rate()),
+            durable_rate(row).map_or_else(|| "–".to_owned(), fmt_rate),
             transport_pickup,
             tracked_pickup,
             ceiling_cell,
-            ratio(row.transport.rate()),
-            ratio(row.tracked.rate()),
+            ratio(Some(row.transport.rate())),
+            ratio(Some(row.tracked.rate())),
+            ratio(durable_rate(row)),
         );
     }
     println!();
@@ -714,27 +722,34 @@ fn report(env: &Env, rows: &[Row], latencies: &[(usize, Latency, Latency)]) {
     );
     println!();
     println!(
-        "Where the time went during each drain (CPU in cores, i.e. CPU seconds per second; the machine has {} cores; Redis and Postgres counts include their other clients, *everything else* is the rest of the machine: the kernel's share of no process, other builds):",
+        "Where the time went during each drain: Redis calls per job, CPU per job (µs) and in cores (CPU seconds per second; the machine has {} cores). Redis and Postgres include their other clients; *everything else* is the rest of the machine (the kernel's share of no process, other builds):",
         cores()
     );
     println!();
     println!(
-        "| run | c | prefetch | jobs/s | Redis scripts/job | Redis cmds/job (in scripts too) | Redis CPU | Postgres CPU | bench process CPU | everything else | machine busy | enqueue jobs/s |"
+        "| run | c | jobs/s | Redis scripts/job | Redis cmds/job (in scripts too) | Redis µs/job | Postgres µs/job | bench process µs/job | Redis CPU | Postgres CPU | bench process CPU | everything else | machine busy | enqueue jobs/s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        for (name, drain, enqueue) in [
+        let mut drains = vec![
             ("transport", &row.transport, row.push_rate),
             ("tracked", &row.tracked, row.dispatch_rate),
-        ] {
+        ];
+        if let Some(durable) = &row.durable {
+            drains.push(("tracked, fsync=on", durable, row.dispatch_rate));
+        }
+        for (name, drain, enqueue) in drains {
             let usage = drain.usage;
+            let per_job = |seconds: f64| seconds * 1e6 / drain.jobs as f64;
             println!(
-                "| {name} | {} | {} | {} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
+                "| {name} | {} | {} | {:.2} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
                 row.concurrency,
-                row.prefetch,
                 fmt_rate(drain.rate()),
                 usage.scripts as f64 / drain.jobs as f64,
                 usage.redis_calls as f64 / drain.jobs as f64,
+                per_job(usage.redis),
+                per_job(usage.postgres),
+                per_job(usage.process),
                 drain.cores(usage.redis),
                 drain.cores(usage.postgres),
                 drain.cores(usage.process),
@@ -748,7 +763,7 @@ fn report(env: &Env, rows: &[Row], latencies: &[(usize, Latency, Latency)]) {
     }
     println!();
     println!(
-        "Enqueue: transport `RedisQueue::push` of the whole backlog (500 jobs per script call); tracked `QueueSet::dispatch` in chunks of {DISPATCH_CHUNK} (push, then `UPDATE ... enqueued_at`)."
+        "Enqueue: transport `RedisQueue::push` of the whole backlog (500 jobs per script call); tracked `QueueSet::dispatch` in chunks of {DISPATCH_CHUNK} (push, then `UPDATE ... enqueued_at`; the fsync=on rows reuse the tracked enqueue column)."
     );
 }
 
@@ -783,32 +798,42 @@ async fn delete_keys(env: &Env) -> anyhow::Result<usize> {
     }
 }
 
+async fn connect(url: &str) -> anyhow::Result<PgPool> {
+    common::db::connect_and_migrate(&DatabaseConfig {
+        url: url.into(),
+        max_connections: 20,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+}
+
 // The worker's runtime: multi-thread, one thread per core.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     // The worker's metrics recorder: the tracking layer records into it per job.
     let _metrics = common::telemetry::install_metrics("worker");
-    let db = common::db::connect_and_migrate(&DatabaseConfig {
-        url: settings.database_url.as_str().into(),
-        max_connections: 20,
-        acquire_timeout: Duration::from_secs(5),
-    })
-    .await?;
+    let db = connect(&settings.database_url).await?;
+    let durable = match &settings.durable_database_url {
+        Some(url) => Some(connect(url).await?),
+        None => None,
+    };
     let info = redis::Client::open(settings.redis_url.as_str())?
         .get_multiplexed_async_connection()
         .await
         .context("cannot connect to Redis")?;
     let run = Uuid::now_v7().simple().to_string();
     let user = Uuid::now_v7();
-    sqlx::query(
-        "INSERT INTO users (id, email, username, password_hash) VALUES ($1, $2, $3, 'not a hash')",
-    )
-    .bind(user)
-    .bind(format!("queue-bench-{run}@example.com"))
-    .bind(format!("queuebench{run}"))
-    .execute(&db)
-    .await?;
+    for db in std::iter::once(&db).chain(&durable) {
+        sqlx::query(
+            "INSERT INTO users (id, email, username, password_hash) VALUES ($1, $2, $3, 'not a hash')",
+        )
+        .bind(user)
+        .bind(format!("queue-bench-{run}@example.com"))
+        .bind(format!("queuebench{run}"))
+        .execute(db)
+        .await?;
+    }
     let prefix = format!("bench:{run}:");
     let redis = Redis::new(&RedisConfig {
         url: settings.redis_url.as_str().into(),
@@ -820,6 +845,7 @@ async fn main() -> anyhow::Result<()> {
         settings,
         prefix,
         db,
+        durable,
         redis,
         info,
         user,
@@ -827,10 +853,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let outcome = measure(&env).await;
     let deleted = delete_keys(&env).await;
-    sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(env.user)
-        .execute(&env.db)
-        .await?;
+    for db in std::iter::once(&env.db).chain(&env.durable) {
+        sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(env.user)
+            .execute(db)
+            .await?;
+    }
     let (rows, latencies) = outcome?;
     eprintln!("queue-bench: deleted {} keys", deleted?);
     report(&env, &rows, &latencies);
@@ -843,30 +871,35 @@ async fn measure(env: &Env) -> anyhow::Result<Measured> {
     let mut rows = Vec::new();
     let mut latencies = Vec::new();
     for &concurrency in &env.settings.concurrency {
-        let mut prefetches = vec![1];
-        if concurrency > 1 {
-            prefetches.push(concurrency);
-        }
-        for prefetch in prefetches {
-            let (transport, push_rate) = transport(env, concurrency, prefetch).await?;
-            eprintln!(
-                "queue-bench: transport c={concurrency} prefetch={prefetch}: {:.0} jobs/s",
-                transport.rate()
-            );
-            let (tracked, dispatch_rate) = tracked(env, concurrency, prefetch).await?;
-            eprintln!(
-                "queue-bench: tracked   c={concurrency} prefetch={prefetch}: {:.0} jobs/s",
-                tracked.rate()
-            );
-            rows.push(Row {
-                concurrency,
-                prefetch,
-                transport,
-                tracked,
-                push_rate,
-                dispatch_rate,
-            });
-        }
+        let (transport, push_rate) = transport_drain(env, concurrency).await?;
+        eprintln!(
+            "queue-bench: transport c={concurrency}: {:.0} jobs/s",
+            transport.rate()
+        );
+        let (tracked, dispatch_rate) = tracked_drain(env, &env.db, concurrency).await?;
+        eprintln!(
+            "queue-bench: tracked   c={concurrency}: {:.0} jobs/s",
+            tracked.rate()
+        );
+        let durable = match &env.durable {
+            Some(db) => {
+                let (durable, _) = tracked_drain(env, db, concurrency).await?;
+                eprintln!(
+                    "queue-bench: tracked   c={concurrency} fsync=on: {:.0} jobs/s",
+                    durable.rate()
+                );
+                Some(durable)
+            }
+            None => None,
+        };
+        rows.push(Row {
+            concurrency,
+            transport,
+            tracked,
+            durable,
+            push_rate,
+            dispatch_rate,
+        });
         let transport = transport_latency(env, concurrency).await?;
         let tracked = tracked_latency(env, concurrency).await?;
         eprintln!(

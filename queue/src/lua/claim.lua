@@ -1,10 +1,10 @@
--- Starts jobs on a worker: takes up to `count` of the oldest ready jobs (or, after a blocking
--- move, the given id that is already in the worker's processing list), counts the attempt and
--- renews the worker's lease. The attempt is counted here, at start, so a run lost with its
+-- Starts jobs on a worker: takes up to `count` of the oldest ready jobs (after a blocking
+-- move, the given id, already in the worker's processing list, first), counts each attempt
+-- and renews the worker's lease. The attempt is counted here, at start, so a run lost with its
 -- process still counts.
 -- A paused queue starts nothing: a job a blocking move took meanwhile goes back to the oldest
 -- end of the ready list, and the reply is {'paused'}.
--- ARGV: base, worker, lease_ms, id ('' = take from the ready list), count
+-- ARGV: base, worker, lease_ms, id ('' = none given), count
 -- Returns a flat list of {id, args, attempts, max, ready_at_ms} per job, then now_ms last.
 local base, worker, lease, given, count = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local time = redis.call('TIME')
@@ -17,16 +17,14 @@ if redis.call('EXISTS', base .. 'paused') == 1 then
   end
   return {'paused'}
 end
+-- Reaped between the blocking move and this claim: it is no longer ours.
+if given ~= '' and not redis.call('LPOS', processing, given) then given = '' end
 local out = {}
 local claimed = 0
-if given ~= '' then
-  -- Reaped between the blocking move and this claim: it is no longer ours.
-  if not redis.call('LPOS', processing, given) then return {now} end
-  count = 1
-end
 for _ = 1, count + 100 do
   if claimed >= count then break end
   local id = given
+  given = ''
   if id == '' then
     id = redis.call('LMOVE', base .. 'ready', processing, 'RIGHT', 'LEFT')
     if not id then break end
@@ -46,7 +44,6 @@ for _ = 1, count + 100 do
     -- The job's data is gone (expired or deleted): drop the orphaned id.
     redis.call('LREM', processing, 1, id)
   end
-  if given ~= '' then break end
 end
 out[#out + 1] = now
 return out

@@ -207,7 +207,6 @@ pub async fn run(
     let mut monitor = Monitor::new();
     for spec in config.queues.clone() {
         let concurrency = config.concurrency_of(&spec);
-        let prefetch = config.prefetch.min(concurrency);
         let timeout = config.job_timeout;
         let ctx = ctx.clone();
         let failed = failed.clone();
@@ -219,7 +218,7 @@ pub async fn run(
             let dead_ctx = ctx.clone();
             let failed = failed.clone();
             let backend = RedisBackend::<serde_json::Value>::new(ctx.queues.get(queue).clone())
-                .prefetch(prefetch)
+                .concurrency(concurrency)
                 .on_dead_letter(Arc::new(move |letter: DeadLetter| {
                     let ctx = dead_ctx.clone();
                     async move { record_dead_letter(&ctx, letter).await }.boxed()
@@ -248,12 +247,7 @@ pub async fn run(
                 ))
                 .build(run_job)
         });
-        tracing::info!(
-            queue = spec.queue.as_str(),
-            concurrency,
-            prefetch,
-            "consuming queue"
-        );
+        tracing::info!(queue = spec.queue.as_str(), concurrency, "consuming queue");
     }
     let control = monitor.context();
     let background = [

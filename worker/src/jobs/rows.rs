@@ -9,14 +9,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use common::jobs::store::{self, Attempt, Outcome, StartedJob};
+use group_commit::{BatchError, Batcher, Limits};
 use sqlx::PgPool;
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Most rows written by one statement.
-const MAX_BATCH: usize = 256;
-/// Statements of one kind in flight at once: while one runs, the next batch fills, and a
-/// second can start before the first returns.
-const IN_FLIGHT: usize = 2;
+/// At most 256 rows per statement; two statements of one kind in flight at once: while one
+/// runs, the next batch fills, and a second can start before the first returns.
+const ROW_LIMITS: Limits = Limits {
+    max_batch: 256,
+    in_flight: 2,
+};
 /// How often a batch that lost a deadlock against another process's batch is tried again.
 const DEADLOCK_RETRIES: usize = 3;
 
@@ -31,11 +32,20 @@ pub enum RowError {
     Stopped,
 }
 
+impl From<BatchError<sqlx::Error>> for RowError {
+    fn from(err: BatchError<sqlx::Error>) -> Self {
+        match err {
+            BatchError::Failed(err) => Self::Database(err),
+            BatchError::Stopped => Self::Stopped,
+        }
+    }
+}
+
 /// The worker's writer of job rows. Cheap to clone; one per process.
 #[derive(Debug, Clone)]
 pub struct JobRows {
-    starts: Batcher<Attempt, Option<StartedJob>>,
-    finishes: Batcher<(Attempt, Outcome), ()>,
+    starts: Batcher<Attempt, Option<StartedJob>, sqlx::Error>,
+    finishes: Batcher<(Attempt, Outcome), (), sqlx::Error>,
 }
 
 impl JobRows {
@@ -43,7 +53,7 @@ impl JobRows {
     pub fn spawn(db: PgPool) -> Self {
         let starts = {
             let db = db.clone();
-            Batcher::spawn(move |attempts: Vec<Attempt>| {
+            Batcher::spawn(ROW_LIMITS, move |attempts: Vec<Attempt>| {
                 let db = db.clone();
                 async move {
                     let mut started: HashMap<_, _> =
@@ -59,7 +69,7 @@ impl JobRows {
                 }
             })
         };
-        let finishes = Batcher::spawn(move |finished: Vec<(Attempt, Outcome)>| {
+        let finishes = Batcher::spawn(ROW_LIMITS, move |finished: Vec<(Attempt, Outcome)>| {
             let db = db.clone();
             async move {
                 retry_deadlocks(|| store::finish_attempts(&db, &finished)).await?;
@@ -72,12 +82,12 @@ impl JobRows {
     /// Moves the row to `running` for this attempt; `None` when the job is final or already
     /// past this attempt, and the attempt must not run.
     pub async fn start(&self, attempt: Attempt) -> Result<Option<StartedJob>, RowError> {
-        self.starts.submit(attempt).await
+        Ok(self.starts.submit(attempt).await?)
     }
 
     /// Records how the attempt ended.
     pub async fn finish(&self, attempt: Attempt, outcome: Outcome) -> Result<(), RowError> {
-        self.finishes.submit((attempt, outcome)).await
+        Ok(self.finishes.submit((attempt, outcome)).await?)
     }
 }
 
@@ -97,72 +107,5 @@ where
             }
             result => return result,
         }
-    }
-}
-
-type Reply<O> = oneshot::Sender<Result<O, RowError>>;
-
-/// Submits items one by one and runs them in batches: a task takes every item waiting (up to
-/// [`MAX_BATCH`]) and hands them to `write`, which answers one output per item, in order.
-#[derive(Debug)]
-struct Batcher<I, O> {
-    sender: mpsc::UnboundedSender<(I, Reply<O>)>,
-}
-
-impl<I, O> Clone for Batcher<I, O> {
-    fn clone(&self) -> Self {
-        Self {
-            sender: self.sender.clone(),
-        }
-    }
-}
-
-impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
-    fn spawn<F, Fut>(write: F) -> Self
-    where
-        F: Fn(Vec<I>) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<Vec<O>, sqlx::Error>> + Send + 'static,
-    {
-        let (sender, mut receiver) = mpsc::unbounded_channel::<(I, Reply<O>)>();
-        tokio::spawn(async move {
-            let slots = Arc::new(Semaphore::new(IN_FLIGHT));
-            let mut waiting = Vec::with_capacity(MAX_BATCH);
-            loop {
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                if receiver.recv_many(&mut waiting, MAX_BATCH).await == 0 {
-                    return;
-                }
-                let (items, replies): (Vec<I>, Vec<Reply<O>>) = waiting.drain(..).unzip();
-                let batch = write(items);
-                tokio::spawn(async move {
-                    let outputs = batch.await;
-                    drop(slot);
-                    match outputs {
-                        Ok(outputs) => {
-                            for (reply, output) in replies.into_iter().zip(outputs) {
-                                let _ = reply.send(Ok(output));
-                            }
-                        }
-                        Err(err) => {
-                            let err = RowError::Database(Arc::new(err));
-                            for reply in replies {
-                                let _ = reply.send(Err(err.clone()));
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        Self { sender }
-    }
-
-    async fn submit(&self, item: I) -> Result<O, RowError> {
-        let (reply, answer) = oneshot::channel();
-        self.sender
-            .send((item, reply))
-            .map_err(|_| RowError::Stopped)?;
-        answer.await.map_err(|_| RowError::Stopped)?
     }
 }
