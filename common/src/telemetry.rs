@@ -15,6 +15,8 @@ use tracing_subscriber::{EnvFilter, Layer};
 use crate::config::{LogFormat, TracingConfig};
 use crate::trace_context::SpanExport;
 
+mod json_lines;
+
 /// Buckets for HTTP latencies: most requests take a few milliseconds, slow ones seconds.
 const HTTP_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -64,10 +66,8 @@ pub fn init_tracing(
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_span_list(false)
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .event_format(json_lines::JsonLines::default())
                     .with_filter(filter),
             )
             .try_init(),
