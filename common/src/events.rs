@@ -198,7 +198,6 @@ type Append = (String, String, String);
 pub struct Publisher {
     redis: Redis,
     history: HistoryConfig,
-    append: Arc<redis::Script>,
     /// Started on first use, on the runtime that publishes.
     appends: Arc<OnceLock<Batcher<Append, String, redis::RedisError>>>,
 }
@@ -217,7 +216,6 @@ impl Publisher {
         Self {
             redis,
             history,
-            append: Arc::new(redis::Script::new(APPEND_AND_PUBLISH)),
             appends: Arc::default(),
         }
     }
@@ -268,7 +266,7 @@ impl Publisher {
 
     fn spawn_appends(&self) -> Batcher<Append, String, redis::RedisError> {
         let redis = self.redis.clone();
-        let script = self.append.clone();
+        let script = Arc::new(redis::Script::new(APPEND_AND_PUBLISH));
         let max_len = self.history.max_len;
         let max_age_ms = u64::try_from(self.history.max_age.as_millis())
             .unwrap_or(u64::MAX)

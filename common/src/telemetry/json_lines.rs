@@ -94,14 +94,10 @@ impl FieldWriter<'_> {
 
 impl Visit for FieldWriter<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if value.is_finite() {
-            // serde_json's shortest round-trip form, as tracing-serde writes it.
-            self.key(field);
-            let _ = serde_json::to_string(&value).map(|text| self.line.push_str(&text));
-        } else {
-            self.key(field);
-            self.line.push_str("null");
-        }
+        // serde_json's shortest round-trip form (`null` when not finite), as tracing-serde
+        // writes it.
+        self.key(field);
+        let _ = serde_json::to_string(&value).map(|text| self.line.push_str(&text));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
