@@ -14,7 +14,7 @@ async fn main() -> std::process::ExitCode {
     let cli: Cli = common::config::parse_or_exit();
     common::config::exit_on_problems(&cli.config.problems());
     let common = &cli.config.common;
-    let spans = common::telemetry::init_tracing(
+    let telemetry = common::telemetry::init_tracing(
         common.effective_log_format(),
         &common.log_filter,
         &common.tracing,
@@ -34,6 +34,6 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     };
-    spans.shut_down();
+    telemetry.shut_down();
     code
 }

@@ -4,11 +4,15 @@
 //! macros need a process-wide recorder. [`install_metrics`] is idempotent so tests that build
 //! several apps in one process share it.
 
+use std::io::Stdout;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing::Subscriber;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::{Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
@@ -16,6 +20,9 @@ use crate::config::{LogFormat, TracingConfig};
 use crate::trace_context::SpanExport;
 
 mod json_lines;
+mod log_writer;
+
+use log_writer::{BatchedWriter, WriterGuard};
 
 /// Buckets for HTTP latencies: most requests take a few milliseconds, slow ones seconds.
 const HTTP_BUCKETS: &[f64] = &[
@@ -38,50 +45,140 @@ const JOB_WAIT_BUCKETS: &[f64] = &[
 /// Buckets for calls to upstream HTTP APIs (price providers, SMTP).
 const UPSTREAM_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Installs the global tracing subscriber: logs in `format`, and spans exported over OTLP
-/// when `tracing` names an endpoint (as `service_name` unless configured otherwise).
+/// How often histogram samples recorded since the last scrape are folded into their buckets.
+/// Without it a process nobody scrapes keeps every sample (8 bytes a request) until it is.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What [`init_tracing`] started: the span exporter and the log writer thread. Call
+/// [`Telemetry::shut_down`] at the end of `main` so the last spans and log lines are written.
+#[derive(Debug)]
+pub struct Telemetry {
+    spans: SpanExport,
+    logs: Option<WriterGuard>,
+}
+
+impl Telemetry {
+    /// Sends the buffered spans, then writes the log lines still queued for stdout.
+    pub fn shut_down(self) {
+        self.spans.shut_down();
+        // Dropping the guard makes the writer thread write what is pending and stop.
+        drop(self.logs);
+    }
+}
+
+/// Stdout written by a thread of its own, in batches (see `log_writer`): a request or job
+/// never waits on a `write` to stdout, and under load many lines share one.
+fn stdout_writer() -> (BatchedWriter<Stdout>, Option<WriterGuard>) {
+    match log_writer::batched(std::io::stdout(), "log-writer") {
+        Ok((writer, guard)) => (writer, Some(guard)),
+        // No thread to be had: lines are written by the threads that log them.
+        Err(err) => {
+            eprintln!("logging: writing lines synchronously: {err}");
+            (log_writer::unbatched(std::io::stdout()), None)
+        }
+    }
+}
+
+/// Installs the global tracing subscriber: logs in `format` on stdout (written by a thread of
+/// their own, see [`stdout_writer`]), and spans exported over OTLP when `tracing` names an
+/// endpoint (as `service_name` unless configured otherwise).
 ///
 /// `filter` uses `RUST_LOG` syntax. Calling it again (as tests do) keeps the first subscriber.
-/// Keep the returned handle and call [`SpanExport::shut_down`] before exiting.
+/// Keep the returned handle and call [`Telemetry::shut_down`] before exiting.
 pub fn init_tracing(
     format: LogFormat,
     filter: &str,
     tracing: &TracingConfig,
     service_name: &str,
-) -> SpanExport {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let (otel, export) = match crate::trace_context::layer(tracing, service_name) {
+) -> Telemetry {
+    let filter = LogFilter::parse(filter);
+    let (otel, spans) = match crate::trace_context::layer(tracing, service_name) {
         Ok(built) => built,
         Err(err) => {
             eprintln!("tracing: spans will not be exported: {err}");
             (None, SpanExport::default())
         }
     };
-    // Each layer filters for itself: `RUST_LOG` decides what is logged, while exported spans
-    // are the INFO-level ones (requests, jobs, upstream calls) whatever the log level.
-    let registry =
-        tracing_subscriber::registry().with(otel.map(|layer| layer.with_filter(LevelFilter::INFO)));
+    let (writer, logs) = stdout_writer();
     // `try_init` fails only when a subscriber is already set, which is fine.
-    let _ = match format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-                    .event_format(json_lines::JsonLines::default())
-                    .with_filter(filter),
-            )
+    let _ = match otel {
+        // Each layer filters for itself: `RUST_LOG` decides what is logged, while exported
+        // spans are the INFO-level ones (requests, jobs, upstream calls) whatever the level.
+        Some(otel) => tracing_subscriber::registry()
+            .with(otel.with_filter(LevelFilter::INFO))
+            .with(log_layer(format, writer).with_filter(filter.per_layer()))
             .try_init(),
-        LogFormat::Pretty => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .compact()
-                    // Colour codes only for a person at a terminal, never into files or pipes.
-                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-                    .with_filter(filter),
-            )
+        // Nothing exported: one filter for the whole subscriber. A per-layer filter looks the
+        // span up in the registry at every enter and exit (each poll of a request's future);
+        // a global one decides once per span and callsite.
+        None => tracing_subscriber::registry()
+            .with(filter.global())
+            .with(log_layer(format, writer))
             .try_init(),
     };
-    export
+    Telemetry { spans, logs }
+}
+
+/// The log formatter of `format`, writing to `writer`.
+fn log_layer<S>(format: LogFormat, writer: BatchedWriter<Stdout>) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .fmt_fields(json_lines::JsonMembers)
+            .event_format(json_lines::JsonLines::default())
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .compact()
+            // Colour codes only for a person at a terminal, never into files or pipes.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .with_writer(writer)
+            .boxed(),
+    }
+}
+
+/// `RUST_LOG`, parsed once.
+enum LogFilter {
+    /// Only targets and levels (`info`, `warn,sqlx=error`): a static filter that keeps no
+    /// per-span state, so entering a span costs it nothing.
+    Targets(Box<Targets>),
+    /// Directives on spans or fields (`[request]=debug`) need `EnvFilter`'s span tracking;
+    /// unparsable ones fall back to `info`.
+    Env(Box<EnvFilter>),
+}
+
+impl LogFilter {
+    fn parse(directives: &str) -> Self {
+        let names_spans_or_fields = directives.contains(['[', ']', '{', '}']);
+        match directives.parse::<Targets>() {
+            Ok(targets) if !names_spans_or_fields => Self::Targets(Box::new(targets)),
+            _ => Self::Env(Box::new(
+                EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info")),
+            )),
+        }
+    }
+
+    fn global<S>(self) -> Box<dyn Layer<S> + Send + Sync>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        match self {
+            Self::Targets(targets) => (*targets).boxed(),
+            Self::Env(env) => (*env).boxed(),
+        }
+    }
+
+    fn per_layer<S>(self) -> Box<dyn Filter<S> + Send + Sync>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        match self {
+            Self::Targets(targets) => Box::new(*targets),
+            Self::Env(env) => Box::new(*env),
+        }
+    }
 }
 
 /// Installs the Prometheus recorder (once per process) and returns the handle that renders
@@ -113,9 +210,22 @@ pub fn install_metrics(binary: &'static str) -> PrometheusHandle {
                     b.set_buckets_for_metric(Matcher::Prefix("upstream_".into()), UPSTREAM_BUCKETS)
                 })
                 .expect("bucket lists are non-empty constants");
-            builder
+            let handle = builder
                 .install_recorder()
-                .expect("the Prometheus recorder is installed only here, once")
+                .expect("the Prometheus recorder is installed only here, once");
+            let upkeep = handle.clone();
+            // A thread rather than a task: the recorder outlives any one runtime (tests build
+            // several), and the upkeep is a few microseconds every few seconds.
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("a thread can be started at start-up");
+            handle
         })
         .clone();
     describe_metrics();
@@ -278,4 +388,38 @@ pub fn record_scrape_time_gauges(pool: &sqlx::PgPool) {
     metrics::gauge!("db_pool_connections", "state" => "in_use").set((size - idle).max(0.0));
     metrics::gauge!("db_pool_connections", "state" => "max")
         .set(f64::from(pool.options().get_max_connections()));
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+
+    use super::*;
+
+    #[test]
+    fn targets_and_levels_take_the_static_filter() {
+        let LogFilter::Targets(targets) = LogFilter::parse("warn,common::jobs=debug,sqlx=off")
+        else {
+            panic!("targets and levels only: the static filter");
+        };
+        assert!(targets.would_enable("common::jobs::rows", &Level::DEBUG));
+        assert!(!targets.would_enable("common::jobs", &Level::TRACE));
+        assert!(targets.would_enable("api", &Level::WARN));
+        assert!(!targets.would_enable("api", &Level::INFO));
+        assert!(!targets.would_enable("sqlx::query", &Level::ERROR));
+    }
+
+    #[test]
+    fn span_and_field_directives_keep_env_filter() {
+        for directives in ["info,[request]=debug", "warn,[request{method=GET}]=trace"] {
+            assert!(
+                matches!(LogFilter::parse(directives), LogFilter::Env(_)),
+                "{directives}"
+            );
+        }
+        let LogFilter::Env(fallback) = LogFilter::parse("info,=x=") else {
+            panic!("an unparsable filter falls back to EnvFilter at info");
+        };
+        assert_eq!(EnvFilter::max_level_hint(&fallback), Some(LevelFilter::INFO));
+    }
 }

@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     }
     let config: WorkerConfig = common::config::parse_or_exit();
     common::config::exit_on_problems(&config.problems());
-    let spans = common::telemetry::init_tracing(
+    let telemetry = common::telemetry::init_tracing(
         config.common.effective_log_format(),
         &config.common.log_filter,
         &config.common.tracing,
@@ -30,6 +30,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    spans.shut_down();
+    telemetry.shut_down();
     code
 }

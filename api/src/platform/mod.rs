@@ -2,6 +2,7 @@
 
 pub mod body_limit;
 pub mod conditional;
+pub mod http_metrics;
 pub mod idempotency;
 pub mod json_body;
 pub mod openapi_doc;

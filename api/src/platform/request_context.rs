@@ -13,6 +13,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ParamFailure};
+use crate::platform::http_metrics::HttpMetrics;
 use crate::platform::param_messages::ParamMessages;
 use crate::platform::route_templates::RouteTemplates;
 
@@ -35,6 +36,7 @@ pub struct RequestContext {
     timeout: Duration,
     templates: Arc<RouteTemplates>,
     params: Arc<ParamMessages>,
+    metrics: Arc<HttpMetrics>,
 }
 
 impl RequestContext {
@@ -45,6 +47,7 @@ impl RequestContext {
             timeout,
             templates: Arc::new(templates),
             params: Arc::default(),
+            metrics: Arc::default(),
         }
     }
 
@@ -65,6 +68,7 @@ impl<E: Endpoint> Middleware<E> for RequestContext {
             timeout: self.timeout,
             templates: self.templates.clone(),
             params: self.params.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -76,6 +80,7 @@ pub struct RequestContextEndpoint<E> {
     timeout: Duration,
     templates: Arc<RouteTemplates>,
     params: Arc<ParamMessages>,
+    metrics: Arc<HttpMetrics>,
 }
 
 /// Keeps a caller's id only when it is short and made of safe characters, so ids can be logged
@@ -145,7 +150,7 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
         {
             common::trace_context::continue_trace(&span, traceparent);
         }
-        metrics::gauge!("http_requests_in_flight").increment(1.0);
+        let in_flight = self.metrics.in_flight();
 
         let deadline = self.timeout;
         // Boxed so the wrappers below move a pointer, not the whole (large) inner future.
@@ -216,7 +221,7 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
                 (api_error.to_response(Some(&request_id), Some(&path)), None)
             }
         };
-        metrics::gauge!("http_requests_in_flight").decrement(1.0);
+        drop(in_flight);
 
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
@@ -224,24 +229,13 @@ impl<E: Endpoint> Endpoint for RequestContextEndpoint<E> {
 
         let status = response.status().as_u16();
         let elapsed = started.elapsed();
-        let route = pattern.map_or_else(
-            || "unmatched".to_owned(),
-            |pattern| self.templates.label(&pattern.0),
+        self.metrics.finished(
+            &self.templates,
+            pattern.as_ref().map(|pattern| &pattern.0),
+            method_label(&method),
+            status,
+            elapsed,
         );
-        let method_label = method_label(&method);
-        metrics::counter!(
-            "http_requests_total",
-            "method" => method_label,
-            "route" => route.clone(),
-            "status" => status.to_string(),
-        )
-        .increment(1);
-        metrics::histogram!(
-            "http_request_duration_seconds",
-            "method" => method_label,
-            "route" => route,
-        )
-        .record(elapsed.as_secs_f64());
 
         span.in_scope(|| {
             let latency_ms = elapsed.as_secs_f64() * 1000.0;

@@ -278,7 +278,7 @@ async fn only_token_reuse_is_a_warning_in_the_log() {
     let stolen = register(&client, &base, "stolen", None).await;
     let first = stolen["refresh_token"].as_str().expect("token").to_owned();
     assert_eq!(refresh(first.clone()).await.status(), 200);
-    // The log line is written before the answer; wait for the pipe to carry it.
+    // The log line is handed to the log writer before the answer; wait for it to be written.
     assert_eq!(refresh(first).await.status(), 401);
     test_support::wait_until(
         "the reuse warning",

@@ -5,31 +5,98 @@
 //! as a JSON object (`JsonFields`) and then parses that object again for every event logged
 //! inside the span (tracing issue #391), which for the api's request span was a large part of
 //! each request at `RUST_LOG=info`. Here the stored object is spliced in as it is, and the
-//! line is built in one buffer and written once.
+//! line is built in one buffer and written once. Span fields are stored by [`JsonMembers`]
+//! as the object's members, written by the same visitor as an event's fields, so a span costs
+//! no intermediate map either.
 
 use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{Event, Subscriber, span};
 use tracing_log::NormalizeEvent;
-use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormattedFields};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
-/// The event formatter of `LOG_FORMAT=json` (span fields are stored by `JsonFields`).
+/// The event formatter of `LOG_FORMAT=json` (span fields are stored by [`JsonMembers`]).
 #[derive(Debug, Default)]
 pub(crate) struct JsonLines {
     timer: SystemTime,
 }
 
-impl<S> FormatEvent<S, JsonFields> for JsonLines
+/// Stores a span's fields as JSON object members, each with a leading comma
+/// (`,"request_id":"…","method":"GET"`), ready to be copied into every line logged inside it.
+#[derive(Debug, Default)]
+pub(crate) struct JsonMembers;
+
+impl<'writer> FormatFields<'writer> for JsonMembers {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut members = String::with_capacity(128);
+        fields.record(&mut FieldWriter { line: &mut members });
+        writer.write_str(&members)
+    }
+
+    fn add_fields(
+        &self,
+        current: &'writer mut FormattedFields<Self>,
+        fields: &span::Record<'_>,
+    ) -> fmt::Result {
+        let mut added = String::new();
+        fields.record(&mut FieldWriter { line: &mut added });
+        let mut names = Vec::new();
+        fields.record(&mut FieldNames(&mut names));
+        // A field recorded again must appear once, with its newest value, as in `json()`. The
+        // text test may also match inside a value; then the members are merged needlessly.
+        let again = names
+            .iter()
+            .any(|name| current.fields.contains(&format!("\"{name}\":")));
+        if !again {
+            current.fields.push_str(&added);
+            return Ok(());
+        }
+        let parse = |members: &str| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&format!(
+                "{{{}}}",
+                members.strip_prefix(',').unwrap_or(members)
+            ))
+        };
+        let (Ok(mut merged), Ok(newer)) = (parse(&current.fields), parse(&added)) else {
+            return Err(fmt::Error);
+        };
+        merged.extend(newer);
+        current.fields.clear();
+        for (name, value) in merged {
+            current.fields.push(',');
+            push_str(&mut current.fields, &name);
+            current.fields.push(':');
+            current.fields.push_str(&value.to_string());
+        }
+        Ok(())
+    }
+}
+
+/// Collects the names of the fields a record sets.
+struct FieldNames<'a>(&'a mut Vec<&'static str>);
+
+impl Visit for FieldNames<'_> {
+    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
+        self.0.push(field.name());
+    }
+}
+
+impl<S> FormatEvent<S, JsonMembers> for JsonLines
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn format_event(
         &self,
-        ctx: &FmtContext<'_, S, JsonFields>,
+        ctx: &FmtContext<'_, S, JsonMembers>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> fmt::Result {
@@ -50,21 +117,10 @@ where
             .or_else(|| ctx.lookup_current());
         if let Some(span) = span {
             let extensions = span.extensions();
-            if let Some(stored) = extensions.get::<FormattedFields<JsonFields>>() {
-                line.push_str(",\"span\":{");
-                // `JsonFields` keeps a JSON object with unique keys (or nothing yet).
-                let members = stored
-                    .fields
-                    .trim()
-                    .strip_prefix('{')
-                    .and_then(|rest| rest.strip_suffix('}'))
-                    .unwrap_or_default();
-                if !members.trim().is_empty() {
-                    line.push_str(members);
-                    line.push(',');
-                }
-                line.push_str("\"name\":");
+            if let Some(stored) = extensions.get::<FormattedFields<JsonMembers>>() {
+                line.push_str(",\"span\":{\"name\":");
                 push_str(&mut line, span.metadata().name());
+                line.push_str(&stored.fields);
                 line.push('}');
             }
         }
@@ -124,14 +180,44 @@ impl Visit for FieldWriter<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.key(field);
-        push_str(self.line, &format!("{value:?}"));
+        self.line.push('"');
+        let _ = write!(Escaped(self.line), "{value:?}");
+        self.line.push('"');
     }
 }
 
 /// Appends `text` as a JSON string.
 fn push_str(line: &mut String, text: &str) {
-    // serde_json's escaping; writing a `&str` into a `String` cannot fail.
-    let _ = serde_json::to_string(text).map(|quoted| line.push_str(&quoted));
+    line.push('"');
+    let _ = Escaped(line).write_str(text);
+    line.push('"');
+}
+
+/// Writes text into a JSON string as serde_json escapes it: `"`, `\\` and control characters;
+/// everything else (non-ASCII too) as it is.
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(|c: char| c == '"' || c == '\\' || c < ' ') {
+            self.0.push_str(&rest[..at]);
+            let special = rest.as_bytes()[at];
+            match special {
+                b'"' => self.0.push_str("\\\""),
+                b'\\' => self.0.push_str("\\\\"),
+                b'\n' => self.0.push_str("\\n"),
+                b'\r' => self.0.push_str("\\r"),
+                b'\t' => self.0.push_str("\\t"),
+                0x08 => self.0.push_str("\\b"),
+                0x0c => self.0.push_str("\\f"),
+                control => write!(self.0, "\\u{control:04x}")?,
+            }
+            rest = &rest[at + 1..];
+        }
+        self.0.push_str(rest);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -207,7 +293,7 @@ mod tests {
             "request",
             request_id = %"0193-ab",
             method = %"GET",
-            path = %"/a \"quoted\" path/ünïcode\t",
+            path = %"/a \"quoted\" path/ünïcode\t\u{1}\u{8}\u{c}\r\n\\",
             late = tracing::field::Empty,
         );
         span.in_scope(|| {
@@ -226,6 +312,8 @@ mod tests {
         });
         span.record("late", 7);
         span.in_scope(|| tracing::error!("after a field was recorded"));
+        span.record("late", "again");
+        span.in_scope(|| tracing::error!("after a field was recorded twice"));
         let empty = tracing::info_span!("empty");
         empty.in_scope(|| tracing::info!("in a span without fields"));
     }
@@ -246,16 +334,20 @@ mod tests {
         let ours = Buffer::default();
         let subscriber = tracing_subscriber::registry().with(
             tracing_subscriber::fmt::layer()
-                .fmt_fields(JsonFields::new())
+                .fmt_fields(JsonMembers)
                 .event_format(JsonLines::default())
                 .with_writer(ours.clone()),
         );
         tracing::subscriber::with_default(subscriber, emit);
 
         let (theirs, ours) = (theirs.lines(), ours.lines());
-        assert_eq!(ours.len(), 4);
+        assert_eq!(ours.len(), 5);
         assert_eq!(ours, theirs);
-        assert_eq!(ours[1]["span"]["path"], "/a \"quoted\" path/ünïcode\t");
+        assert_eq!(
+            ours[1]["span"]["path"],
+            "/a \"quoted\" path/ünïcode\t\u{1}\u{8}\u{c}\r\n\\"
+        );
         assert_eq!(ours[2]["span"]["late"], 7);
+        assert_eq!(ours[3]["span"]["late"], "again");
     }
 }
