@@ -151,9 +151,11 @@ enum LogFilter {
 
 impl LogFilter {
     fn parse(directives: &str) -> Self {
-        let names_spans_or_fields = directives.contains(['[', ']', '{', '}']);
+        // An empty `RUST_LOG` is `EnvFilter`'s (errors only); as `Targets` it would log nothing.
+        let static_only =
+            !directives.trim().is_empty() && !directives.contains(['[', ']', '{', '}']);
         match directives.parse::<Targets>() {
-            Ok(targets) if !names_spans_or_fields => Self::Targets(Box::new(targets)),
+            Ok(targets) if static_only => Self::Targets(Box::new(targets)),
             _ => Self::Env(Box::new(
                 EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info")),
             )),
@@ -411,7 +413,11 @@ mod tests {
 
     #[test]
     fn span_and_field_directives_keep_env_filter() {
-        for directives in ["info,[request]=debug", "warn,[request{method=GET}]=trace"] {
+        for directives in [
+            "info,[request]=debug",
+            "warn,[request{method=GET}]=trace",
+            " ",
+        ] {
             assert!(
                 matches!(LogFilter::parse(directives), LogFilter::Env(_)),
                 "{directives}"
@@ -420,6 +426,9 @@ mod tests {
         let LogFilter::Env(fallback) = LogFilter::parse("info,=x=") else {
             panic!("an unparsable filter falls back to EnvFilter at info");
         };
-        assert_eq!(EnvFilter::max_level_hint(&fallback), Some(LevelFilter::INFO));
+        assert_eq!(
+            EnvFilter::max_level_hint(&fallback),
+            Some(LevelFilter::INFO)
+        );
     }
 }
