@@ -186,38 +186,47 @@ rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 # report LINE...: prints the lines and appends them to the report.
 report() { printf '%s\n' "$@" | tee -a "$REPORT"; }
 
-ROW_NAMES=() ROW_RPS=() ROW_P50=() ROW_P99=() ROW_ERRORS=() CEILING_ROWS=()
+ROW_NAMES=() ROW_RPS=() ROW_P50=() ROW_P99=() ROW_ERRORS=() ROW_CPU=() CEILING_ROWS=()
 
 record_row() {
-    ROW_NAMES+=("$1") ROW_RPS+=("$2") ROW_P50+=("$3") ROW_P99+=("$4") ROW_ERRORS+=("$5")
+    ROW_NAMES+=("$1") ROW_RPS+=("$2") ROW_P50+=("$3") ROW_P99+=("$4") ROW_ERRORS+=("$5") ROW_CPU+=("$6")
 }
 
-# report_row TARGET RPS P50 P99 ERRORS CEILING: one markdown row, the ratio against CEILING.
+# report_row ROW CEILING_RPS CEILING_CPU: one markdown row, with its shares of the ceiling in
+# throughput and in server CPU per request.
 report_row() {
-    local ratio
-    ratio=$(awk -v r="$2" -v c="$6" 'BEGIN { printf "%.2f", r / c }')
-    report "$(printf '| %s | %s | %s | %s | %s | %s |' "$1" "$2" "$3" "$4" "$5" "$ratio")"
+    local i=$1 share cpu_share
+    share=$(awk -v r="${ROW_RPS[i]}" -v c="$2" 'BEGIN { printf "%.2f", r / c }')
+    cpu_share=$(awk -v r="${ROW_CPU[i]}" -v c="$3" 'BEGIN { printf "%.2f", c / r }')
+    report "$(printf '| %s | %s | %s | %s | %s | %s | %s | %s |' "${ROW_NAMES[i]}" "${ROW_RPS[i]}" \
+        "${ROW_P50[i]}" "${ROW_P99[i]}" "${ROW_ERRORS[i]}" "$share" "${ROW_CPU[i]}" "$cpu_share")"
 }
 
-# Mean req/s of the ceiling rows.
-ceiling_rps() {
-    local i sum=0
+# ceiling_mean ARRAY: the mean of the ceiling rows' values in ARRAY (ROW_RPS or ROW_CPU).
+ceiling_mean() {
+    local -n values=$1
+    local i
     for i in "${CEILING_ROWS[@]}"; do
-        sum=$((sum + ROW_RPS[i]))
-    done
-    echo $((sum / ${#CEILING_ROWS[@]}))
+        echo "${values[i]}"
+    done | awk '{ sum += $1 } END { printf "%.1f", sum / NR }'
 }
 
 report_http_table() {
-    local i ceiling
-    ceiling=$(ceiling_rps)
+    local i ceiling ceiling_cpu
+    ceiling=$(ceiling_mean ROW_RPS)
+    ceiling_cpu=$(ceiling_mean ROW_CPU)
     report "" "## HTTP (wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d${BENCH_SECONDS}s)" ""
-    report "| target | req/s | p50 ms | p99 ms | non-2xx + socket errors | vs ceiling |"
-    report "|---|---:|---:|---:|---:|---:|"
+    report "| target | req/s | p50 ms | p99 ms | non-2xx + socket errors | vs ceiling | server CPU µs/request | CPU vs ceiling |"
+    report "|---|---:|---:|---:|---:|---:|---:|---:|"
     for i in "${!ROW_NAMES[@]}"; do
-        report_row "${ROW_NAMES[i]}" "${ROW_RPS[i]}" "${ROW_P50[i]}" "${ROW_P99[i]}" "${ROW_ERRORS[i]}" "$ceiling"
+        report_row "$i" "$ceiling" "$ceiling_cpu"
     done
-    report "" "Ceiling: mean of the bench-hello runs, $ceiling req/s; last vs first: $(ceiling_drift)."
+    report "" "Ceiling: mean of the bench-hello runs, ${ceiling%.*} req/s and $ceiling_cpu µs of CPU per request; last vs first: $(ceiling_drift)."
+}
+
+# cpu_ticks PID: the clock ticks of user and system time the process has used, all threads.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
 # Change of the last ceiling run against the first, in percent: the machine's drift.
@@ -228,23 +237,31 @@ ceiling_drift() {
 
 # ---- benchmarks --------------------------------------------------------------------------
 
-# bench_http NAME URL [WRK ARGS...]: one wrk run, kept in target/bench/wrk-N.txt and recorded
-# as a row (req/s, p50 and p99 in ms, count of non-2xx responses and socket errors).
+# bench_http NAME PROCESS URL [WRK ARGS...]: one wrk run against the started PROCESS, kept in
+# target/bench/wrk-N.txt and recorded as a row (req/s, p50 and p99 in ms, count of non-2xx
+# responses and socket errors, and the process's CPU time per request in µs). CPU per request
+# moves far less than req/s when the host is busy, so it is the steadier comparison.
 bench_http() {
-    local name=$1 url=$2 raw="$OUT/wrk-${#ROW_NAMES[@]}.txt" rps p50 p99 errors
-    shift 2
+    local name=$1 process=$2 url=$3 raw="$OUT/wrk-${#ROW_NAMES[@]}.txt" rps p50 p99 errors
+    local ticks requests cpu
+    shift 3
     log "wrk: $name"
+    ticks=$(cpu_ticks "${PIDS[$process]}")
     wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${BENCH_SECONDS}s" --latency "$@" "$url" >"$raw"
+    ticks=$(($(cpu_ticks "${PIDS[$process]}") - ticks))
     read -r rps p50 p99 errors < <(wrk_summary "$raw")
     rps=$(printf '%.0f' "$rps") # the HTTP table shows whole requests per second
     ((rps > 0)) || die "wrk measured nothing for $name; see $raw"
     ((errors == 0)) || log "warning: $name had $errors non-2xx responses or socket errors; see $raw"
-    record_row "$name" "$rps" "$p50" "$p99" "$errors"
+    requests=$(awk '/ requests in / { print $1 }' "$raw")
+    cpu=$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+        'BEGIN { printf "%.1f", t * 1000000 / hz / n }')
+    record_row "$name" "$rps" "$p50" "$p99" "$errors" "$cpu"
 }
 
 bench_ceiling() {
     CEILING_ROWS+=("${#ROW_NAMES[@]}")
-    bench_http "bench-hello GET / (ceiling, $1)" "http://$HELLO_ADDR/"
+    bench_http "bench-hello GET / (ceiling, $1)" hello "http://$HELLO_ADDR/"
 }
 
 # redis_rps ARGS...: one redis-benchmark run on the bench Redis database; prints a line
@@ -570,15 +587,15 @@ bench_http_section() {
     token=$(register_user)
 
     bench_ceiling first
-    bench_http "api GET /health/live" "http://$API_ADDR/health/live"
-    bench_http "api GET /api/v1/users/me (JWT)" "http://$API_ADDR/api/v1/users/me" \
+    bench_http "api GET /health/live" api "http://$API_ADDR/health/live"
+    bench_http "api GET /api/v1/users/me (JWT)" api "http://$API_ADDR/api/v1/users/me" \
         -H "Authorization: Bearer $token"
     api_after=$(rss_mb "${PIDS[api]}")
     # The level production runs at: a JSON line per request.
     stop_api
     start_api info
-    bench_http "api GET /health/live (RUST_LOG=info)" "http://$API_ADDR/health/live"
-    bench_http "api GET /api/v1/users/me (JWT, RUST_LOG=info)" "http://$API_ADDR/api/v1/users/me" \
+    bench_http "api GET /health/live (RUST_LOG=info)" api "http://$API_ADDR/health/live"
+    bench_http "api GET /api/v1/users/me (JWT, RUST_LOG=info)" api "http://$API_ADDR/api/v1/users/me" \
         -H "Authorization: Bearer $token"
     stop_api
     start_api warn

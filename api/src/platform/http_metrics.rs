@@ -25,7 +25,7 @@ struct SeriesKey {
 }
 
 /// The handles one kind of request records into.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Series {
     requests: Counter,
     duration: Histogram,
@@ -65,34 +65,34 @@ impl HttpMetrics {
             method,
             status,
         };
-        let series = match self.series.get(&key) {
-            Some(series) => series.clone(),
-            None => self
-                .series
-                .entry(key)
-                .or_insert_with(|| {
-                    let route = pattern.map_or_else(
-                        || "unmatched".to_owned(),
-                        |pattern| templates.label(pattern),
-                    );
-                    Series {
-                        requests: metrics::counter!(
-                            "http_requests_total",
-                            "method" => method,
-                            "route" => route.clone(),
-                            "status" => status.to_string(),
-                        ),
-                        duration: metrics::histogram!(
-                            "http_request_duration_seconds",
-                            "method" => method,
-                            "route" => route,
-                        ),
-                    }
-                })
-                .clone(),
+        let record = |series: &Series| {
+            series.requests.increment(1);
+            series.duration.record(elapsed.as_secs_f64());
         };
-        series.requests.increment(1);
-        series.duration.record(elapsed.as_secs_f64());
+        if let Some(series) = self.series.get(&key) {
+            record(&series);
+            return;
+        }
+        let series = self.series.entry(key).or_insert_with(|| {
+            let route = pattern.map_or_else(
+                || "unmatched".to_owned(),
+                |pattern| templates.label(pattern),
+            );
+            Series {
+                requests: metrics::counter!(
+                    "http_requests_total",
+                    "method" => method,
+                    "route" => route.clone(),
+                    "status" => status.to_string(),
+                ),
+                duration: metrics::histogram!(
+                    "http_request_duration_seconds",
+                    "method" => method,
+                    "route" => route,
+                ),
+            }
+        });
+        record(&series);
     }
 }
 
