@@ -54,7 +54,7 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Telemetry {
     spans: SpanExport,
-    logs: Option<WriterGuard>,
+    logs: WriterGuard,
 }
 
 impl Telemetry {
@@ -66,21 +66,8 @@ impl Telemetry {
     }
 }
 
-/// Stdout written by a thread of its own, in batches (see `log_writer`): a request or job
-/// never waits on a `write` to stdout, and under load many lines share one.
-fn stdout_writer() -> (BatchedWriter<Stdout>, Option<WriterGuard>) {
-    match log_writer::batched(std::io::stdout(), "log-writer") {
-        Ok((writer, guard)) => (writer, Some(guard)),
-        // No thread to be had: lines are written by the threads that log them.
-        Err(err) => {
-            eprintln!("logging: writing lines synchronously: {err}");
-            (log_writer::unbatched(std::io::stdout()), None)
-        }
-    }
-}
-
 /// Installs the global tracing subscriber: logs in `format` on stdout (written by a thread of
-/// their own, see [`stdout_writer`]), and spans exported over OTLP when `tracing` names an
+/// their own, in batches), and spans exported over OTLP when `tracing` names an
 /// endpoint (as `service_name` unless configured otherwise).
 ///
 /// `filter` uses `RUST_LOG` syntax. Calling it again (as tests do) keeps the first subscriber.
@@ -99,7 +86,10 @@ pub fn init_tracing(
             (None, SpanExport::default())
         }
     };
-    let (writer, logs) = stdout_writer();
+    // Stdout written by a thread of its own, in batches (see `log_writer`): a request or job
+    // never waits on a `write` to stdout, and under load many lines share one.
+    let (writer, logs) = log_writer::batched(std::io::stdout(), "log-writer")
+        .expect("a thread can be started at start-up");
     // `try_init` fails only when a subscriber is already set, which is fine.
     let _ = match otel {
         // Each layer filters for itself: `RUST_LOG` decides what is logged, while exported

@@ -17,7 +17,7 @@ use crate::platform::route_templates::RouteTemplates;
 
 /// Which requests share a counter: the router's pattern (none when nothing matched), the
 /// method label and the status.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 struct SeriesKey {
     pattern: Option<Arc<str>>,
     method: &'static str,
@@ -41,11 +41,10 @@ pub struct HttpMetrics {
 
 impl HttpMetrics {
     /// Counts a request as being handled until the returned guard is dropped.
-    pub fn in_flight(&self) -> InFlight {
+    pub fn in_flight(&self) -> InFlight<'_> {
         let gauge = self
             .in_flight
-            .get_or_init(|| metrics::gauge!("http_requests_in_flight"))
-            .clone();
+            .get_or_init(|| metrics::gauge!("http_requests_in_flight"));
         gauge.increment(1.0);
         InFlight(gauge)
     }
@@ -99,9 +98,9 @@ impl HttpMetrics {
 /// Holds one request in `http_requests_in_flight`; dropping it (also on a panic or a dropped
 /// connection) takes the request out again.
 #[derive(Debug)]
-pub struct InFlight(Gauge);
+pub struct InFlight<'a>(&'a Gauge);
 
-impl Drop for InFlight {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.decrement(1.0);
     }

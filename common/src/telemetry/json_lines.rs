@@ -49,17 +49,12 @@ impl<'writer> FormatFields<'writer> for JsonMembers {
     ) -> fmt::Result {
         let mut added = String::new();
         fields.record(&mut FieldWriter { line: &mut added });
-        let mut names = Vec::new();
-        fields.record(&mut FieldNames(&mut names));
-        // A field recorded again must appear once, with its newest value, as in `json()`. The
-        // text test may also match inside a value; then the members are merged needlessly.
-        let again = names
-            .iter()
-            .any(|name| current.fields.contains(&format!("\"{name}\":")));
-        if !again {
-            current.fields.push_str(&added);
+        if current.fields.is_empty() {
+            current.fields = added;
             return Ok(());
         }
+        // A field recorded again must appear once, with its newest value, as in `json()`.
+        // Recording into a span after its creation is rare, so the members are simply merged.
         let parse = |members: &str| {
             serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&format!(
                 "{{{}}}",
@@ -78,15 +73,6 @@ impl<'writer> FormatFields<'writer> for JsonMembers {
             current.fields.push_str(&value.to_string());
         }
         Ok(())
-    }
-}
-
-/// Collects the names of the fields a record sets.
-struct FieldNames<'a>(&'a mut Vec<&'static str>);
-
-impl Visit for FieldNames<'_> {
-    fn record_debug(&mut self, field: &Field, _: &dyn fmt::Debug) {
-        self.0.push(field.name());
     }
 }
 

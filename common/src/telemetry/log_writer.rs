@@ -92,17 +92,6 @@ where
     ))
 }
 
-/// A writer whose lines are written by the threads that log them (when no writer thread can
-/// be started).
-pub(crate) fn unbatched<W: Write>(sink: W) -> BatchedWriter<W> {
-    let shared = Shared::default();
-    shared.lock().closed = true;
-    BatchedWriter {
-        shared: Arc::new(shared),
-        sink: Arc::new(Mutex::new(sink)),
-    }
-}
-
 /// The writer thread: waits for lines, lingers, writes the batch; until closed and empty.
 fn write_batches<W: Write>(shared: &Shared, sink: &Mutex<W>) {
     let mut batch = Vec::new();
