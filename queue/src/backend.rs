@@ -170,8 +170,8 @@ impl<Args> RedisBackend<Args> {
     }
 
     /// Starts the lease heartbeat and the maintenance loop (promotion of due jobs, reaping
-    /// of dead workers). They run on their own tasks so that neither busy jobs nor an idle
-    /// blocking wait can delay a heartbeat.
+    /// of dead workers, expiry of finished jobs). They run on their own tasks so that neither
+    /// busy jobs nor an idle blocking wait can delay a heartbeat.
     fn start_background(&mut self) {
         let config = self.queue.config().clone();
         let queue = self.queue.clone();
@@ -201,6 +201,9 @@ impl<Args> RedisBackend<Args> {
                 }
                 if let Err(err) = queue.promote_due().await {
                     tracing::debug!(queue = queue.name(), error = %err, "promotion failed");
+                }
+                if let Err(err) = queue.expire_finished().await {
+                    tracing::debug!(queue = queue.name(), error = %err, "expiry failed");
                 }
             }
         });

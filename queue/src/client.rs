@@ -93,6 +93,7 @@ struct Scripts {
     claim: Script,
     ack: Script,
     promote: Script,
+    expire: Script,
     reap: Script,
     release: Script,
     heartbeat: Script,
@@ -102,20 +103,32 @@ struct Scripts {
     forget: Script,
 }
 
+/// A script of `lua/`, after the prelude every script shares (key names, the clock, batched
+/// reads and writes of job fields).
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            include_str!(concat!("lua/", $file))
+        ))
+    };
+}
+
 impl Scripts {
     fn new() -> Self {
         Self {
-            enqueue: Script::new(include_str!("lua/enqueue.lua")),
-            claim: Script::new(include_str!("lua/claim.lua")),
-            ack: Script::new(include_str!("lua/ack.lua")),
-            promote: Script::new(include_str!("lua/promote.lua")),
-            reap: Script::new(include_str!("lua/reap.lua")),
-            release: Script::new(include_str!("lua/release.lua")),
-            heartbeat: Script::new(include_str!("lua/heartbeat.lua")),
-            stats: Script::new(include_str!("lua/stats.lua")),
-            locate: Script::new(include_str!("lua/locate.lua")),
-            run_now: Script::new(include_str!("lua/run_now.lua")),
-            forget: Script::new(include_str!("lua/forget.lua")),
+            enqueue: script!("enqueue.lua"),
+            claim: script!("claim.lua"),
+            ack: script!("ack.lua"),
+            promote: script!("promote.lua"),
+            expire: script!("expire.lua"),
+            reap: script!("reap.lua"),
+            release: script!("release.lua"),
+            heartbeat: script!("heartbeat.lua"),
+            stats: script!("stats.lua"),
+            locate: script!("locate.lua"),
+            run_now: script!("run_now.lua"),
+            forget: script!("forget.lua"),
         }
     }
 }
@@ -492,8 +505,6 @@ impl RedisQueue {
             .key(&self.inner.base)
             .arg(&self.inner.base)
             .arg(worker)
-            .arg(config.finished_ttl.as_secs().max(1))
-            .arg(config.dead_ttl.as_secs().max(1))
             .arg(config.dead_cap);
         for (id, settlement) in settlements {
             let (outcome, delay, error) = match settlement {
@@ -545,6 +556,32 @@ impl RedisQueue {
                 .await?;
             total += moved;
             if moved < PROMOTE_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Drops the data of finished jobs past their time (`finished_ttl` for done jobs, `dead_ttl`
+    /// for dead ones), a chunk at a time; returns how many jobs.
+    pub async fn expire_finished(&self) -> Result<usize, QueueError> {
+        let config = &self.inner.config;
+        let mut conn = self.conn().await?;
+        let mut total = 0;
+        loop {
+            let dropped: usize = self
+                .inner
+                .scripts
+                .expire
+                .prepare_invoke()
+                .key(&self.inner.base)
+                .arg(&self.inner.base)
+                .arg(config.finished_ttl.as_secs().max(1))
+                .arg(config.dead_ttl.as_secs().max(1))
+                .arg(PROMOTE_CHUNK)
+                .invoke_async(&mut conn)
+                .await?;
+            total += dropped;
+            if dropped < PROMOTE_CHUNK {
                 return Ok(total);
             }
         }

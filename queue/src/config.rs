@@ -13,7 +13,8 @@ pub struct QueueConfig {
     /// How long a worker keeps its jobs without renewing its lease. A killed worker's jobs
     /// run again about this long after it died. The lease is renewed every third of it.
     pub lease: Duration,
-    /// How often due delayed jobs are promoted and expired leases reaped.
+    /// How often due delayed jobs are promoted, expired leases reaped and finished jobs past
+    /// their time dropped.
     pub maintenance_interval: Duration,
     /// How long an idle worker blocks waiting for a job before it looks again; also bounds
     /// how long a stopping worker waits for a blocking move still in flight.

@@ -11,7 +11,11 @@
 //! - `proc:{worker}` (list): the jobs a worker holds, filled atomically from `ready`;
 //! - `leases` (sorted set, by deadline): one lease per worker, renewed by a heartbeat task; a
 //!   reaper gives the jobs of expired workers back to `ready`;
-//! - `job:{id}` (hash): arguments, attempts, limits and state, expiring once finished;
+//! - `args`, `max`, `attempts`, `state`, `ready_at`, `error` (hashes keyed by job id): the
+//!   jobs' fields, one hash per field, so a batch of jobs is read or written with one command
+//!   per field rather than several per job;
+//! - `finished` (sorted set, by finish time): done jobs, whose data is dropped after
+//!   `finished_ttl`;
 //! - `dead` (sorted set): dead-lettered ids, bounded in age and count.
 //!
 //! Attempts are counted when a job starts, so a run lost with its process counts, and a job

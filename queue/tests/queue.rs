@@ -755,3 +755,163 @@ async fn operators_rerun_finished_jobs_run_waiting_ones_now_and_forget_dead_ones
     assert_eq!(queue.stats().await.expect("stats").dead, 0);
     worker.abort();
 }
+
+/// Three jobs that fail at once and one that succeeds, run to the end on `queue`.
+async fn three_dead_and_one_done(queue: &RedisQueue) -> JoinHandle<Result<(), WorkerError>> {
+    let runs = Runs::default();
+    let doomed = Job {
+        fail_first: u32::MAX,
+        sleep_ms: 0,
+    };
+    let mut jobs: Vec<NewJob> = (0..3)
+        .map(|n| {
+            NewJob::new(format!("doomed-{n}"), &doomed)
+                .expect("job")
+                .max_attempts(1)
+        })
+        .collect();
+    jobs.push(NewJob::new("fine", &Job::quick()).expect("job"));
+    queue.push(&jobs).await.expect("push");
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 1, &runs);
+    wait_until("every job ran", Duration::from_secs(10), || async {
+        runs.total() == 4 && drained(queue).await
+    })
+    .await;
+    worker
+}
+
+/// The beginning of every key of the queue `config` names.
+fn base_of(config: &QueueConfig) -> String {
+    format!("{}queue:{{{}}}:", config.key_prefix, config.name)
+}
+
+/// How many entries each of the queue's job-field hashes and finished indexes holds.
+async fn job_data(base: &str) -> Vec<(String, u64)> {
+    let mut conn = crate::backend::conn().await;
+    let mut counts = Vec::new();
+    for (key, command) in [
+        ("args", "HLEN"),
+        ("max", "HLEN"),
+        ("attempts", "HLEN"),
+        ("state", "HLEN"),
+        ("ready_at", "HLEN"),
+        ("error", "HLEN"),
+        ("finished", "ZCARD"),
+        ("dead", "ZCARD"),
+    ] {
+        let count: u64 = redis::cmd(command)
+            .arg(format!("{base}{key}"))
+            .query_async(&mut conn)
+            .await
+            .expect("count");
+        counts.push((key.to_owned(), count));
+    }
+    counts
+}
+
+#[tokio::test]
+async fn the_dead_index_keeps_its_cap_and_drops_the_data_of_the_jobs_it_lets_go() {
+    let mut config = config("dead-cap");
+    config.dead_cap = 2;
+    let base = base_of(&config);
+    let queue = queue(config);
+    let worker = three_dead_and_one_done(&queue).await;
+    // Three jobs died; the index keeps two, and the third's data went with it. Errors are
+    // recorded for the two dead ones only.
+    let expected: Vec<(String, u64)> = [
+        ("args", 3),
+        ("max", 3),
+        ("attempts", 3),
+        ("state", 3),
+        ("ready_at", 3),
+        ("error", 2),
+        ("finished", 1),
+        ("dead", 2),
+    ]
+    .into_iter()
+    .map(|(key, count)| (key.to_owned(), count))
+    .collect();
+    assert_eq!(job_data(&base).await, expected);
+    worker.abort();
+}
+
+#[tokio::test]
+async fn finished_jobs_leave_nothing_behind_once_past_their_time() {
+    let mut config = config("expiry");
+    config.finished_ttl = Duration::from_secs(1);
+    config.dead_ttl = Duration::from_secs(1);
+    let base = base_of(&config);
+    let queue = queue(config);
+    let worker = three_dead_and_one_done(&queue).await;
+    wait_until(
+        "finished jobs to age out",
+        Duration::from_secs(10),
+        || async { job_data(&base).await.iter().all(|(_, count)| *count == 0) },
+    )
+    .await;
+    worker.abort();
+}
+
+#[tokio::test]
+async fn jobs_pushed_in_the_layout_before_per_field_hashes_still_run() {
+    let config = config("legacy");
+    let base = base_of(&config);
+    let queue = queue(config);
+    let runs = Runs::default();
+    let args = serde_json::to_string(&Job::quick()).expect("json");
+    let mut conn = crate::backend::conn().await;
+    // As the previous layout left them: a hash per job, the id in `ready` or `delayed`.
+    for (id, state) in [("legacy-ready", "ready"), ("legacy-delayed", "delayed")] {
+        let _: () = redis::cmd("HSET")
+            .arg(format!("{base}job:{id}"))
+            .arg(&[
+                ("args", args.as_str()),
+                ("max", "3"),
+                ("attempts", "1"),
+                ("state", state),
+                ("ready_at", "0"),
+            ])
+            .query_async(&mut conn)
+            .await
+            .expect("legacy job");
+    }
+    let _: () = redis::cmd("LPUSH")
+        .arg(format!("{base}ready"))
+        .arg("legacy-ready")
+        .query_async(&mut conn)
+        .await
+        .expect("ready");
+    let _: () = redis::cmd("ZADD")
+        .arg(format!("{base}delayed"))
+        .arg(0)
+        .arg("legacy-delayed")
+        .query_async(&mut conn)
+        .await
+        .expect("delayed");
+    let ids = ["legacy-ready".to_owned(), "legacy-delayed".to_owned()];
+    assert!(
+        queue.missing(&ids).await.expect("locate").is_empty(),
+        "both are present"
+    );
+    let worker = spawn_worker(RedisBackend::new(queue.clone()), 2, &runs);
+    wait_until(
+        "both legacy jobs to run",
+        Duration::from_secs(10),
+        || async { runs.jobs() == 2 && drained(&queue).await },
+    )
+    .await;
+    for id in &ids {
+        assert_eq!(
+            runs.of(id).iter().map(|run| run.1).collect::<Vec<_>>(),
+            vec![2],
+            "{id} ran once, its earlier attempt counted"
+        );
+        let legacy: u64 = redis::cmd("EXISTS")
+            .arg(format!("{base}job:{id}"))
+            .query_async(&mut conn)
+            .await
+            .expect("exists");
+        assert_eq!(legacy, 0, "{id}'s old hash is gone");
+    }
+    worker.abort();
+}

@@ -443,11 +443,15 @@ async fn forced_redelivery_of_every_job_in_the_chain_writes_nothing_twice() {
         .await
         .expect("redis");
     for (id, queue) in queued {
-        let _: i64 = redis::cmd("DEL")
-            .arg(format!("{}queue:{{{queue}}}:job:{id}", stack.prefix))
-            .query_async(&mut redis)
-            .await
-            .expect("forget the job");
+        // A job's fields live in one hash per field, keyed by its id.
+        for field in ["args", "max", "attempts", "state", "ready_at", "error"] {
+            let _: i64 = redis::cmd("HDEL")
+                .arg(format!("{}queue:{{{queue}}}:{field}", stack.prefix))
+                .arg(id.to_string())
+                .query_async(&mut redis)
+                .await
+                .expect("forget the job");
+        }
     }
     sqlx::query(
         "UPDATE jobs SET status = 'queued', attempts = 0, enqueued_at = NULL, result = NULL,

@@ -5,28 +5,50 @@
 -- ARGV: base, then per job: id, args, max_attempts, due_ms (0 = now), attempts already used
 -- (0 for a new job; more when a job Redis lost is pushed again).
 -- Returns how many jobs were added.
-local base = ARGV[1]
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local added = 0
-for i = 2, #ARGV, 5 do
-  local id, args, max, due, used = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local job = base .. 'job:' .. id
-  local state = redis.call('HGET', job, 'state')
-  if state == 'done' or state == 'dead' then
-    redis.call('DEL', job)
-    redis.call('ZREM', base .. 'dead', id)
-    state = false
+local now = now_ms()
+local ids = {}
+for i = 2, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+local states = read('state', ids)
+local replaced, taken = {}, {}
+local args, max, attempts, state, ready_at = {}, {}, {}, {}, {}
+local runnable, scheduled = {}, {}
+for n, id in ipairs(ids) do
+  local i = 2 + (n - 1) * 5
+  local current = states[n]
+  if current == 'done' or current == 'dead' then
+    replaced[#replaced + 1] = id
+    current = false
   end
-  if not state and redis.call('EXISTS', job) == 0 then
-    if due > now then
-      redis.call('HSET', job, 'args', args, 'attempts', used, 'max', max, 'state', 'delayed', 'ready_at', due)
-      redis.call('ZADD', base .. 'delayed', due, id)
+  -- The same id twice in one push is one job.
+  if not current and not taken[id] then
+    taken[id] = true
+    local due = tonumber(ARGV[i + 3])
+    local at, now_or_later = now, 'ready'
+    if due > now then at, now_or_later = due, 'delayed' end
+    push_pair(args, id, ARGV[i + 1])
+    push_pair(max, id, ARGV[i + 2])
+    push_pair(attempts, id, ARGV[i + 4])
+    push_pair(state, id, now_or_later)
+    push_pair(ready_at, id, at)
+    if now_or_later == 'ready' then
+      runnable[#runnable + 1] = id
     else
-      redis.call('HSET', job, 'args', args, 'attempts', used, 'max', max, 'state', 'ready', 'ready_at', now)
-      redis.call('LPUSH', base .. 'ready', id)
+      push_pair(scheduled, due, id)
     end
-    added = added + 1
   end
 end
-return added
+drop_jobs(replaced)
+write('args', args)
+write('max', max)
+write('attempts', attempts)
+write('state', state)
+write('ready_at', ready_at)
+-- An id left in a finished index by a partial loss (its state evicted) must not age this
+-- new job out.
+local added = {}
+for id in pairs(taken) do added[#added + 1] = id end
+each_chunk('ZREM', finished, added)
+each_chunk('ZREM', dead, added)
+each_chunk('LPUSH', ready, runnable)
+each_chunk('ZADD', delayed, scheduled)
+return #runnable + #scheduled / 2

@@ -1,15 +1,14 @@
--- Deletes finished jobs ('done', 'dead') and their dead-index entries; waiting or running jobs
+-- Deletes finished jobs ('done', 'dead') and their index entries; waiting or running jobs
 -- are left alone. ARGV: base, then ids. Returns how many were deleted.
-local base = ARGV[1]
-local deleted = 0
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  local job = base .. 'job:' .. id
-  local state = redis.call('HGET', job, 'state')
-  if state == 'done' or state == 'dead' then
-    redis.call('DEL', job)
-    redis.call('ZREM', base .. 'dead', id)
-    deleted = deleted + 1
+local ids = {}
+for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+local states = read('state', ids)
+local finished_ids, seen = {}, {}
+for i, id in ipairs(ids) do
+  if (states[i] == 'done' or states[i] == 'dead') and not seen[id] then
+    seen[id] = true
+    finished_ids[#finished_ids + 1] = id
   end
 end
-return deleted
+drop_jobs(finished_ids)
+return #finished_ids
