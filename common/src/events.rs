@@ -161,20 +161,23 @@ const APPEND_AND_PUBLISH: &str = r#"
 local max_len, max_age = ARGV[1], tonumber(ARGV[2])
 local now = redis.call('TIME')
 local oldest = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - max_age
-local ids, touched = {}, {}
+local ids, newest = {}, {}
 for i, stream in ipairs(KEYS) do
   local channel, event = ARGV[2 * i + 1], ARGV[2 * i + 2]
   -- The newest entry's id is the stream's last id: entries are never deleted one by one, and
-  -- trimming always keeps the entry just added.
-  local prev = ''
-  local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  if last[1] then prev = last[1][1] end
+  -- trimming always keeps the entry just added. A stream met earlier in this call has its
+  -- newest id at hand.
+  local prev = newest[stream]
+  if not prev then
+    local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+    prev = last[1] and last[1][1] or ''
+  end
   local id = redis.call('XADD', stream, 'MAXLEN', max_len, '*', 'prev', prev, 'event', event)
   redis.call('PUBLISH', channel, '{"stream_id":"' .. id .. '",' .. string.sub(event, 2))
   ids[i] = id
-  touched[stream] = true
+  newest[stream] = id
 end
-for stream in pairs(touched) do
+for stream in pairs(newest) do
   if oldest > 0 then redis.call('XTRIM', stream, 'MINID', oldest) end
   redis.call('PEXPIRE', stream, max_age)
 end

@@ -171,9 +171,7 @@ where
                 common::trace_context::continue_trace(&span, traceparent);
             }
             shared.metrics.started(delivery.wait());
-            shared
-                .announce(&started, attempt, JobStatus::Running)
-                .await;
+            let running_announced = shared.announce(&started, attempt, JobStatus::Running);
             // The handler reports this attempt's progress through the task's data.
             let progress = shared.progress_db.as_ref().map_or_else(Progress::default, |db| {
                 Progress::for_job(
@@ -190,21 +188,28 @@ where
                 id: job_id,
                 owner: started.user_id,
             });
-            let began = Instant::now();
-            let registered = shared.running.as_ref().map(|running| running.register(job_id));
-            let result = match registered {
-                Some((registration, mut stopped)) => {
-                    let finished = tokio::select! {
-                        result = inner.call(task).instrument(span) => Some(result),
-                        Ok(()) = &mut stopped => None,
-                    };
-                    drop(registration);
-                    finished
-                }
-                None => Some(inner.call(task).instrument(span).await),
+            let run = async {
+                let began = Instant::now();
+                let registered = shared.running.as_ref().map(|running| running.register(job_id));
+                let result = match registered {
+                    Some((registration, mut stopped)) => {
+                        let finished = tokio::select! {
+                            result = inner.call(task).instrument(span) => Some(result),
+                            Ok(()) = &mut stopped => None,
+                        };
+                        drop(registration);
+                        finished
+                    }
+                    None => Some(inner.call(task).instrument(span).await),
+                };
+                shared.metrics.finished(began.elapsed());
+                result.map(|result| result.map_err(Into::<BoxDynError>::into))
             };
-            shared.metrics.finished(began.elapsed());
-            let Some(result) = result.map(|result| result.map_err(Into::into)) else {
+            // The `running` event is handed to the publisher before the handler can report
+            // progress (polled first), so the owner still sees it first, but the handler starts
+            // without waiting for Redis to confirm it: one round trip less before the job runs.
+            let ((), result) = futures_util::future::join(running_announced, run).await;
+            let Some(result) = result else {
                 shared.metrics.completed(JobStatus::Cancelled.as_str());
                 shared
                     .announce(&started, attempt, JobStatus::Cancelled)
