@@ -273,15 +273,26 @@ redis_rps() {
         awk -F': ' '/requests per second/ { split($2, v, " "); printf "%s\t%.0f\n", $1, v[1] }'
 }
 
+# redis_cpu: the Redis server's CPU seconds so far (user + system, from INFO).
+redis_cpu() {
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info cpu | tr -d '\r' |
+        awk -F: '/^used_cpu_(sys|user):/ { total += $2 } END { printf "%.6f\n", total }'
+}
+
 # The queue: no-op jobs through the queue alone and through the worker's whole stack (rows
 # in Postgres), and pickup latency, by `queue-bench` in one process; beside the ceiling of
 # the Redis operations it uses, measured by redis-benchmark first and last. The servers are
 # stopped first so that only the benchmark and the two services use the machine.
 bench_queue() {
-    local raw="$OUT/redis-benchmark.txt" first last clients pipeline name rps
+    local raw="$OUT/redis-benchmark.txt" first last clients pipeline name rps cpu_before eval_us
     stop_all
     log "redis-benchmark: the raw ceiling"
+    # Redis's CPU per trivial script call too: a job's Redis CPU against it is the ratio that
+    # holds when the machine's speed drifts during the run (the rates do not).
+    cpu_before=$(redis_cpu)
     first=$(redis_rps eval "return 1" 0 | cut -f2)
+    eval_us=$(awk -v a="$cpu_before" -v b="$(redis_cpu)" -v n="$REDIS_BENCH_REQUESTS" \
+        'BEGIN { printf "%.2f", (b - a) * 1e6 / n }')
     {
         redis_rps -t lpush,rpop,lpop | sed 's/^/50\t1\t/'
         redis_rps -P 16 -t lpush,rpop,lpop | sed 's/^/50\t16\t/'
@@ -292,7 +303,7 @@ bench_queue() {
     log "queue-bench (about two minutes)"
     if ! env DATABASE_URL="$BENCH_DATABASE_URL" REDIS_URL="$BENCH_REDIS_URL" \
         QUEUE_BENCH_DURABLE_DATABASE_URL="$DURABLE_DATABASE_URL" \
-        QUEUE_BENCH_CEILING="$first" "$BIN"/queue-bench >"$OUT/queue.md" 2>"$OUT/queue.log"; then
+        QUEUE_BENCH_CEILING="$first" QUEUE_BENCH_EVAL_REDIS_US="$eval_us" "$BIN"/queue-bench >"$OUT/queue.md" 2>"$OUT/queue.log"; then
         tail -n 20 "$OUT/queue.log" >&2 || true
         die "queue-bench failed (log: $OUT/queue.log)"
     fi

@@ -18,15 +18,16 @@
 //!
 //! It prints a markdown report on stdout (progress on stderr). `scripts/bench.sh` runs it
 //! (`make bench`) beside `redis-benchmark` and passes the trivial-script ceiling in
-//! `QUEUE_BENCH_CEILING` (EVAL ops/s) for the ratio column.
+//! `QUEUE_BENCH_CEILING` (EVAL ops/s) for the ratio column and `QUEUE_BENCH_EVAL_REDIS_US`
+//! (Redis's CPU per trivial EVAL then) to express each job's Redis CPU in script calls.
 //!
 //! Settings (environment): `DATABASE_URL` (a database it may write to; migrations are
 //! applied), `REDIS_URL`, `QUEUE_BENCH_JOBS` (20000 per transport run),
 //! `QUEUE_BENCH_TRACKED_JOBS` (10000 per tracked run), `QUEUE_BENCH_SAMPLES` (500 per latency
 //! run), `QUEUE_BENCH_GAP_MS` (3, between latency pushes), `QUEUE_BENCH_CONCURRENCY`
-//! (`1,16,64,256`), `QUEUE_BENCH_CEILING` (optional), `QUEUE_BENCH_DURABLE_DATABASE_URL`
-//! (optional, migrated like `DATABASE_URL`). Keys go under a fresh `bench:<uuid>:`
-//! prefix and are deleted at the end; rows are deleted too.
+//! (`1,16,64,256`), `QUEUE_BENCH_CEILING` and `QUEUE_BENCH_EVAL_REDIS_US` (optional),
+//! `QUEUE_BENCH_DURABLE_DATABASE_URL` (optional, migrated like `DATABASE_URL`). Keys go under
+//! a fresh `bench:<uuid>:` prefix and are deleted at the end; rows are deleted too.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,6 +76,8 @@ struct Settings {
     gap: Duration,
     concurrency: Vec<usize>,
     ceiling: Option<f64>,
+    /// Redis's CPU per trivial `EVAL` in the ceiling run, µs.
+    eval_redis_us: Option<f64>,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
@@ -95,15 +98,19 @@ impl Settings {
             .map(|c| c.trim().parse::<usize>().ok().filter(|&c| c > 0))
             .collect::<Option<Vec<_>>>()
             .context("QUEUE_BENCH_CONCURRENCY must be positive integers, comma-separated")?;
-        let ceiling = match std::env::var("QUEUE_BENCH_CEILING") {
-            Ok(value) if !value.trim().is_empty() => Some(
-                value
-                    .trim()
-                    .parse::<f64>()
-                    .context("QUEUE_BENCH_CEILING is not a number")?,
-            ),
-            _ => None,
+        let optional_number = |name: &str| -> anyhow::Result<Option<f64>> {
+            match std::env::var(name) {
+                Ok(value) if !value.trim().is_empty() => Ok(Some(
+                    value
+                        .trim()
+                        .parse::<f64>()
+                        .with_context(|| format!("{name} is not a number"))?,
+                )),
+                _ => Ok(None),
+            }
         };
+        let ceiling = optional_number("QUEUE_BENCH_CEILING")?;
+        let eval_redis_us = optional_number("QUEUE_BENCH_EVAL_REDIS_US")?.filter(|us| *us > 0.0);
         Ok(Self {
             database_url: std::env::var("DATABASE_URL").unwrap_or_else(|_| {
                 "postgres://coinpulse:coinpulse@127.0.0.1:5432/coinpulse".to_owned()
@@ -119,6 +126,7 @@ impl Settings {
             gap: Duration::from_millis(env_or("QUEUE_BENCH_GAP_MS", 3)?),
             concurrency,
             ceiling,
+            eval_redis_us,
         })
     }
 }
@@ -722,14 +730,18 @@ fn report(env: &Env, rows: &[Row], latencies: &[(usize, Latency, Latency)]) {
     );
     println!();
     println!(
-        "Where the time went during each drain: Redis calls per job, CPU per job (µs) and in cores (CPU seconds per second; the machine has {} cores). Redis and Postgres include their other clients; *everything else* is the rest of the machine (the kernel's share of no process, other builds):",
+        "Where the time went during each drain: Redis calls per job, CPU per job (µs; Redis's also in trivial `EVAL`s, {}) and in cores (CPU seconds per second; the machine has {} cores). Redis and Postgres include their other clients; *everything else* is the rest of the machine (the kernel's share of no process, other builds):",
+        s.eval_redis_us.map_or_else(
+            || "not measured".to_owned(),
+            |us| format!("{us:.2} µs of Redis CPU each in the ceiling run")
+        ),
         cores()
     );
     println!();
     println!(
-        "| run | c | jobs/s | Redis scripts/job | Redis cmds/job (in scripts too) | Redis µs/job | Postgres µs/job | bench process µs/job | Redis CPU | Postgres CPU | bench process CPU | everything else | machine busy | enqueue jobs/s |"
+        "| run | c | jobs/s | Redis scripts/job | Redis cmds/job (in scripts too) | Redis µs/job | Redis CPU/job in EVALs | Postgres µs/job | bench process µs/job | Redis CPU | Postgres CPU | bench process CPU | everything else | machine busy | enqueue jobs/s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let mut drains = vec![
             ("transport", &row.transport, row.push_rate),
@@ -741,8 +753,12 @@ fn report(env: &Env, rows: &[Row], latencies: &[(usize, Latency, Latency)]) {
         for (name, drain, enqueue) in drains {
             let usage = drain.usage;
             let per_job = |seconds: f64| seconds * 1e6 / drain.jobs as f64;
+            let in_evals = s.eval_redis_us.map_or_else(
+                || "–".to_owned(),
+                |us| format!("{:.2}", per_job(usage.redis) / us),
+            );
             println!(
-                "| {name} | {} | {} | {:.2} | {:.1} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
+                "| {name} | {} | {} | {:.2} | {:.1} | {:.0} | {in_evals} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} % | {} |",
                 row.concurrency,
                 fmt_rate(drain.rate()),
                 usage.scripts as f64 / drain.jobs as f64,
