@@ -185,10 +185,11 @@ return ids
 "#;
 
 /// User events submitted while a script call is in flight go together in the next one (up to
-/// 256, two calls at a time; an event waits for its own, so one job's events keep their order).
+/// 256). One call at a time, so events reach Redis in the order they were submitted even when
+/// their submitter does not wait between them (a job's `running` event and its first progress).
 const APPEND_LIMITS: Limits = Limits {
     max_batch: 256,
-    in_flight: 2,
+    in_flight: 1,
 };
 
 /// One user event on its way: its history stream, its channel, its JSON.

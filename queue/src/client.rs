@@ -17,6 +17,8 @@ use crate::error::QueueError;
 const ENQUEUE_CHUNK: usize = 500;
 /// How many due delayed jobs one promotion moves.
 pub(crate) const PROMOTE_CHUNK: usize = 500;
+/// How many aged-out done jobs, and as many dead ones, one expiry call drops.
+const EXPIRE_CHUNK: usize = 500;
 
 /// A handle on one queue in Redis; cheap to clone. Producers push with it, operators read
 /// [`QueueStats`] from it, and each worker's [`crate::RedisBackend`] is built from it.
@@ -577,11 +579,11 @@ impl RedisQueue {
                 .arg(&self.inner.base)
                 .arg(config.finished_ttl.as_secs().max(1))
                 .arg(config.dead_ttl.as_secs().max(1))
-                .arg(PROMOTE_CHUNK)
+                .arg(EXPIRE_CHUNK)
                 .invoke_async(&mut conn)
                 .await?;
             total += dropped;
-            if dropped < PROMOTE_CHUNK {
+            if dropped < EXPIRE_CHUNK {
                 return Ok(total);
             }
         }

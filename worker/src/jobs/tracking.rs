@@ -206,8 +206,9 @@ where
                 result.map(|result| result.map_err(Into::<BoxDynError>::into))
             };
             // The `running` event is handed to the publisher before the handler can report
-            // progress (polled first), so the owner still sees it first, but the handler starts
-            // without waiting for Redis to confirm it: one round trip less before the job runs.
+            // progress (polled first), and the publisher keeps submission order, so the owner
+            // still sees it first; but the handler starts without waiting for Redis to confirm
+            // it: one round trip less before the job runs.
             let ((), result) = futures_util::future::join(running_announced, run).await;
             let Some(result) = result else {
                 shared.metrics.completed(JobStatus::Cancelled.as_str());
