@@ -35,6 +35,7 @@ end
 -- HMGET of one field for many ids, as a table indexed like `ids`.
 local function read(field, ids)
   if #ids == 0 then return {} end
+  if #ids <= CHUNK then return redis.call('HMGET', fields[field], unpack(ids)) end
   local values = {}
   for first = 1, #ids, CHUNK do
     local part = redis.call('HMGET', fields[field], unpack(ids, first, math.min(first + CHUNK - 1, #ids)))
