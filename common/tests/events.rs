@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use common::config::RedisConfig;
 use common::events::{Event, HistoryConfig, Publisher, history_key};
 use common::redis::Redis;
-use test_support::{redis_prefix, redis_url};
+use test_support::redis_client;
 use uuid::Uuid;
 
 /// Every entry of `user_id`'s history, oldest first: its id and its `prev` field.
@@ -34,13 +33,7 @@ async fn chain(redis: &Redis, user_id: Uuid) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn events_published_together_each_name_the_entry_before_them() {
-    let redis = Redis::new(&RedisConfig {
-        url: redis_url().as_str().into(),
-        key_prefix: redis_prefix(),
-        timeout: Duration::from_secs(2),
-        queue_cluster_nodes: Vec::new(),
-    })
-    .expect("redis");
+    let redis = redis_client();
     let publisher = Publisher::new(
         redis.clone(),
         HistoryConfig {

@@ -7,14 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
-use common::config::RedisConfig;
 use common::market::{MarketConfig, PriceProvider, ProviderKind};
 use common::prices::{PriceError, Prices};
-use common::redis::Redis;
 use poem::http::StatusCode;
 use poem::web::{Data, Query};
 use poem::{EndpointExt, IntoResponse, Response, Route, get, handler};
-use test_support::{TestDatabase, redis_prefix, redis_url};
+use test_support::{TestDatabase, redis_client};
 
 /// How the fake answers, besides normally (0): with a 503, or not within the service's wait.
 const DOWN: usize = 1;
@@ -116,13 +114,7 @@ async fn setup(max_age: &str) -> Setup {
 
     let db = TestDatabase::create().await;
     let pool = db.pool().await;
-    let redis = Redis::new(&RedisConfig {
-        url: redis_url().as_str().into(),
-        key_prefix: redis_prefix(),
-        timeout: Duration::from_secs(2),
-        queue_cluster_nodes: Vec::new(),
-    })
-    .expect("redis");
+    let redis = redis_client();
     let service = |config: MarketConfig| {
         let provider = PriceProvider::from_config(&config, None).expect("provider");
         Prices::from_config(pool.clone(), redis.clone(), Arc::new(provider), &config)

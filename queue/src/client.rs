@@ -543,47 +543,41 @@ impl RedisQueue {
 
     /// Moves every due delayed job to the ready list, a chunk at a time; returns how many.
     pub async fn promote_due(&self) -> Result<usize, QueueError> {
-        let mut conn = self.conn().await?;
-        let mut total = 0;
-        loop {
-            let moved: usize = self
-                .inner
-                .scripts
-                .promote
-                .prepare_invoke()
-                .key(&self.inner.base)
-                .arg(&self.inner.base)
-                .arg(PROMOTE_CHUNK)
-                .invoke_async(&mut conn)
-                .await?;
-            total += moved;
-            if moved < PROMOTE_CHUNK {
-                return Ok(total);
-            }
-        }
+        self.until_short_chunk(&self.inner.scripts.promote, &[], PROMOTE_CHUNK)
+            .await
     }
 
     /// Drops the data of finished jobs past their time (`finished_ttl` for done jobs, `dead_ttl`
     /// for dead ones), a chunk at a time; returns how many jobs.
     pub async fn expire_finished(&self) -> Result<usize, QueueError> {
         let config = &self.inner.config;
+        let ttls = [
+            config.finished_ttl.as_secs().max(1),
+            config.dead_ttl.as_secs().max(1),
+        ];
+        self.until_short_chunk(&self.inner.scripts.expire, &ttls, EXPIRE_CHUNK)
+            .await
+    }
+
+    /// Calls `script` (ARGV: base, `args`, `chunk`) until a call handles fewer than `chunk`
+    /// jobs; returns how many all calls handled.
+    async fn until_short_chunk(
+        &self,
+        script: &Script,
+        args: &[u64],
+        chunk: usize,
+    ) -> Result<usize, QueueError> {
         let mut conn = self.conn().await?;
         let mut total = 0;
         loop {
-            let dropped: usize = self
-                .inner
-                .scripts
-                .expire
-                .prepare_invoke()
-                .key(&self.inner.base)
-                .arg(&self.inner.base)
-                .arg(config.finished_ttl.as_secs().max(1))
-                .arg(config.dead_ttl.as_secs().max(1))
-                .arg(EXPIRE_CHUNK)
-                .invoke_async(&mut conn)
-                .await?;
-            total += dropped;
-            if dropped < EXPIRE_CHUNK {
+            let mut invocation = script.prepare_invoke();
+            invocation.key(&self.inner.base).arg(&self.inner.base);
+            for arg in args {
+                invocation.arg(arg);
+            }
+            let handled: usize = invocation.arg(chunk).invoke_async(&mut conn).await?;
+            total += handled;
+            if handled < chunk {
                 return Ok(total);
             }
         }

@@ -159,6 +159,17 @@ pub fn redis_prefix() -> String {
     format!("test:{}:", uuid::Uuid::new_v4().simple())
 }
 
+/// A client of the test Redis under a key prefix no other test uses.
+pub fn redis_client() -> common::redis::Redis {
+    common::redis::Redis::new(&common::config::RedisConfig {
+        url: redis_url().as_str().into(),
+        key_prefix: redis_prefix(),
+        timeout: Duration::from_secs(2),
+        queue_cluster_nodes: Vec::new(),
+    })
+    .expect("a valid Redis URL")
+}
+
 /// An HTTP client for tests (installs the process's TLS crypto provider first, which reqwest
 /// needs even for plain HTTP).
 pub fn http_client() -> reqwest::Client {
