@@ -9,7 +9,7 @@ local now = now_ms()
 local ids = {}
 for i = 2, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 local states = read('state', ids)
-local replaced, taken = {}, {}
+local replaced, taken, added = {}, {}, {}
 local args, max, attempts, state, ready_at = {}, {}, {}, {}, {}
 local runnable, scheduled = {}, {}
 for n, id in ipairs(ids) do
@@ -22,6 +22,7 @@ for n, id in ipairs(ids) do
   -- The same id twice in one push is one job.
   if not current and not taken[id] then
     taken[id] = true
+    added[#added + 1] = id
     local due = tonumber(ARGV[i + 3])
     local at, now_or_later = now, 'ready'
     if due > now then at, now_or_later = due, 'delayed' end
@@ -45,10 +46,8 @@ write('state', state)
 write('ready_at', ready_at)
 -- An id left in a finished index by a partial loss (its state evicted) must not age this
 -- new job out.
-local added = {}
-for id in pairs(taken) do added[#added + 1] = id end
 each_chunk('ZREM', finished, added)
 each_chunk('ZREM', dead, added)
 each_chunk('LPUSH', ready, runnable)
 each_chunk('ZADD', delayed, scheduled)
-return #runnable + #scheduled / 2
+return #added

@@ -72,6 +72,17 @@ local function push_pair(list, first, second)
   list[#list + 1] = second
 end
 
+-- Gives a worker's jobs (`ids`, its processing list oldest claimed first) back to the ready
+-- list at the consumer's end, so they run next and the newest claim first, as moving one at a
+-- time from the tail would; the list is emptied.
+local function hand_back(processing, ids)
+  local state = {}
+  for _, id in ipairs(ids) do push_pair(state, id, 'ready') end
+  each_chunk('RPUSH', ready, ids)
+  write('state', state)
+  redis.call('DEL', processing)
+end
+
 -- Until this layout, each job had a hash of its own, `job:{id}`. A job found without data is
 -- looked for there and moved over (fields the new layout already has, such as a state the
 -- reaper wrote, are kept), so an upgrade loses none of the jobs Redis holds. Returns whether

@@ -6,13 +6,8 @@ local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now_ms(), 'LIMIT', 0
 local moved = 0
 for _, worker in ipairs(expired) do
   local processing = base .. 'proc:' .. worker
-  -- The newest claim ends at the consumer's end, as moving one at a time from the tail would.
   local ids = oldest_first(processing)
-  local state = {}
-  for _, id in ipairs(ids) do push_pair(state, id, 'ready') end
-  each_chunk('RPUSH', ready, ids)
-  write('state', state)
-  redis.call('DEL', processing)
+  hand_back(processing, ids)
   redis.call('ZREM', leases, worker)
   moved = moved + #ids
 end

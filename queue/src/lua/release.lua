@@ -6,15 +6,12 @@ local worker, linger = ARGV[2], tonumber(ARGV[3])
 local processing = base .. 'proc:' .. worker
 local ids = oldest_first(processing)
 local states, used = read('state', ids), read('attempts', ids)
-local state, attempts = {}, {}
+local attempts = {}
 for i, id in ipairs(ids) do
   -- A job a blocking move took but no claim started was never counted.
   if states[i] == 'running' and used[i] then push_pair(attempts, id, tonumber(used[i]) - 1) end
-  push_pair(state, id, 'ready')
 end
-each_chunk('RPUSH', ready, ids)
-write('state', state)
 write('attempts', attempts)
-redis.call('DEL', processing)
+hand_back(processing, ids)
 redis.call('ZADD', leases, now_ms() + linger, worker)
 return #ids
